@@ -1,0 +1,1 @@
+"""The dashboard ("the mothership"): ingest, aggregation, history and live push."""

@@ -1,0 +1,294 @@
+"""Command-line and environment configuration for every mode.
+
+Each flag can also come from an environment variable (the flag wins). Values
+are checked once, here, and turned into frozen config objects; the rest of
+the code takes those objects and never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+MODES = ("sidecar", "dashboard", "demo")
+
+
+class OptionError(ValueError):
+    """A flag or environment variable has a value the program cannot use."""
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    port: int = 8080
+    host: str = "0.0.0.0"
+    target_host: str = "127.0.0.1"
+    target_port: int = 8087
+    dashboard: str = ""  # base URL without trailing slash; "" = no reporting
+    token: str = ""
+    pod: str = ""
+    app_name: str = ""
+    admin_port: int = 9901
+    stats_interval: float = 5.0
+    resources_interval: float = 1.0
+    connect_timeout: float = 5.0
+    idle_timeout: float = 60.0
+    header_timeout: float = 10.0
+    max_header_bytes: int = 65536
+    buffer_bytes: int = 4 * 1024 * 1024
+    max_samples_per_batch: int = 1000
+    grace_period: float = 10.0
+    record_query: bool = False
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    port: int = 8080
+    host: str = "0.0.0.0"
+    token: str = ""
+    view_token: str = ""
+    data: str = "mothership.sqlite3"
+    retention: float = 3600.0  # seconds of history kept
+    stale_after: float = 15.0  # seconds without a report before a pod is stale
+    drop_after: float = 600.0  # seconds without a report before a pod is dropped
+    max_body_bytes: int = 4 * 1024 * 1024
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    port: int = 8080
+    pods: int = 3
+    rate: float = 5.0  # requests per second of generated traffic, in all
+    data: str = ":memory:"
+
+
+Config = SidecarConfig | DashboardConfig | DemoConfig
+
+
+# --- value parsers: each raises ValueError with a short reason -------------
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number from 0 to 65535")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _duration(text: str) -> float:
+    """Seconds, or a number with s/m/h/d: `90`, `15m`, `24h`, `7d`."""
+    text = text.strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(text[-1:], 0)
+    number = text[:-1] if scale else text
+    return _positive_float(number) * (scale or 1)
+
+
+def _host(text: str) -> str:
+    text = text.strip()
+    if not text or any(c.isspace() or c in "/?#@" for c in text):
+        raise ValueError("must be a host name or IP address")
+    return text
+
+
+def _url(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL such as http://dashboard:8080")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query string or fragment")
+    return text.rstrip("/")
+
+
+def _name(text: str) -> str:
+    text = text.strip()
+    if len(text) > 253 or any(c.isspace() or ord(c) < 32 for c in text):
+        raise ValueError("must be a name without spaces, at most 253 characters")
+    return text
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+
+
+def _data_path(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must be a file path or :memory:")
+    return text
+
+
+def app_name_from_pod(pod: str) -> str:
+    """`j-slow-9-5rt8f` -> `j-slow`: a pod name less its last two `-` parts."""
+    parts = pod.split("-")
+    return "-".join(parts[:-2]) if len(parts) > 2 else pod
+
+
+# --- the flag table --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str  # the config field
+    envs: tuple[str, ...]
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SIDECAR_FLAGS = (
+    Flag("port", ("PORT",), _port, "port clients connect to (8080)"),
+    Flag("host", ("HOST",), _host, "address to listen on (0.0.0.0)"),
+    Flag("target_host", ("TARGET_HOST",), _host, "the application's host (127.0.0.1)"),
+    Flag("target_port", ("TARGET_PORT",), _port, "the application's port (8087)"),
+    Flag("dashboard", ("DASHBOARD", "MOTHERSHIP"), _url, "dashboard base URL; empty = no reporting"),
+    Flag("token", ("DASHBOARD_TOKEN",), _text, "bearer token sent to the dashboard"),
+    Flag("pod", ("POD_NAME",), _name, "pod name (the host name)"),
+    Flag("app_name", ("APP_NAME",), _name, "app name (pod name less its last two - parts)"),
+    Flag("admin_port", ("ADMIN_PORT",), _port, "port for /metrics, /healthz, /readyz (9901)"),
+    Flag("stats_interval", ("STATS_INTERVAL",), _positive_float, "seconds between stats posts (5)"),
+    Flag("resources_interval", ("RESOURCES_INTERVAL",), _positive_float, "seconds between resource posts (1)"),
+    Flag("connect_timeout", ("CONNECT_TIMEOUT",), _positive_float, "seconds to connect to the app (5)"),
+    Flag("idle_timeout", ("IDLE_TIMEOUT",), _positive_float, "seconds an idle client connection is kept (60)"),
+    Flag("header_timeout", ("HEADER_TIMEOUT",), _positive_float, "seconds to receive a request's headers (10)"),
+    Flag("max_header_bytes", ("MAX_HEADER_BYTES",), _positive_int, "largest request head accepted (65536)"),
+    Flag("buffer_bytes", ("BUFFER_BYTES",), _positive_int, "bytes of unsent samples kept (4 MiB)"),
+    Flag("max_samples_per_batch", ("MAX_SAMPLES_PER_BATCH",), _positive_int, "raw samples per stats post (1000)"),
+    Flag("grace_period", ("GRACE_PERIOD",), _positive_float, "seconds to finish work on SIGTERM (10)"),
+    Flag("record_query", ("RECORD_QUERY",), _bool, "keep query strings in samples (false)"),
+)
+
+DASHBOARD_FLAGS = (
+    Flag("port", ("PORT",), _port, "port to serve the page and API on (8080)"),
+    Flag("host", ("HOST",), _host, "address to listen on (0.0.0.0)"),
+    Flag("token", ("DASHBOARD_TOKEN",), _text, "bearer token every POST must carry"),
+    Flag("view_token", ("VIEW_TOKEN",), _text, "token (or basic-auth password) for the page and /ws"),
+    Flag("data", ("DATA_PATH",), _data_path, "SQLite file for history; :memory: keeps none"),
+    Flag("retention", ("RETENTION",), _duration, "history kept: seconds or 15m, 24h, 7d (1h)"),
+    Flag("stale_after", ("STALE_AFTER",), _duration, "a pod silent this long is stale (15s)"),
+    Flag("drop_after", ("DROP_AFTER",), _duration, "a pod silent this long is dropped (10m)"),
+    Flag("max_body_bytes", ("MAX_BODY_BYTES",), _positive_int, "largest POST body accepted (4 MiB)"),
+    Flag("allowed_origins", ("ALLOWED_ORIGINS",), _origins, "extra Origins allowed on /ws, comma-separated"),
+)
+
+DEMO_FLAGS = (
+    Flag("port", ("PORT",), _port, "port of the demo's dashboard (8080)"),
+    Flag("pods", ("DEMO_PODS",), _positive_int, "number of sample-app pods (3)"),
+    Flag("rate", ("DEMO_RATE",), _positive_float, "requests per second of demo traffic (5)"),
+    Flag("data", ("DATA_PATH",), _data_path, "SQLite file for the demo's history (:memory:)"),
+)
+
+FLAGS: dict[str, tuple[Flag, ...]] = {
+    "sidecar": SIDECAR_FLAGS,
+    "dashboard": DASHBOARD_FLAGS,
+    "demo": DEMO_FLAGS,
+}
+CONFIGS: dict[str, type] = {
+    "sidecar": SidecarConfig,
+    "dashboard": DashboardConfig,
+    "demo": DemoConfig,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit status 2
+        raise OptionError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m app",
+        description="Mothership: service-mesh telemetry without a control plane.",
+        epilog="Every flag may also be set by the environment variable shown; the flag wins.",
+    )
+    parser.add_argument("--mode", choices=MODES, help="what to run (env MODE)")
+    seen: set[str] = set()
+    for mode, flags in FLAGS.items():
+        group = parser.add_argument_group(mode)
+        for flag in flags:
+            if flag.name in seen:
+                continue
+            seen.add(flag.name)
+            group.add_argument(flag.flag, dest=flag.name, default=None, metavar="VALUE",
+                               help=f"{flag.help} [env {' or '.join(flag.envs)}]")
+    return parser
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Turn arguments and environment into one config; raise OptionError."""
+    env = os.environ if environ is None else environ
+    args = vars(build_parser().parse_args(list(argv)))
+    mode = args.pop("mode") or env.get("MODE", "")
+    if mode not in MODES:
+        raise OptionError(f"--mode: must be one of {', '.join(MODES)} (got {mode!r})")
+    flags = FLAGS[mode]
+    allowed = {f.name for f in flags}
+    for name, value in args.items():
+        if value is not None and name not in allowed:
+            raise OptionError(f"--{name.replace('_', '-')}: not used in {mode} mode")
+    values: dict[str, Any] = {}
+    for flag in flags:
+        raw, source = args[flag.name], flag.flag
+        if raw is None:
+            for var in flag.envs:
+                if var in env:
+                    raw, source = env[var], f"{flag.flag} (from {var})"
+                    break
+        if raw is None:
+            continue
+        try:
+            values[flag.name] = flag.parse(raw)
+        except ValueError as exc:
+            reason = str(exc) if not str(exc).startswith(("invalid literal", "could not convert")) \
+                else "is not a number"
+            raise OptionError(f"{source}: {reason} (got {raw!r})") from None
+    config: Config = CONFIGS[mode](**values)
+    if isinstance(config, SidecarConfig):
+        config = _complete_sidecar(config)
+    return config
+
+
+def _complete_sidecar(config: SidecarConfig) -> SidecarConfig:
+    pod = config.pod or socket.gethostname()
+    app_name = config.app_name or app_name_from_pod(pod)
+    if config.port == config.admin_port and config.port != 0:
+        raise OptionError(f"--admin-port: must differ from --port (both {config.port})")
+    return replace(config, pod=pod, app_name=app_name)
+

@@ -1,0 +1,106 @@
+"""Per-second, per-route summaries of exchanges: the exact half of a batch.
+
+A sidecar adds every exchange to a `SummaryBuilder`; each stats batch carries
+the cells it drained beside a capped list of raw samples, so the dashboard's
+rates and percentiles stay exact however many samples were left out. The
+dashboard builds the same cells from raw samples when a batch has none (the
+article's payloads). Wire form of one cell:
+
+    {"t": 1732470000, "route": "/users/{id}", "method": "GET", "count": 12,
+     "status": {"2xx": 11, "5xx": 1}, "failures": 1,
+     "hist": [[18, 3], [19, 9]], "sum": 14.2, "min": 0.9, "max": 2.1,
+     "bytes_in": 960, "bytes_out": 20480}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from app.histogram import Histogram
+from app.wire import Sample, is_failure, status_class
+
+CellKey = tuple[int, str, str]  # (epoch second, route, method)
+
+
+class Cell:
+    """Everything about one route's exchanges that started in one second."""
+
+    __slots__ = ("bytes_in", "bytes_out", "failures", "hist", "status")
+
+    def __init__(self) -> None:
+        self.status: dict[str, int] = {}
+        self.failures = 0
+        self.hist = Histogram()
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    @property
+    def count(self) -> int:
+        return self.hist.count
+
+    def add(self, sample: Sample) -> None:
+        klass = status_class(sample["response"]["status"])
+        self.status[klass] = self.status.get(klass, 0) + 1
+        if is_failure(sample):
+            self.failures += 1
+        self.hist.add(sample["time"])
+        self.bytes_in += sample.get("bytes_in") or 0
+        self.bytes_out += sample.get("bytes_out") or 0
+
+    def merge(self, other: Cell) -> None:
+        for klass, n in other.status.items():
+            self.status[klass] = self.status.get(klass, 0) + n
+        self.failures += other.failures
+        self.hist.merge(other.hist)
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+
+    def to_wire(self, key: CellKey) -> dict[str, Any]:
+        t, route, method = key
+        return {
+            "t": t, "route": route, "method": method, "count": self.count,
+            "status": dict(self.status), "failures": self.failures,
+            "hist": self.hist.to_wire(), "sum": round(self.hist.total, 3),
+            "min": round(self.hist.low, 3), "max": round(self.hist.high, 3),
+            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> tuple[CellKey, Cell]:
+        """Build from an already-validated wire dict (see `app.wire`)."""
+        cell = cls()
+        cell.status = dict(data["status"])
+        cell.failures = data["failures"]
+        cell.hist.merge_wire(data["hist"], data["sum"], data["min"], data["max"])
+        cell.bytes_in = data["bytes_in"]
+        cell.bytes_out = data["bytes_out"]
+        return (data["t"], data["route"], data["method"]), cell
+
+
+class SummaryBuilder:
+    """Accumulates cells keyed by (second, route, method) until drained."""
+
+    def __init__(self) -> None:
+        self.cells: dict[CellKey, Cell] = {}
+
+    def add(self, sample: Sample) -> None:
+        key = (int(sample["started"] // 1000), sample["route"], sample["method"])
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = Cell()
+        cell.add(sample)
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def drain(self) -> list[dict[str, Any]]:
+        cells, self.cells = self.cells, {}
+        return [cell.to_wire(key) for key, cell in sorted(cells.items())]
+
+
+def summarise(samples: Iterable[Sample]) -> list[dict[str, Any]]:
+    builder = SummaryBuilder()
+    for sample in samples:
+        builder.add(sample)
+    return builder.drain()

@@ -1,0 +1,259 @@
+"""The wire format sidecars send and the dashboard accepts.
+
+One module both sides import: the shape of a sample, a stats batch and a
+resource report, and the pure checks that turn a decoded JSON body into
+normalised data or a `WireError` saying what is wrong. The article's own
+payloads (status as a string, no route, no ttfb) are accepted and filled in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from app import routes
+from app.options import app_name_from_pod
+
+ERRORS = ("upstream_unavailable", "upstream_timeout", "upstream_reset", "client_closed", "bad_request")
+# Errors that mean the service failed the client (a client hanging up does not).
+FAILURE_ERRORS = frozenset(("upstream_unavailable", "upstream_timeout", "upstream_reset"))
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
+
+MAX_SAMPLES = 20_000  # raw samples in one batch
+MAX_CELLS = 50_000  # summary cells in one batch
+MAX_TEXT = 2048  # characters in any string field
+MAX_MS = 86_400_000.0  # one day: longer exchange times are absurd
+MAX_COUNT = 10**12
+
+
+class Response(TypedDict):
+    status: int  # 0 when no response came (see `error`)
+    message: str
+
+
+class Sample(TypedDict, total=False):
+    endpoint: str  # path, query string dropped
+    route: str  # path with identifiers templated: /users/{id}
+    method: str
+    response: Response
+    time: float  # ms: request's first byte in -> response's last byte out
+    ttfb: float | None  # ms: request's first byte -> response's first byte
+    started: float  # epoch ms
+    file: bool  # a static asset, by extension
+    bytes_in: int
+    bytes_out: int
+    probe: bool  # Kubernetes probe traffic (kube-probe/ user agent)
+    error: str | None  # None or one of ERRORS
+
+
+class WireError(ValueError):
+    """A payload the dashboard must refuse: the message says what is wrong."""
+
+
+@dataclass
+class StatsBatch:
+    pod: str
+    app: str
+    batch: str | None
+    dropped: int
+    samples: list[Sample]
+    summary: list[dict[str, Any]]  # cells, see app.summary
+    summarised: bool = field(default=False)  # True when the sender sent the cells
+
+
+# A resource report's `resource` object, as the sidecar's sampler sends it.
+# The article's fields come first so its consumers keep working; the rest may
+# be null where the platform does not say (no cgroup files, no shared PID
+# namespace):
+#   time: epoch ms
+#   free_memory, total_memory: bytes (the node's, as the article had it)
+#   cpus: [{"model", "speed", "times": {"user", "nice", "sys", "idle", "irq"}}]
+#   cpu_percent: node CPU busy, 0-100;  cpu_percent_per_core: [0-100, ...]
+#   load_average: [1m, 5m, 15m]
+#   memory: {"total", "available", "used", "percent"} (node)
+#   container: {"cgroup": "v2"|"v1"|null, "cpu_usage_seconds", "cpu_cores_used",
+#               "cpu_limit_cores", "cpu_percent" (of the limit, else of one core),
+#               "memory_usage", "memory_limit", "memory_percent"}
+#   processes: [{"pid", "name", "cpu_percent", "rss"}] | null
+#   sidecar: {"cpu_percent", "rss"}
+
+
+@dataclass
+class ResourceReport:
+    pod: str
+    app: str
+    resource: dict[str, Any]
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx" if 100 <= status <= 599 else "none"
+
+
+def is_failure(sample: Sample) -> bool:
+    return sample["response"]["status"] >= 500 or sample.get("error") in FAILURE_ERRORS
+
+
+# --- checks ----------------------------------------------------------------
+
+
+def _text(value: Any, where: str, *, required: bool = True, default: str = "") -> str:
+    if value is None and not required:
+        return default
+    if not isinstance(value, str):
+        raise WireError(f"{where} must be a string")
+    if len(value) > MAX_TEXT:
+        raise WireError(f"{where} is longer than {MAX_TEXT} characters")
+    return value
+
+
+def _number(value: Any, where: str, *, high: float, default: float | None = None) -> float:
+    if value is None and default is not None:
+        return default
+    if isinstance(value, str):  # the article sent some numbers as strings
+        try:
+            value = float(value)
+        except ValueError:
+            raise WireError(f"{where} must be a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WireError(f"{where} must be a number")
+    if not math.isfinite(value) or value < 0 or value > high:
+        raise WireError(f"{where} must be between 0 and {high:g}")
+    return float(value)
+
+
+def _count(value: Any, where: str, default: int = 0) -> int:
+    number = _number(value, where, high=MAX_COUNT, default=default)
+    if number != int(number):
+        raise WireError(f"{where} must be a whole number")
+    return int(number)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise WireError(f"{where} must be an object")
+    return value
+
+
+def _list(value: Any, where: str, limit: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise WireError(f"{where} must be a list")
+    if len(value) > limit:
+        raise WireError(f"{where} has more than {limit} items")
+    return value
+
+
+def _pod_and_app(body: dict[str, Any]) -> tuple[str, str]:
+    pod = _text(body.get("pod"), "pod")
+    if not pod.strip():
+        raise WireError("pod must not be empty")
+    app = _text(body.get("app"), "app", required=False) or app_name_from_pod(pod)
+    return pod, app
+
+
+def parse_sample(raw: Any, where: str) -> Sample:
+    item = _object(raw, where)
+    response = item.get("response")
+    if isinstance(response, dict):
+        status = _count(response.get("status"), f"{where}.response.status", default=0)
+        message = _text(response.get("message"), f"{where}.response.message", required=False)
+    elif response is None:
+        status, message = 0, ""
+    else:
+        status, message = _count(response, f"{where}.response"), ""
+    if status > 999:
+        raise WireError(f"{where}.response.status must be between 0 and 999")
+    endpoint = _text(item.get("endpoint"), f"{where}.endpoint", required=False, default="/")
+    path, _query = routes.split_target(endpoint)
+    route = _text(item.get("route"), f"{where}.route", required=False) or routes.template(path)
+    error = item.get("error")
+    if error is not None and error not in ERRORS:
+        raise WireError(f"{where}.error must be null or one of {', '.join(ERRORS)}")
+    ttfb = item.get("ttfb")
+    return {
+        "endpoint": path,
+        "route": route,
+        "method": _text(item.get("method"), f"{where}.method", required=False, default="GET")[:16],
+        "response": {"status": status, "message": message},
+        "time": _number(item.get("time"), f"{where}.time", high=MAX_MS),
+        "ttfb": None if ttfb is None else _number(ttfb, f"{where}.ttfb", high=MAX_MS),
+        "started": _number(item.get("started"), f"{where}.started", high=1e14),
+        "file": bool(item.get("file", False)),
+        "bytes_in": _count(item.get("bytes_in"), f"{where}.bytes_in"),
+        "bytes_out": _count(item.get("bytes_out"), f"{where}.bytes_out"),
+        "probe": bool(item.get("probe", False)),
+        "error": error,
+    }
+
+
+def parse_cell(raw: Any, where: str) -> dict[str, Any]:
+    from app.histogram import OVERFLOW
+
+    cell = _object(raw, where)
+    status = _object(cell.get("status", {}), f"{where}.status")
+    for klass, n in status.items():
+        if klass not in STATUS_CLASSES:
+            raise WireError(f"{where}.status has an unknown class {klass[:20]!r}")
+        _count(n, f"{where}.status.{klass}")
+    hist = _list(cell.get("hist"), f"{where}.hist", OVERFLOW + 1)
+    total = 0
+    for pair in hist:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise WireError(f"{where}.hist must hold [index, count] pairs")
+        index, n = _count(pair[0], f"{where}.hist index"), _count(pair[1], f"{where}.hist count")
+        if index > OVERFLOW:
+            raise WireError(f"{where}.hist index must be at most {OVERFLOW}")
+        total += n
+    count = _count(cell.get("count"), f"{where}.count")
+    if count != total:
+        raise WireError(f"{where}.count must equal the histogram's total")
+    if sum(status.values()) != count:
+        raise WireError(f"{where}.status must add up to count")
+    return {
+        "t": _count(cell.get("t"), f"{where}.t"),
+        "route": _text(cell.get("route"), f"{where}.route"),
+        "method": _text(cell.get("method"), f"{where}.method")[:16],
+        "count": count,
+        "status": {k: int(v) for k, v in status.items()},
+        "failures": min(_count(cell.get("failures"), f"{where}.failures"), count),
+        "hist": [[int(i), int(n)] for i, n in hist],
+        "sum": _number(cell.get("sum"), f"{where}.sum", high=MAX_MS * MAX_COUNT, default=0.0),
+        "min": _number(cell.get("min"), f"{where}.min", high=MAX_MS, default=0.0),
+        "max": _number(cell.get("max"), f"{where}.max", high=MAX_MS, default=0.0),
+        "bytes_in": _count(cell.get("bytes_in"), f"{where}.bytes_in"),
+        "bytes_out": _count(cell.get("bytes_out"), f"{where}.bytes_out"),
+    }
+
+
+def parse_stats(body: Any) -> StatsBatch:
+    """Check a decoded `POST /stats` body; raise WireError if it is refused."""
+    from app.summary import summarise
+
+    body = _object(body, "the body")
+    pod, app = _pod_and_app(body)
+    raw_samples = _list(body.get("stats", []), "stats", MAX_SAMPLES)
+    samples = [parse_sample(s, f"stats[{i}]") for i, s in enumerate(raw_samples)]
+    batch = body.get("batch")
+    if batch is not None:
+        batch = _text(batch, "batch")[:128]
+    if "summary" in body:
+        cells = _list(body["summary"], "summary", MAX_CELLS)
+        summary = [parse_cell(c, f"summary[{i}]") for i, c in enumerate(cells)]
+        summarised = True
+    else:
+        summary, summarised = summarise(samples), False
+    return StatsBatch(pod=pod, app=app, batch=batch, dropped=_count(body.get("dropped"), "dropped"),
+                      samples=samples, summary=summary, summarised=summarised)
+
+
+def parse_resources(body: Any) -> ResourceReport:
+    """Check a decoded `POST /resources` body; raise WireError if refused."""
+    body = _object(body, "the body")
+    pod, app = _pod_and_app(body)
+    resource = _object(body.get("resource"), "resource")
+    for key in ("free_memory", "total_memory", "cpu_percent"):
+        if resource.get(key) is not None:
+            _number(resource[key], f"resource.{key}", high=1e18)
+    if resource.get("cpus") is not None:
+        _list(resource["cpus"], "resource.cpus", 4096)
+    return ResourceReport(pod=pod, app=app, resource=resource)

@@ -1,0 +1,99 @@
+"""Shared test support: free ports, and real `python -m app` processes.
+
+Everything runs on 127.0.0.1 with real sockets; nothing is mocked but the
+clock, where a test says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
+            time.sleep(0.05)
+
+
+class AppProcess:
+    """A running `python -m app ...`; output goes to a file the test can read."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], log: Path) -> None:
+        self.args = list(args)
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", *args], cwd=ROOT, env=env,
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def app_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process, without settings leaking in from ours."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"PORT", "DASHBOARD", "MOTHERSHIP", "DASHBOARD_TOKEN", "DATA_PATH", "MODE",
+                        "TARGET_PORT", "TARGET_HOST", "ADMIN_PORT", "POD_NAME", "APP_NAME"}}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture
+def run_app(tmp_path: Path) -> Iterator[object]:
+    """`run_app(args, wait_ports=[...], env={...})` starts a real process; all stop at teardown."""
+    started: list[AppProcess] = []
+
+    def start(args: Sequence[str], wait_ports: Sequence[int] = (), env: dict[str, str] | None = None,
+              timeout: float = 15.0) -> AppProcess:
+        proc = AppProcess(args, app_env(env), tmp_path / f"app-{len(started)}.log")
+        started.append(proc)
+        for port in wait_ports:
+            try:
+                wait_for_port(port, timeout)
+            except TimeoutError:
+                raise AssertionError(f"app did not start: {proc.output}") from None
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

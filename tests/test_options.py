@@ -1,0 +1,76 @@
+"""The command line and environment contract of `python -m app`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app.options import DashboardConfig, OptionError, SidecarConfig, app_name_from_pod, parse
+from tests.conftest import ROOT, app_env
+
+
+def test_sidecar_defaults() -> None:
+    config = parse(["--mode", "sidecar"], {"POD_NAME": "j-slow-9-5rt8f"})
+    assert isinstance(config, SidecarConfig)
+    assert (config.port, config.target_host, config.target_port, config.admin_port) == (8080, "127.0.0.1", 8087, 9901)
+    assert config.dashboard == ""
+    assert (config.stats_interval, config.resources_interval) == (5.0, 1.0)
+    assert (config.pod, config.app_name) == ("j-slow-9-5rt8f", "j-slow")
+
+
+def test_environment_and_flag_precedence() -> None:
+    env = {"PORT": "9000", "TARGET_PORT": "9001", "DASHBOARD": "http://dash:8080/", "DASHBOARD_TOKEN": "s3"}
+    config = parse(["--mode", "sidecar", "--port", "9100"], env)
+    assert isinstance(config, SidecarConfig)
+    assert config.port == 9100  # the flag wins
+    assert config.target_port == 9001
+    assert config.dashboard == "http://dash:8080"  # trailing slash dropped: no //stats
+    assert config.token == "s3"
+
+
+def test_mothership_variable_is_read_for_the_dashboard_url() -> None:
+    config = parse(["--mode", "sidecar"], {"MOTHERSHIP": "http://m:80"})
+    assert isinstance(config, SidecarConfig) and config.dashboard == "http://m:80"
+
+
+def test_mode_from_environment() -> None:
+    config = parse([], {"MODE": "dashboard", "DATA_PATH": ":memory:", "RETENTION": "2h"})
+    assert isinstance(config, DashboardConfig)
+    assert config.data == ":memory:" and config.retention == 7200
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "names"),
+    [
+        (["--mode", "sidecar", "--port", "70000"], {}, "--port"),
+        (["--mode", "sidecar", "--port", "abc"], {}, "--port"),
+        (["--mode", "sidecar"], {"TARGET_PORT": "-1"}, "TARGET_PORT"),
+        (["--mode", "sidecar", "--dashboard", "dash:8080"], {}, "--dashboard"),
+        (["--mode", "sidecar", "--stats-interval", "0"], {}, "--stats-interval"),
+        (["--mode", "sidecar", "--stats-interval", "nan"], {}, "--stats-interval"),
+        (["--mode", "dashboard", "--retention", "forever"], {}, "--retention"),
+        (["--mode", "dashboard", "--target-port", "1"], {}, "--target-port"),
+        (["--mode", "nope"], {}, "--mode"),
+        ([], {}, "--mode"),
+    ],
+)
+def test_bad_values_name_the_flag(argv: list[str], env: dict[str, str], names: str) -> None:
+    with pytest.raises(OptionError, match=names):
+        parse(argv, env)
+
+
+def test_bad_value_exits_2_with_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "app", "--mode", "sidecar", "--port", "x"],
+                            cwd=ROOT, env=app_env(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--port" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(("pod", "app"), [("j-slow-9-5rt8f", "j-slow"), ("web-7d4b9c-x2x", "web"),
+                                          ("solo", "solo"), ("a-b", "a-b")])
+def test_app_name_from_pod(pod: str, app: str) -> None:
+    assert app_name_from_pod(pod) == app

@@ -1,0 +1,175 @@
+"""The sidecar's speed against going direct, nginx as a proxy, and a bare Tornado relay, in one run.
+
+The same nginx backend sits behind every target; wrk drives each in turn,
+round after round (A B C D A B C D ...) so that noise spreads over all, at 1,
+16 and 64 connections and with a 1 MiB file. Prints medians across rounds,
+the sidecar's ratios to the others and the targets of issue 2.
+Run: `python -m bench.sidecar_bench [--duration 5 --rounds 3 | --quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import procstat
+from bench.comparison import Run, Scenario, as_json, checks, medians, render_checks, render_ratios, render_table
+from bench.fleet import Fleet
+from bench.stack import (
+    Cores,
+    Service,
+    StartError,
+    nginx_available,
+    start_backend,
+    start_bare_relay,
+    start_nginx_proxy,
+    start_receiver,
+    start_sidecar,
+)
+from bench.wrk import WrkError, run_wrk, wrk_available
+
+TARGETS = ("direct", "nginx", "relay", "sidecar")
+
+
+def scenarios(file_connections: int) -> list[Scenario]:
+    return [
+        Scenario("c1", "/", 1),
+        Scenario("c16", "/", 16),
+        Scenario("c64", "/", 64),
+        Scenario(f"1MiB c{file_connections}", "/1m", file_connections, big=True),
+    ]
+
+
+def measure(service: Service, proxied: bool, scenario: Scenario, round_no: int, seconds: int,
+            cores: Cores) -> Run:
+    """One wrk run through `service`; CPU and memory are the proxy's (none when going direct)."""
+    pids = procstat.descendants(service.pid) if proxied else []
+    peak = [0]
+
+    def sample() -> None:
+        peak[0] = max(peak[0], procstat.rss_bytes(pids))
+
+    cpu_before = procstat.cpu_seconds(pids)
+    report = run_wrk(service.url(scenario.path), scenario.connections, seconds, cores.load,
+                     during=sample if proxied else None)
+    cpu = procstat.cpu_seconds(pids) - cpu_before
+    return Run(
+        scenario=scenario.name, target=service.name, round=round_no,
+        rps=report.requests_per_second, bytes_per_second=report.bytes_per_second,
+        p50=report.p50, p99=report.p99,
+        cpu_per_1k=cpu / report.requests * 1000 if proxied and report.requests else None,
+        rss_max=peak[0] if proxied else None,
+        errors=report.errors,
+    )
+
+
+def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: bool,
+                  stats_interval: float) -> tuple[dict[str, Service], str]:
+    """Start the backend and each target asked for; a sidecar that cannot start is left out, with a note."""
+    backend = start_backend(fleet, cores)
+    services: dict[str, Service] = {}
+    notes: list[str] = []
+    for name in names:
+        if name == "direct":
+            services[name] = Service("direct", backend.port, backend.pid)
+        elif name == "nginx":
+            services[name] = start_nginx_proxy(fleet, cores, backend)
+        elif name == "relay":
+            services[name] = start_bare_relay(fleet, cores, backend)
+        elif name == "sidecar":
+            receiver = start_receiver(fleet, cores) if telemetry else None
+            try:
+                services[name] = start_sidecar(fleet, cores, backend, receiver, stats_interval)
+            except StartError as exc:
+                notes.append(f"sidecar left out: {exc}")
+                continue
+            if receiver is None:
+                notes.append("sidecar: reporting off (--no-telemetry)")
+            else:
+                fallback = "" if receiver.name == "dashboard" else " (the real dashboard did not start)"
+                notes.append(f"sidecar reports every {stats_interval:g}s to the {receiver.name} "
+                             f"on 127.0.0.1:{receiver.port}{fallback}")
+    return services, "\n".join(notes)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.sidecar_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over every target and scenario (3)")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk on each target before measuring (1)")
+    parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated subset of {','.join(TARGETS)}")
+    parser.add_argument("--file-connections", type=int, default=4, help="connections for the 1 MiB file (4)")
+    parser.add_argument("--stats-interval", type=float, default=1.0,
+                        help="the sidecar's --stats-interval: how often it reports (1 s; its default is 5)")
+    parser.add_argument("--no-telemetry", action="store_true", help="run the sidecar with reporting off")
+    parser.add_argument("--no-pin", action="store_true", help="let the scheduler place every process")
+    parser.add_argument("--quick", action="store_true", help="1-second runs, 1 round, no warm-up: a smoke test")
+    parser.add_argument("--json", type=Path, help="also write every run and the medians to this file")
+    parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds, args.warmup = 1, 1, 0
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown or not args.targets:
+        parser.error(f"--targets: choose from {','.join(TARGETS)}")
+    if args.duration < 1 or args.rounds < 1:
+        parser.error("--duration and --rounds must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not wrk_available() or not nginx_available():
+        print("sidecar_bench: needs wrk and nginx (apt-get install wrk nginx-light)", file=sys.stderr)
+        return 2
+    cores = Cores.plan(pin=not args.no_pin)
+    plan = scenarios(args.file_connections)
+    with Fleet() as fleet:
+        services, notes = start_targets(fleet, args.targets, cores, not args.no_telemetry, args.stats_interval)
+        order = [t for t in args.targets if t in services]
+        budget = len(order) * (args.warmup + len(plan) * args.rounds * args.duration)
+        print(f"targets: {' '.join(order)}; {cores.describe()}")
+        if notes:
+            print(notes)
+        print(f"{args.rounds} round(s) x {len(plan)} scenarios x {len(order)} targets x {args.duration}s "
+              f"(about {budget}s of load)", flush=True)
+        for name in order if args.warmup else ():
+            run_wrk(services[name].url(), 16, args.warmup, cores.load)
+        runs: list[Run] = []
+        started = time.monotonic()
+        for round_no in range(1, args.rounds + 1):
+            for sc in plan:
+                for name in order:
+                    service = services[name]
+                    if not procstat.alive(service.pid):
+                        raise SystemExit(f"{name} died during the benchmark:\n{fleet.log_tail(name)}")
+                    try:
+                        run = measure(service, name != "direct", sc, round_no, args.duration, cores)
+                    except WrkError as exc:
+                        raise SystemExit(f"{name}, {sc.name}: {exc}") from None
+                    runs.append(run)
+                    print(f"  round {round_no} {sc.name:<10} {name:<8} {run.rps:>9.0f} req/s  "
+                          f"p50 {run.p50 * 1e6:>8.0f}us  errors {run.errors}", flush=True)
+        table = medians(runs)
+        found = checks(plan, table)
+        print(f"\nmedians over {args.rounds} round(s) of {args.duration}s "
+              f"({time.monotonic() - started:.0f}s of runs):")
+        print(render_table(plan, order, table))
+        if "sidecar" in order:
+            print()
+            print(render_ratios(plan, order, table))
+        print()
+        print(render_checks(found))
+    if args.json:
+        args.json.write_text(json.dumps(as_json(runs, table, found), indent=2))
+    return 1 if args.check and not all(c.met for c in found) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""`SampleBuffer`: the sidecar's bounded store of exchanges not yet acknowledged by the dashboard.
+
+Each exchange goes into an open batch: its per-second summary cell (exact)
+and its raw sample (at most `max_samples_per_batch` kept, the newest).
+`seal()` closes the open batch into an encoded body with a unique id; sealed
+batches wait in order until acknowledged and are resent unchanged, so the
+dashboard can drop repeats by id. Everything is bounded by `max_bytes`: when
+full the oldest unsent batch is dropped and the exchanges it held are counted
+in the next batch's `dropped`. Pure: no I/O, no clock, no Tornado.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import ujson
+
+from app.summary import SummaryBuilder
+from app.wire import Sample
+
+# Cheap size estimates (bytes of JSON) for the open batch, so that adding a
+# sample never encodes it: the fixed keys and numbers of a sample come to
+# about 215 bytes; a summary cell is 150-700 bytes depending on its histogram.
+SAMPLE_BASE_BYTES = 220
+CELL_BYTES = 400
+
+
+def estimate_bytes(sample: Sample) -> int:
+    response = sample.get("response")
+    message = response.get("message", "") if response else ""
+    return SAMPLE_BASE_BYTES + len(sample.get("endpoint", "")) + len(sample.get("route", "")) + len(message)
+
+
+@dataclass
+class Batch:
+    """A sealed stats batch: the exact bytes to POST, resent unchanged until acknowledged."""
+
+    id: str
+    body: bytes
+    exchanges: int  # exchanges counted in its summary cells
+    samples: int  # raw samples in it
+    dropped: int  # the `dropped` count it carries
+    in_flight: bool = field(default=False)
+    attempts: int = field(default=0)
+
+
+@dataclass
+class BufferStats:
+    """Monotonic counts since start, for /metrics."""
+
+    recorded: int = 0  # exchanges added
+    dropped: int = 0  # exchanges lost: their batch was dropped (buffer full) or refused by the dashboard
+    left_out: int = 0  # raw samples not sent (per-batch cap or buffer full); their exchanges still count
+    sealed: int = 0  # batches sealed
+    delivered: int = 0  # batches acknowledged
+
+
+def _id_factory() -> Callable[[], str]:
+    """Ids unique across restarts (random prefix) and ordered within one run."""
+    prefix = uuid.uuid4().hex[:16]
+    counter = itertools.count(1)
+    return lambda: f"{prefix}-{next(counter)}"
+
+
+class SampleBuffer:
+    def __init__(self, pod: str, app: str, *, max_bytes: int, max_samples_per_batch: int,
+                 new_id: Callable[[], str] | None = None) -> None:
+        if max_bytes <= 0 or max_samples_per_batch <= 0:
+            raise ValueError("max_bytes and max_samples_per_batch must be positive")
+        self.pod = pod
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_samples_per_batch = max_samples_per_batch
+        self._new_id = new_id or _id_factory()
+        self.stats = BufferStats()
+        # The open batch.
+        self._summary = SummaryBuilder()
+        self._raw: deque[tuple[Sample, int]] = deque()
+        self._raw_bytes = 0
+        self._open_exchanges = 0
+        # Exchanges lost and not yet reported in a sealed batch's `dropped`.
+        self._unreported_dropped = 0
+        # Sealed batches, oldest first.
+        self._sealed: deque[Batch] = deque()
+        self._sealed_bytes = 0
+        self._sealed_exchanges = 0
+
+    # --- the hot path: called once per exchange ---------------------------
+
+    def add(self, sample: Sample) -> None:
+        self.stats.recorded += 1
+        self._open_exchanges += 1
+        self._summary.add(sample)
+        size = estimate_bytes(sample)
+        raw = self._raw
+        if len(raw) >= self.max_samples_per_batch:
+            # Beyond the cap a sample would be left out when sealing anyway;
+            # keeping the newest makes the batch's samples the most recent.
+            _, old_size = raw.popleft()
+            self._raw_bytes -= old_size
+            self.stats.left_out += 1
+        raw.append((sample, size))
+        self._raw_bytes += size
+        if self.bytes > self.max_bytes:
+            self._shed()
+
+    # --- sizes ---------------------------------------------------------------
+
+    @property
+    def open_bytes(self) -> int:
+        return self._raw_bytes + len(self._summary) * CELL_BYTES
+
+    @property
+    def bytes(self) -> int:
+        """Bytes held: sealed bodies exactly, the open batch estimated."""
+        return self._sealed_bytes + self.open_bytes
+
+    @property
+    def queued_exchanges(self) -> int:
+        """Exchanges recorded but not yet acknowledged by the dashboard."""
+        return self._sealed_exchanges + self._open_exchanges
+
+    @property
+    def queued_batches(self) -> int:
+        return len(self._sealed)
+
+    @property
+    def has_open_data(self) -> bool:
+        return bool(self._open_exchanges or self._unreported_dropped)
+
+    # --- sealing and delivery -------------------------------------------------
+
+    def seal(self) -> Batch | None:
+        """Close the open batch; None when there is nothing new to send."""
+        if not self.has_open_data:
+            return None
+        cells = self._summary.drain()
+        samples = [sample for sample, _ in self._raw]
+        batch_id = self._new_id()
+        body = ujson.dumps({
+            "pod": self.pod, "app": self.app, "batch": batch_id, "dropped": self._unreported_dropped,
+            "stats": samples, "summary": cells,
+        }).encode()
+        batch = Batch(id=batch_id, body=body, exchanges=self._open_exchanges, samples=len(samples),
+                      dropped=self._unreported_dropped)
+        self._raw.clear()
+        self._raw_bytes = 0
+        self._open_exchanges = 0
+        self._unreported_dropped = 0
+        self._sealed.append(batch)
+        self._sealed_bytes += len(body)
+        self._sealed_exchanges += batch.exchanges
+        self.stats.sealed += 1
+        if self.bytes > self.max_bytes:  # the estimate was low: the real size decides
+            self._shed()
+        return batch
+
+    def next_batch(self) -> Batch | None:
+        """The oldest sealed batch, marked in flight (it cannot be dropped until released)."""
+        if not self._sealed:
+            return None
+        batch = self._sealed[0]
+        batch.in_flight = True
+        batch.attempts += 1
+        return batch
+
+    def acknowledge(self, batch: Batch) -> None:
+        """The dashboard answered 2xx: the batch is delivered and forgotten."""
+        batch.in_flight = False
+        if self._remove(batch):
+            self.stats.delivered += 1
+
+    def release(self, batch: Batch) -> None:
+        """The POST failed: keep the batch, unchanged, for a retry."""
+        batch.in_flight = False
+
+    def release_all(self) -> None:
+        """A POST was abandoned (shutdown): no batch is in flight any more."""
+        for batch in self._sealed:
+            batch.in_flight = False
+
+    def reject(self, batch: Batch) -> None:
+        """The dashboard refused the batch for good (e.g. 400, 413): count its exchanges as lost."""
+        batch.in_flight = False
+        if self._remove(batch):
+            self._lose(batch)
+
+    # --- bounds ---------------------------------------------------------------
+
+    def _remove(self, batch: Batch) -> bool:
+        try:
+            self._sealed.remove(batch)
+        except ValueError:
+            return False
+        self._sealed_bytes -= len(batch.body)
+        self._sealed_exchanges -= batch.exchanges
+        return True
+
+    def _lose(self, batch: Batch) -> None:
+        self.stats.dropped += batch.exchanges
+        self.stats.left_out += batch.samples
+        # The lost batch's own `dropped` count never reached the dashboard either.
+        self._unreported_dropped += batch.exchanges + batch.dropped
+
+    def _shed(self) -> None:
+        """Free space, oldest first: whole sealed batches (never the one in
+        flight), then the open batch's oldest raw samples (their exchanges
+        stay counted in its summary), then its oldest summary cells."""
+        while self.bytes > self.max_bytes:
+            victim = next((b for b in self._sealed if not b.in_flight), None)
+            if victim is not None:
+                self._remove(victim)
+                self._lose(victim)
+                continue
+            if self._raw:
+                _, size = self._raw.popleft()
+                self._raw_bytes -= size
+                self.stats.left_out += 1
+                continue
+            cells = self._summary.cells
+            if not cells:
+                return  # only the in-flight batch is left: it must stay
+            oldest = next(iter(cells))
+            lost = cells.pop(oldest).count
+            self._open_exchanges -= lost
+            self.stats.dropped += lost
+            self._unreported_dropped += lost

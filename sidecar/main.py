@@ -1,0 +1,118 @@
+"""`run(config)`: the sidecar process — proxy, buffer, reporter, sampler and admin port wired together.
+
+`Sidecar` owns the parts and their order of start and stop; `run` gives it
+an event loop and turns SIGTERM/SIGINT into a graceful stop: readiness goes
+503, the proxy stops accepting, exchanges in flight get `grace_period` to
+finish, and a final batch is sent before the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from tornado.httpserver import HTTPServer
+
+from app.options import SidecarConfig
+from app.wire import Sample
+from sidecar.admin import AdminState, make_admin_app
+from sidecar.buffer import SampleBuffer
+from sidecar.metrics import SidecarMetrics
+from sidecar.proxy import SidecarServer
+from sidecar.reporter import Reporter
+from sidecar.resources import ResourceSampler
+
+log = logging.getLogger("mothership.sidecar")
+
+FLUSH_TIMEOUT = 5.0  # seconds for the final batch on shutdown, after the drain
+
+
+class Sidecar:
+    def __init__(self, config: SidecarConfig) -> None:
+        self.config = config
+        self.buffer = SampleBuffer(config.pod, config.app_name, max_bytes=config.buffer_bytes,
+                                   max_samples_per_batch=config.max_samples_per_batch)
+        self.metrics = SidecarMetrics()
+        self.sampler = ResourceSampler()
+        self.reporter = Reporter(config, self.buffer, self.sampler, self.metrics)
+        self.server = SidecarServer(config, self.on_sample)
+        self.admin_state = AdminState(config.target_host, config.target_port)
+        self.admin = HTTPServer(make_admin_app(self.metrics.registry, self.admin_state))
+        self.metrics.watch(buffer=self.buffer, proxy=lambda: self.server.counters,
+                           resources=lambda: self.sampler.latest)
+        self._sample_errors = 0
+
+    def on_sample(self, sample: Sample) -> None:
+        """Called by the proxy once per finished exchange: must be cheap and must not raise."""
+        try:
+            self.buffer.add(sample)
+            self.metrics.observe(sample)
+        except Exception:
+            self._sample_errors += 1
+            if self._sample_errors in (1, 10, 100, 1000) or self._sample_errors % 10000 == 0:
+                log.exception("recording a sample failed (%d times so far)", self._sample_errors)
+
+    def start(self) -> None:
+        config = self.config
+        self.server.listen(config.port, config.host)
+        self.admin.listen(config.admin_port, config.host)
+        self.reporter.start()
+        where = (f"reporting to {config.dashboard} every {config.stats_interval:g}s"
+                 if config.dashboard else "not reporting (no --dashboard)")
+        log.info("sidecar %s (app %s): :%d -> %s:%d, admin :%d, %s", config.pod, config.app_name,
+                 config.port, config.target_host, config.target_port, config.admin_port, where)
+
+    async def shutdown(self) -> None:
+        config = self.config
+        self.admin_state.draining = True
+        self.server.stop()
+        drained = await self.server.drain(config.grace_period)
+        if not drained:
+            log.warning("exchanges still in flight after the %gs grace period: closing them", config.grace_period)
+        await self.reporter.stop()
+        delivered = await self.reporter.flush(FLUSH_TIMEOUT)
+        if self.reporter.enabled and not delivered:
+            log.warning("the final batch did not reach the dashboard: %d exchanges not delivered",
+                        self.buffer.queued_exchanges)
+        self.reporter.close()
+        self.admin.stop()
+        log.info("sidecar stopped (%d exchanges recorded, %d batches delivered)",
+                 self.buffer.stats.recorded, self.buffer.stats.delivered)
+
+
+async def serve(config: SidecarConfig) -> int:
+    sidecar = Sidecar(config)
+    sidecar.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("signal received: draining (up to %gs), then sending the final batch", config.grace_period)
+    forced = asyncio.Event()
+    for sig in signals:  # a second signal means "now"
+        loop.add_signal_handler(sig, forced.set)
+    shutdown = asyncio.ensure_future(sidecar.shutdown())
+    force = asyncio.ensure_future(forced.wait())
+    await asyncio.wait((shutdown, force), return_when=asyncio.FIRST_COMPLETED)
+    force.cancel()
+    if not shutdown.done():
+        shutdown.cancel()
+        log.warning("second signal: stopping without waiting")
+        return 1
+    shutdown.result()
+    return 0
+
+
+def run(config: SidecarConfig) -> int:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(serve(config))
+    except OSError as exc:  # a port in use, most often
+        log.error("cannot start the sidecar: %s", exc)
+        return 1

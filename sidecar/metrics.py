@@ -1,0 +1,228 @@
+"""`SidecarMetrics`: the sidecar's Prometheus registry and what it exposes on /metrics.
+
+Exchanges are observed as they finish (one cached set of label children per
+route, method and status class, so the hot path is a dict lookup and four
+increments). Everything else — proxy connection counters, the reporter's
+queue, resource gauges — is read from its owner at scrape time by a custom
+collector, so it costs nothing between scrapes. Names follow Prometheus
+conventions (base units, `_total` on counters) and OpenTelemetry's HTTP
+semantic conventions where one fits (`http.server.request.duration` ->
+`http_server_request_duration_seconds`, `http.route` -> label `route`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from app.routes import RouteCap
+from app.wire import Sample, status_class
+from sidecar.buffer import SampleBuffer
+
+# Seconds; reaching past 60 s as DESIGN.md asks, dense where web latencies live.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0, 120.0)
+SIZE_BUCKETS = tuple(float(4**i * 64) for i in range(11))  # 64 B .. 64 MiB
+# OpenTelemetry's rule: known methods as they are, anything else as _OTHER, so
+# a client cannot mint label values.
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
+MAX_ROUTES = 200  # distinct route labels before new ones become {other}
+_CACHE_LIMIT = 4096
+POST_FAILURE_REASONS = ("timeout", "connection", "status_4xx", "status_5xx", "other")
+
+
+class ProxyCounters(Protocol):
+    """What `SidecarServer.counters` offers (read at scrape time)."""
+
+    @property
+    def connections_open(self) -> int: ...
+    @property
+    def connections_total(self) -> int: ...
+    @property
+    def exchanges_in_flight(self) -> int: ...
+    @property
+    def upstream_errors(self) -> Mapping[str, int]: ...
+    @property
+    def bad_requests(self) -> int: ...
+
+
+_Children = tuple[Any, Any, Any, Any]  # requests counter, duration, request size, response size
+
+
+class SidecarMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None, max_routes: int = MAX_ROUTES) -> None:
+        # A registry of our own, never the global one: two sidecars in one
+        # process (the tests, the demo) must not share or clash.
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._routes = RouteCap(max_routes)
+        self._children: dict[tuple[str, str, str], _Children] = {}
+        labels = ("route", "method", "status_class")
+        self.requests = Counter("http_server_requests", "HTTP exchanges that passed through the sidecar.",
+                                labels, registry=self.registry)
+        self.duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Time from the request's first byte in to the response's last byte out.",
+            labels, buckets=DURATION_BUCKETS, registry=self.registry)
+        self.request_size = Histogram("http_server_request_size_bytes", "Bytes received from the client.",
+                                      ("route", "method"), buckets=SIZE_BUCKETS, registry=self.registry)
+        self.response_size = Histogram("http_server_response_size_bytes", "Bytes sent to the client.",
+                                       ("route", "method"), buckets=SIZE_BUCKETS, registry=self.registry)
+        self.posts = Counter("mothership_reporter_posts", "POSTs the dashboard acknowledged (2xx).",
+                             ("endpoint",), registry=self.registry)
+        self.failed_posts = Counter("mothership_reporter_failed_posts", "POSTs to the dashboard that failed.",
+                                    ("endpoint", "reason"), registry=self.registry)
+        for endpoint in ("stats", "resources"):  # present from the start, so rate() works at once
+            self.posts.labels(endpoint)
+            for reason in POST_FAILURE_REASONS:
+                self.failed_posts.labels(endpoint, reason)
+        self._live = _LiveCollector()
+        self.registry.register(self._live)
+        ProcessCollector(registry=self.registry)  # the sidecar's own CPU seconds and RSS
+        PlatformCollector(registry=self.registry)
+
+    # --- sources read at scrape time --------------------------------------------
+
+    def watch(self, *, buffer: SampleBuffer | None = None, proxy: Callable[[], ProxyCounters | None] | None = None,
+              resources: Callable[[], dict[str, Any] | None] | None = None) -> None:
+        if buffer is not None:
+            self._live.buffer = buffer
+        if proxy is not None:
+            self._live.proxy = proxy
+        if resources is not None:
+            self._live.resources = resources
+
+    # --- the hot path ---------------------------------------------------------
+
+    def observe(self, sample: Sample) -> None:
+        response = sample.get("response")
+        key = (sample.get("route", "/"), sample.get("method", "GET"),
+               status_class(response["status"] if response else 0))
+        children = self._children.get(key)
+        if children is None:
+            children = self._child(key)
+        requests, duration, request_size, response_size = children
+        requests.inc()
+        duration.observe(sample.get("time", 0.0) / 1000.0)
+        request_size.observe(sample.get("bytes_in", 0))
+        response_size.observe(sample.get("bytes_out", 0))
+
+    def _child(self, key: tuple[str, str, str]) -> _Children:
+        route, method, klass = key
+        route = self._routes(route)
+        method = method if method in METHODS else "_OTHER"
+        children = (self.requests.labels(route, method, klass), self.duration.labels(route, method, klass),
+                    self.request_size.labels(route, method), self.response_size.labels(route, method))
+        if len(self._children) >= _CACHE_LIMIT:
+            self._children.clear()  # raw routes past the cap are unbounded; the cache must not be
+        self._children[key] = children
+        return children
+
+    # --- the reporter's outcomes ----------------------------------------------
+
+    def post_succeeded(self, endpoint: str) -> None:
+        self.posts.labels(endpoint).inc()
+
+    def post_failed(self, endpoint: str, reason: str) -> None:
+        self.failed_posts.labels(endpoint, reason if reason in POST_FAILURE_REASONS else "other").inc()
+
+
+class _LiveCollector:
+    """Reads proxy counters, the buffer and the latest resource sample at scrape time."""
+
+    def __init__(self) -> None:
+        self.buffer: SampleBuffer | None = None
+        self.proxy: Callable[[], ProxyCounters | None] = lambda: None
+        self.resources: Callable[[], dict[str, Any] | None] = lambda: None
+
+    def describe(self) -> list[Metric]:
+        return []  # names are fixed and unique; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._proxy()
+        yield from self._buffer()
+        yield from self._resources()
+
+    def _proxy(self) -> Iterator[Metric]:
+        counters = self.proxy()
+        if counters is None:
+            return
+        yield GaugeMetricFamily("http_server_active_requests", "Exchanges in flight.",
+                                value=counters.exchanges_in_flight)
+        yield GaugeMetricFamily("mothership_proxy_connections_open", "Client connections open.",
+                                value=counters.connections_open)
+        yield CounterMetricFamily("mothership_proxy_connections", "Client connections accepted.",
+                                  value=counters.connections_total)
+        yield CounterMetricFamily("mothership_proxy_bad_requests", "Requests the sidecar could not parse.",
+                                  value=counters.bad_requests)
+        errors = CounterMetricFamily("mothership_proxy_upstream_errors", "Exchanges failed by the app, by kind.",
+                                     labels=("kind",))
+        for kind, n in sorted(counters.upstream_errors.items()):
+            errors.add_metric((kind,), n)
+        yield errors
+
+    def _buffer(self) -> Iterator[Metric]:
+        buffer = self.buffer
+        if buffer is None:
+            return
+        yield GaugeMetricFamily("mothership_reporter_queue_samples",
+                                "Exchanges recorded and not yet acknowledged by the dashboard.",
+                                value=buffer.queued_exchanges)
+        yield GaugeMetricFamily("mothership_reporter_queue_bytes", "Bytes held for the dashboard.",
+                                value=buffer.bytes)
+        yield GaugeMetricFamily("mothership_reporter_queue_batches", "Sealed batches waiting for a 2xx.",
+                                value=buffer.queued_batches)
+        yield GaugeMetricFamily("mothership_reporter_buffer_limit_bytes", "The buffer's bound.",
+                                value=buffer.max_bytes)
+        yield CounterMetricFamily("mothership_reporter_dropped_samples",
+                                  "Exchanges lost before the dashboard counted them (buffer full or refused).",
+                                  value=buffer.stats.dropped)
+        yield CounterMetricFamily("mothership_reporter_left_out_samples",
+                                  "Raw samples not sent; their exchanges still count in the summaries.",
+                                  value=buffer.stats.left_out)
+        yield CounterMetricFamily("mothership_reporter_batches_delivered", "Stats batches acknowledged.",
+                                  value=buffer.stats.delivered)
+
+    def _resources(self) -> Iterator[Metric]:
+        resource = self.resources()
+        if not resource:
+            return
+        gauges: list[tuple[str, str, Any]] = [
+            ("mothership_node_cpu_usage_ratio", "Node CPU busy, 0-1.", _ratio(resource.get("cpu_percent"))),
+            ("mothership_node_memory_total_bytes", "Node memory.", resource.get("total_memory")),
+            ("mothership_node_memory_available_bytes", "Node memory available.", resource.get("free_memory")),
+        ]
+        load = resource.get("load_average") or []
+        for name, value in zip(("load1", "load5", "load15"), load, strict=False):
+            gauges.append((f"mothership_node_{name}", f"Node load average ({name[4:]} min).", value))
+        container = resource.get("container") or {}
+        gauges += [
+            ("mothership_container_cpu_limit_cores", "The container's CPU limit (quota / period).",
+             container.get("cpu_limit_cores")),
+            ("mothership_container_cpu_usage_ratio", "Container CPU used, of its limit (else of one core).",
+             _ratio(container.get("cpu_percent"))),
+            ("mothership_container_memory_usage_bytes", "Container memory use (cgroup).",
+             container.get("memory_usage")),
+            ("mothership_container_memory_working_set_bytes", "Container memory less inactive file cache.",
+             container.get("memory_working_set")),
+            ("mothership_container_memory_limit_bytes", "Container memory limit.", container.get("memory_limit")),
+        ]
+        for name, documentation, value in gauges:
+            if isinstance(value, (int, float)):
+                yield GaugeMetricFamily(name, documentation, value=value)
+        usage = container.get("cpu_usage_seconds")
+        if isinstance(usage, (int, float)):
+            yield CounterMetricFamily("mothership_container_cpu_usage_seconds", "Container CPU time used.",
+                                      value=usage)
+        processes = resource.get("processes")
+        if isinstance(processes, list):
+            yield GaugeMetricFamily("mothership_pod_processes", "Other processes visible in the pod (listed).",
+                                    value=len(processes))
+
+
+def _ratio(percent: Any) -> float | None:
+    return percent / 100.0 if isinstance(percent, (int, float)) else None

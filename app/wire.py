@@ -257,3 +257,46 @@ def parse_resources(body: Any) -> ResourceReport:
     if resource.get("cpus") is not None:
         _list(resource["cpus"], "resource.cpus", 4096)
     return ResourceReport(pod=pod, app=app, resource=resource)
+
+
+@dataclass(frozen=True)
+class ResourcePoint:
+    """The few numbers the dashboard charts from one resource report."""
+
+    cpu: float | None  # percent: of the container's limit when known, else of the node
+    memory: float | None  # bytes: the container's usage when known, else the node's used
+    memory_limit: float | None  # bytes: the container's limit when known, else the node's total
+    cores: list[float] | None  # per-core percent of the node
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def resource_point(resource: dict[str, Any]) -> ResourcePoint:
+    """Pick CPU and memory from a report: the container's own numbers first, then the node's."""
+    container = resource.get("container")
+    container = container if isinstance(container, dict) else {}
+    memory_info = resource.get("memory")
+    memory_info = memory_info if isinstance(memory_info, dict) else {}
+    cpu = _finite(container.get("cpu_percent"))
+    if cpu is None:
+        cpu = _finite(resource.get("cpu_percent"))
+    memory = _finite(container.get("memory_usage"))
+    if memory is None:
+        memory = _finite(memory_info.get("used"))
+    limit = _finite(container.get("memory_limit"))
+    if limit is None:
+        limit = _finite(memory_info.get("total"))
+    total, free = _finite(resource.get("total_memory")), _finite(resource.get("free_memory"))
+    if memory is None and total is not None and free is not None:
+        memory = max(total - free, 0.0)  # the article's report: node memory only
+    if limit is None:
+        limit = total
+    raw_cores = resource.get("cpu_percent_per_core")
+    cores = None
+    if isinstance(raw_cores, list):
+        cores = [c for c in (_finite(v) for v in raw_cores[:1024]) if c is not None]
+    return ResourcePoint(cpu=cpu, memory=memory, memory_limit=limit, cores=cores)

@@ -1,0 +1,476 @@
+"""Everything the dashboard knows about pods, apps and the whole mesh: `PodStore`.
+
+Pure aggregation over validated `app.wire` batches: batch-id deduplication,
+staleness, one `Scope` per pod, per app and for all, recent and slowest
+exchanges, and the read models the API and the live page serve. The clock is
+injected and nothing here does I/O; `history.py` persists what `drain()` hands it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.dashboard.scope import COARSE, FINE_SPAN, Bucket, RouteStat, Scope, TrafficDelta
+from app.wire import ResourcePoint, ResourceReport, Sample, StatsBatch, resource_point
+
+RECENT = 100  # newest exchanges over all pods, in the overview
+RECENT_PER_POD = 50  # newest exchanges per pod, in GET /stats
+SLOWEST = 20
+SLOWEST_SPAN = 300  # seconds the slowest list looks back
+BATCH_IDS = 1024  # batch ids remembered per pod for deduplication
+SERIES_STEPS = {300: 1, 900: 5, 3600: 10}  # window -> step (docs/live-protocol.md)
+
+Clock = Callable[[], float]
+_NO_POINT = ResourcePoint(cpu=None, memory=None, memory_limit=None, cores=None)
+
+
+class ResourceTotals:
+    """Running sums of the latest readings of the live pods of one app (or all)."""
+
+    __slots__ = ("cpu_n", "cpu_sum", "limit_missing", "limit_sum", "memory_n", "memory_sum", "pods")
+
+    def __init__(self) -> None:
+        self.cpu_sum = 0.0
+        self.cpu_n = 0
+        self.memory_sum = 0.0
+        self.memory_n = 0
+        self.limit_sum = 0.0
+        self.limit_missing = 0
+        self.pods = 0
+
+    def add(self, point: ResourcePoint, sign: int = 1) -> None:
+        self.pods += sign
+        if point.cpu is not None:
+            self.cpu_sum += sign * point.cpu
+            self.cpu_n += sign
+        if point.memory is not None:
+            self.memory_sum += sign * point.memory
+            self.memory_n += sign
+        if point.memory_limit is not None:
+            self.limit_sum += sign * point.memory_limit
+        else:
+            self.limit_missing += sign
+
+    @property
+    def cpu(self) -> float | None:
+        return round(self.cpu_sum / self.cpu_n, 2) if self.cpu_n > 0 else None
+
+    @property
+    def memory(self) -> float | None:
+        return round(self.memory_sum) if self.memory_n > 0 else None
+
+    @property
+    def memory_limit(self) -> float | None:
+        return round(self.limit_sum) if self.pods > 0 and not self.limit_missing else None
+
+
+class Pod:
+    """One reporting pod: its scope, latest resources, recent exchanges and batch ids."""
+
+    __slots__ = ("app", "batches", "dropped", "first_seen", "name", "point", "recent", "resource",
+                 "resource_seen", "scope", "seen", "stale", "total")
+
+    def __init__(self, name: str, app: str, now: float) -> None:
+        self.name = name
+        self.app = app
+        self.scope = Scope(f"pod:{name}")
+        self.first_seen = now
+        self.seen = now
+        self.stale = False
+        self.dropped = 0  # samples the sidecar reported it could not keep
+        self.total = 0  # exchanges counted, lifetime
+        self.resource: dict[str, Any] | None = None
+        self.resource_seen = 0.0
+        self.point = _NO_POINT
+        self.recent: deque[Sample] = deque(maxlen=RECENT_PER_POD)
+        self.batches: OrderedDict[str, None] = OrderedDict()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app": self.app, "first_seen": self.first_seen, "seen": self.seen, "dropped": self.dropped,
+                "total": self.total, "resource": self.resource, "resource_seen": self.resource_seen,
+                "recent": list(self.recent), "batches": list(self.batches)}
+
+    @classmethod
+    def from_json(cls, name: str, data: dict[str, Any]) -> Pod:
+        pod = cls(name, str(data["app"]), float(data["first_seen"]))
+        pod.seen = float(data["seen"])
+        pod.dropped, pod.total = int(data["dropped"]), int(data["total"])
+        pod.resource, pod.resource_seen = data.get("resource"), float(data.get("resource_seen") or 0.0)
+        if pod.resource is not None:
+            pod.point = resource_point(pod.resource)
+        pod.recent.extend(data.get("recent") or [])
+        for batch in data.get("batches") or []:
+            pod.batches[str(batch)] = None
+        return pod
+
+
+class AppGroup:
+    """The pods of one app, their merged scope and their resource totals."""
+
+    __slots__ = ("name", "pods", "scope", "totals")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.pods: set[str] = set()
+        self.scope = Scope(f"app:{name}")
+        self.totals = ResourceTotals()
+
+
+@dataclass
+class Ack:
+    """What `POST /stats` answers."""
+
+    duplicate: bool
+    samples: int = 0
+    cells: int = 0
+    exchanges: int = 0
+
+
+@dataclass
+class Changes:
+    """What changed since the last `drain()`, for `history.py` to write."""
+
+    buckets: list[tuple[str, int, int, dict[str, Any]]] = field(default_factory=list)  # scope, step, t, data
+    routes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # scope, data
+    pods: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    dropped_pods: list[str] = field(default_factory=list)
+    samples: dict[str, Any] | None = None  # global recent and slowest lists
+
+
+@dataclass
+class Restored:
+    """What `history.py` read back, for `PodStore.restore()`."""
+
+    buckets: list[tuple[str, int, int, dict[str, Any]]]
+    routes: list[tuple[str, dict[str, Any]]]
+    pods: list[tuple[str, dict[str, Any]]]
+    samples: dict[str, Any] | None
+
+
+def _tagged(sample: Sample, pod: str, app: str) -> dict[str, Any]:
+    out: dict[str, Any] = dict(sample)
+    out["pod"] = pod
+    out["app"] = app
+    return out
+
+
+class PodStore:
+    """Pods, apps and the whole mesh, fed by batches and read by the API and the page."""
+
+    def __init__(self, *, retention: float = 3600.0, stale_after: float = 15.0, drop_after: float = 600.0,
+                 clock: Clock = time.time) -> None:
+        self.retention = retention
+        self.stale_after = stale_after
+        self.drop_after = drop_after
+        self.clock = clock
+        self.all = Scope("all")
+        self.totals = ResourceTotals()
+        self.apps: dict[str, AppGroup] = {}
+        self.pods: dict[str, Pod] = {}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self._slow: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}  # minute -> min-heap
+        self._seq = itertools.count()
+        self.version = 0  # bumps on every change the overview shows
+        self.duplicates = 0
+        self._dirty_scopes: set[Scope] = set()
+        self._dirty_pods: set[str] = set()
+        self._dropped_pods: list[str] = []
+        self._samples_dirty = False
+        self._last_tick = 0
+
+    # --- ingest -----------------------------------------------------------
+
+    def ingest_stats(self, batch: StatsBatch) -> Ack:
+        """Count a validated batch once; a batch id seen before is acknowledged only."""
+        now = self.clock()
+        pod = self._touch(batch.pod, batch.app, now)
+        if batch.batch is not None:
+            if batch.batch in pod.batches:
+                pod.batches.move_to_end(batch.batch)
+                self.duplicates += 1
+                return Ack(duplicate=True)
+            pod.batches[batch.batch] = None
+            if len(pod.batches) > BATCH_IDS:
+                pod.batches.popitem(last=False)
+        pod.dropped += batch.dropped
+        delta = TrafficDelta(batch.summary, now, self.retention)
+        exchanges = 0
+        if delta.cells:
+            app = self.apps[pod.app]
+            for scope in (pod.scope, app.scope, self.all):
+                scope.add_traffic(delta, now)
+                self._dirty_scopes.add(scope)
+            pod.scope.add_routes(delta)
+            app.scope.add_routes(delta)
+            exchanges = sum(b.hist.count for b in delta.seconds.values())
+            pod.total += exchanges
+        if batch.samples:
+            self._keep_samples(pod, batch.samples, now)
+        self.version += 1
+        return Ack(duplicate=False, samples=len(batch.samples), cells=delta.cells, exchanges=exchanges)
+
+    def ingest_resources(self, report: ResourceReport) -> None:
+        now = self.clock()
+        pod = self._touch(report.pod, report.app, now)
+        point = resource_point(report.resource)
+        app = self.apps[pod.app]
+        app.totals.add(pod.point, -1)
+        app.totals.add(point)
+        self.totals.add(pod.point, -1)
+        self.totals.add(point)
+        pod.point = point
+        pod.resource = report.resource
+        pod.resource_seen = now
+        pod.scope.add_resource(int(now), point.cpu, point.memory, point.memory_limit)
+        self._dirty_scopes.add(pod.scope)
+        self.version += 1
+
+    def _touch(self, name: str, app_name: str, now: float) -> Pod:
+        """The pod, created, revived or moved to another app as needed; marked seen now."""
+        pod = self.pods.get(name)
+        if pod is None:
+            pod = self.pods[name] = Pod(name, app_name, now)
+            self._join(pod)
+        elif pod.app != app_name:
+            self._leave(pod)
+            pod.app = app_name
+            self._join(pod)
+        elif pod.stale:
+            pod.stale = False
+            self.apps[pod.app].totals.add(pod.point)
+            self.totals.add(pod.point)
+        pod.seen = now
+        self._dirty_pods.add(name)
+        return pod
+
+    def _join(self, pod: Pod) -> None:
+        app = self.apps.get(pod.app)
+        if app is None:
+            app = self.apps[pod.app] = AppGroup(pod.app)
+        app.pods.add(pod.name)
+        pod.stale = False
+        app.totals.add(pod.point)
+        self.totals.add(pod.point)
+
+    def _leave(self, pod: Pod) -> None:
+        app = self.apps[pod.app]
+        app.pods.discard(pod.name)
+        if not pod.stale:
+            app.totals.add(pod.point, -1)
+            self.totals.add(pod.point, -1)
+
+    def _keep_samples(self, pod: Pod, samples: list[Sample], now: float) -> None:
+        pod.recent.extend(samples)
+        self.recent.extend(_tagged(s, pod.name, pod.app) for s in samples[-RECENT:])
+        heap = self._slow.setdefault(int(now) // 60, [])
+        for sample in samples:
+            took = sample["time"]
+            if len(heap) < SLOWEST:
+                heapq.heappush(heap, (took, next(self._seq), _tagged(sample, pod.name, pod.app)))
+            elif took > heap[0][0]:
+                heapq.heapreplace(heap, (took, next(self._seq), _tagged(sample, pod.name, pod.app)))
+        self._samples_dirty = True
+
+    # --- time -------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Once a second: staleness, dropping, app/all resource readings, eviction."""
+        now = self.clock()
+        second = int(now)
+        for pod in list(self.pods.values()):
+            silent = now - pod.seen
+            if silent > self.drop_after:
+                self._leave(pod)
+                del self.pods[pod.name]
+                self._dirty_pods.discard(pod.name)
+                self._dropped_pods.append(pod.name)
+                self.version += 1
+            elif silent > self.stale_after and not pod.stale:
+                pod.stale = True
+                self.apps[pod.app].totals.add(pod.point, -1)
+                self.totals.add(pod.point, -1)
+                self.version += 1
+        if second != self._last_tick:
+            self._last_tick = second
+            for group, totals in [*((a.scope, a.totals) for a in self.apps.values()), (self.all, self.totals)]:
+                if totals.pods > 0:
+                    group.add_resource(second, totals.cpu, totals.memory, totals.memory_limit)
+                    self._dirty_scopes.add(group)
+            for scope in self._scopes():
+                scope.evict(now, self.retention)
+            for name in [n for n, a in self.apps.items() if not a.pods and not a.scope.coarse]:
+                del self.apps[name]
+            oldest = second // 60 - SLOWEST_SPAN // 60
+            for minute in [m for m in self._slow if m < oldest]:
+                del self._slow[minute]
+
+    def _scopes(self) -> Iterator[Scope]:
+        yield self.all
+        for app in self.apps.values():
+            yield app.scope
+        for pod in self.pods.values():
+            yield pod.scope
+
+    # --- reading ----------------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        """The page's Overview (docs/live-protocol.md)."""
+        now = self.clock()
+        pods_out = []
+        dropped = 0
+        for pod in self.pods.values():
+            scope = pod.scope
+            entry: dict[str, Any] = {"pod": pod.name, "app": pod.app, "stale": pod.stale,
+                                     "seen": round(pod.seen * 1000), "dropped": pod.dropped}
+            entry.update(scope.window(now).headline())
+            point = pod.point
+            entry["cpu"] = None if point.cpu is None else round(point.cpu, 2)
+            entry["cores"] = point.cores
+            entry["memory"] = None if point.memory is None else round(point.memory)
+            entry["memory_limit"] = None if point.memory_limit is None else round(point.memory_limit)
+            entry["trend"] = scope.trend(now)
+            entry["routes"] = scope.route_rows(now)
+            pods_out.append(entry)
+            dropped += pod.dropped
+        apps_out = []
+        routes_out = []
+        for app in self.apps.values():
+            if not app.pods:
+                continue
+            scope = app.scope
+            entry = {"app": app.name, "pods": sorted(app.pods),
+                     "stale": all(self.pods[p].stale for p in app.pods)}
+            entry.update(scope.window(now).headline())
+            entry.update(cpu=app.totals.cpu, memory=app.totals.memory, memory_limit=app.totals.memory_limit,
+                         trend=scope.trend(now))
+            apps_out.append(entry)
+            for row in scope.route_rows(now):
+                routes_out.append({"app": app.name, **row})
+        totals = {"pods": len(self.pods), "apps": len(apps_out), "dropped": dropped}
+        totals.update(self.all.window(now).headline())
+        return {"now": round(now * 1000), "totals": totals, "apps": apps_out, "pods": pods_out,
+                "routes": routes_out, "recent": sorted(self.recent, key=lambda s: s["started"]),
+                "slowest": self.slowest(now)}
+
+    def slowest(self, now: float) -> list[dict[str, Any]]:
+        oldest = int(now) // 60 - SLOWEST_SPAN // 60
+        candidates = [item for minute, heap in self._slow.items() if minute >= oldest for item in heap]
+        return [sample for _, _, sample in heapq.nlargest(SLOWEST, candidates)]
+
+    def scope(self, name: str) -> Scope | None:
+        if name == "all":
+            return self.all
+        kind, _, rest = name.partition(":")
+        if kind == "app":
+            app = self.apps.get(rest)
+            return app.scope if app else None
+        if kind == "pod":
+            pod = self.pods.get(rest)
+            return pod.scope if pod else None
+        return None
+
+    def series(self, name: str, window: int, tail: int | None = None) -> dict[str, Any] | None:
+        """A Series for `all`, `app:NAME` or `pod:NAME`; None if unknown. `tail` limits to the last seconds."""
+        scope = self.scope(name)
+        step = SERIES_STEPS.get(window)
+        if scope is None or step is None:
+            return None
+        span = window if tail is None else min(window, max(step, tail - tail % step))
+        data = scope.series(self.clock(), span, step)
+        return {"scope": name, "window": window, "step": step, **data}
+
+    def stats_list(self) -> list[dict[str, Any]]:
+        """GET /stats: one object per pod, recent samples oldest first, plus the window's numbers."""
+        now = self.clock()
+        out = []
+        for pod in self.pods.values():
+            entry: dict[str, Any] = {"pod": pod.name, "app": pod.app, "stats": list(pod.recent),
+                                     "stale": pod.stale, "seen": round(pod.seen * 1000),
+                                     "dropped": pod.dropped, "total": pod.total}
+            entry.update(pod.scope.window(now).numbers())
+            out.append(entry)
+        return out
+
+    def resources_list(self) -> list[dict[str, Any]]:
+        return [{"pod": pod.name, "app": pod.app, "resource": pod.resource,
+                 "seen": round((pod.resource_seen or pod.seen) * 1000), "stale": pod.stale}
+                for pod in self.pods.values()]
+
+    def counts(self) -> tuple[int, int]:
+        """(live pods, stale pods)."""
+        stale = sum(1 for pod in self.pods.values() if pod.stale)
+        return len(self.pods) - stale, stale
+
+    # --- history ----------------------------------------------------------
+
+    def drain(self) -> Changes:
+        """Everything changed since the last call, as plain data."""
+        changes = Changes()
+        for scope in self._dirty_scopes:
+            for step, t in scope.dirty:
+                bucket = (scope.fine if step == 1 else scope.coarse).get(t)
+                if bucket is not None:
+                    changes.buckets.append((scope.name, step, t, bucket.to_json()))
+            scope.dirty.clear()
+            if scope.routes_dirty:
+                scope.routes_dirty = False
+                changes.routes.append((scope.name, {f"{m} {r}": s.to_json() for (r, m), s in scope.routes.items()}))
+        self._dirty_scopes.clear()
+        for name in self._dirty_pods:
+            changes.pods.append((name, self.pods[name].to_json()))
+        self._dirty_pods.clear()
+        changes.dropped_pods, self._dropped_pods = self._dropped_pods, []
+        if self._samples_dirty:
+            self._samples_dirty = False
+            now = self.clock()
+            changes.samples = {"recent": list(self.recent), "slowest": self.slowest(now)}
+        return changes
+
+    def restore(self, state: Restored) -> None:
+        """Rebuild from history: pods first, then their scopes' buckets and routes."""
+        now = self.clock()
+        for name, data in state.pods:
+            if now - float(data["seen"]) > self.drop_after:
+                continue
+            pod = Pod.from_json(name, data)
+            pod.stale = False
+            self.pods[name] = pod
+            self._join(pod)
+            if now - pod.seen > self.stale_after:
+                pod.stale = True
+                self.apps[pod.app].totals.add(pod.point, -1)
+                self.totals.add(pod.point, -1)
+        fine_from, coarse_from = int(now) - FINE_SPAN, int(now - self.retention)
+        for scope_name, step, t, data in state.buckets:
+            if t < (fine_from if step == 1 else coarse_from) or step not in (1, COARSE):
+                continue
+            scope = self.scope(scope_name)
+            if scope is None and scope_name.startswith("app:"):
+                app_name = scope_name[4:]
+                scope = self.apps.setdefault(app_name, AppGroup(app_name)).scope
+            if scope is not None:
+                scope.load_bucket(step, t, Bucket.from_json(data))
+        for scope_name, data in state.routes:
+            scope = self.scope(scope_name)
+            if scope is None:
+                continue
+            for key, stat in data.items():
+                method, _, route = key.partition(" ")
+                scope.routes[(route, method)] = RouteStat.from_json(stat)
+        if state.samples:
+            self.recent.extend(state.samples.get("recent") or [])
+            heap = self._slow.setdefault(int(now) // 60, [])
+            for sample in state.samples.get("slowest") or []:
+                heapq.heappush(heap, (float(sample["time"]), next(self._seq), sample))
+            while len(heap) > SLOWEST:
+                heapq.heappop(heap)
+        for scope in self._scopes():
+            scope.version += 1
+            scope.evict(now, self.retention)
+        self.version += 1

@@ -1,0 +1,92 @@
+"""History in an embedded SQLite file: what `PodStore.drain()` hands over, read back at start.
+
+Plain blocking `sqlite3`; the server calls `write` from one worker thread so
+the event loop never waits on the disk. Each write is one transaction, so a
+batch id and the counts it brought are kept or lost together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import ujson
+
+from app.dashboard.aggregate import Changes, Restored
+from app.dashboard.scope import FINE_SPAN
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS buckets (
+    scope TEXT NOT NULL, step INTEGER NOT NULL, t INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (scope, step, t)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS buckets_by_time ON buckets (step, t);
+CREATE TABLE IF NOT EXISTS routes (scope TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pods (pod TEXT PRIMARY KEY, seen REAL NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+"""
+
+
+def _dumps(value: Any) -> str:
+    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+
+
+class History:
+    """One SQLite file holding buckets, route tables, pods and the sample lists."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # One worker thread writes; the loop thread reads only at start, before it hands over.
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+        self.db.executescript(SCHEMA)
+
+    def load(self, now: float, retention: float, drop_after: float) -> Restored:
+        db = self.db
+        pods = [(pod, ujson.loads(data)) for pod, data in
+                db.execute("SELECT pod, data FROM pods WHERE seen >= ?", (now - drop_after,))]
+        buckets = [(scope, step, t, ujson.loads(data)) for scope, step, t, data in db.execute(
+            "SELECT scope, step, t, data FROM buckets WHERE (step = 1 AND t >= ?) OR (step > 1 AND t >= ?)",
+            (int(now) - FINE_SPAN, int(now - retention)))]
+        routes = [(scope, ujson.loads(data)) for scope, data in db.execute("SELECT scope, data FROM routes")]
+        row = db.execute("SELECT data FROM meta WHERE key = 'samples'").fetchone()
+        return Restored(buckets=buckets, routes=routes, pods=pods, samples=ujson.loads(row[0]) if row else None)
+
+    def write(self, changes: Changes, prune_before: tuple[int, int] | None = None) -> int:
+        """Write one drain in one transaction; with `prune_before` (fine, coarse), delete older buckets."""
+        db = self.db
+        rows = 0
+        db.execute("BEGIN")
+        try:
+            if changes.buckets:
+                db.executemany("INSERT OR REPLACE INTO buckets (scope, step, t, data) VALUES (?, ?, ?, ?)",
+                               [(s, step, t, _dumps(d)) for s, step, t, d in changes.buckets])
+                rows += len(changes.buckets)
+            if changes.routes:
+                db.executemany("INSERT OR REPLACE INTO routes (scope, data) VALUES (?, ?)",
+                               [(s, _dumps(d)) for s, d in changes.routes])
+                rows += len(changes.routes)
+            if changes.pods:
+                db.executemany("INSERT OR REPLACE INTO pods (pod, seen, data) VALUES (?, ?, ?)",
+                               [(p, d["seen"], _dumps(d)) for p, d in changes.pods])
+                rows += len(changes.pods)
+            for pod in changes.dropped_pods:
+                db.execute("DELETE FROM pods WHERE pod = ?", (pod,))
+                db.execute("DELETE FROM routes WHERE scope = ?", (f"pod:{pod}",))
+                db.execute("DELETE FROM buckets WHERE scope = ?", (f"pod:{pod}",))
+            if changes.samples is not None:
+                db.execute("INSERT OR REPLACE INTO meta (key, data) VALUES ('samples', ?)",
+                           (_dumps(changes.samples),))
+                rows += 1
+            if prune_before is not None:
+                db.execute("DELETE FROM buckets WHERE step = 1 AND t < ?", (prune_before[0],))
+                db.execute("DELETE FROM buckets WHERE step > 1 AND t < ?", (prune_before[1],))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return rows
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,186 @@
+"""Live push to pages over `/ws`: `LiveHub` renders once per tick, `LiveSocket` delivers.
+
+The overview is encoded once per change and shared by every client. Each
+client holds at most one pending message per kind and writes only when its
+previous write has completed, so a slow or stuck client gets the newest data
+later, never a queue, and never holds up the others (docs/live-protocol.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import ujson
+from tornado.concurrent import Future
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from app.dashboard import auth
+from app.dashboard.aggregate import SERIES_STEPS, PodStore
+from app.dashboard.metrics import DashboardMetrics
+
+log = logging.getLogger("mothership.dashboard")
+
+TAIL_SECONDS = 30  # series points re-sent with each update
+MAX_SCOPE_CHARS = 300
+MAX_CLIENT_MESSAGES = 20  # per second; a client sending more is closed
+
+
+def dumps(value: Any) -> str:
+    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+
+
+class LiveHub:
+    """The set of connected pages and what to send them."""
+
+    def __init__(self, store: PodStore, metrics: DashboardMetrics) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clients: set[LiveSocket] = set()
+        self._overview: tuple[int, str] | None = None  # (store version, encoded Overview)
+        self._pushed = -1
+
+    def overview_json(self) -> str:
+        """The Overview, encoded; rebuilt only when the store changed since the last call."""
+        version = self.store.version
+        cached = self._overview
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        started = time.perf_counter()
+        encoded = dumps(self.store.overview())
+        self.metrics.render_seconds.observe(time.perf_counter() - started)
+        self._overview = (version, encoded)
+        return encoded
+
+    def series_message(self, scope: str, window: int, tail: int | None = None) -> str | None:
+        data = self.store.series(scope, window, tail)
+        if data is None:
+            return None
+        return dumps({"type": "series", "scope": scope, "window": window, "data": data})
+
+    def snapshot_message(self) -> str:
+        return '{"type":"snapshot","data":' + self.overview_json() + "}"
+
+    def join(self, client: LiveSocket) -> None:
+        self.clients.add(client)
+        self.metrics.ws_clients.set(len(self.clients))
+
+    def leave(self, client: LiveSocket) -> None:
+        self.clients.discard(client)
+        self.metrics.ws_clients.set(len(self.clients))
+
+    def push(self) -> None:
+        """Once a tick: one update for everyone if anything changed, plus each subscribed series' tail."""
+        if not self.clients or self.store.version == self._pushed:
+            return
+        self._pushed = self.store.version
+        update = '{"type":"update","data":' + self.overview_json() + "}"
+        tails: dict[tuple[str, int], str | None] = {}
+        for client in list(self.clients):
+            client.offer("update", update)
+            if client.subscription is not None:
+                key = client.subscription
+                if key not in tails:
+                    tails[key] = self.series_message(key[0], key[1], TAIL_SECONDS)
+                message = tails[key]
+                if message is not None:
+                    client.offer("series", message)
+
+
+class LiveSocket(WebSocketHandler):
+    """One page's WebSocket: snapshot first, then the newest update whenever it can take one."""
+
+    def initialize(self, hub: LiveHub, view_token: str, allowed_origins: tuple[str, ...],
+                   clock: Callable[[], float] = time.monotonic) -> None:
+        self.hub = hub
+        self.view_token = view_token
+        self.allowed_origins = allowed_origins
+        self.clock = clock
+        self.subscription: tuple[str, int] | None = None
+        self._pending: dict[str, str] = {}
+        self._writing = False
+        self._budget_second = 0
+        self._budget_used = 0
+
+    def prepare(self) -> None:
+        cookie = self.get_cookie(auth.VIEW_COOKIE)
+        if not auth.view_ok(self.view_token, query_token=self.get_query_argument("token", None), cookie=cookie,
+                            authorization=self.request.headers.get("Authorization")):
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Basic realm="mothership"')
+            self.finish({"error": "the view token is missing or wrong"})
+
+    def check_origin(self, origin: str) -> bool:
+        """Same host as the page, or listed in --allowed-origins (a browser always sends Origin)."""
+        if origin.rstrip("/") in self.allowed_origins:
+            return True
+        return urlsplit(origin).netloc.lower() == self.request.host.lower()
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.set_nodelay(True)
+        self.hub.join(self)
+        self._send(self.hub.snapshot_message())
+
+    def on_close(self) -> None:
+        self.hub.leave(self)
+        self._pending.clear()
+
+    def on_message(self, message: str | bytes) -> None:
+        second = int(time.monotonic())
+        if second != self._budget_second:
+            self._budget_second, self._budget_used = second, 0
+        self._budget_used += 1
+        if self._budget_used > MAX_CLIENT_MESSAGES:
+            self.close(1008, "too many messages")
+            return
+        try:
+            request = ujson.loads(message)
+        except (ValueError, OverflowError, RecursionError):
+            self._error("message is not valid JSON")
+            return
+        if not isinstance(request, dict) or request.get("type") != "subscribe":
+            self._error('expected {"type": "subscribe", "scope": ..., "window": ...}')
+            return
+        scope, window = request.get("scope"), request.get("window", 300)
+        if not isinstance(scope, str) or len(scope) > MAX_SCOPE_CHARS or window not in SERIES_STEPS:
+            self._error(f"scope must be all, app:NAME or pod:NAME and window one of {sorted(SERIES_STEPS)}")
+            return
+        series = self.hub.series_message(scope, int(window))
+        if series is None:
+            self._error(f"unknown scope {scope[:80]!r}")
+            return
+        self.subscription = (scope, int(window))
+        self.offer("series", series)
+
+    def _error(self, text: str) -> None:
+        self.offer("error", dumps({"type": "error", "error": text}))
+
+    def offer(self, kind: str, message: str) -> None:
+        """Queue `message` as the one pending message of its kind, replacing an older one."""
+        if kind in self._pending:
+            self.hub.metrics.ws_skipped.inc()
+        self._pending[kind] = message
+        if not self._writing:
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._pending:
+            kind = next(iter(self._pending))
+            self._send(self._pending.pop(kind))
+
+    def _send(self, message: str) -> None:
+        try:
+            future = self.write_message(message)
+        except WebSocketClosedError:
+            return
+        self._writing = True
+        self.hub.metrics.ws_messages.inc()
+        future.add_done_callback(self._written)
+
+    def _written(self, future: Future[None]) -> None:
+        self._writing = False
+        if future.exception() is None:
+            self._drain()

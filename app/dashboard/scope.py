@@ -1,0 +1,493 @@
+"""Time-bucketed traffic and resource series for one scope: a pod, an app, or all.
+
+Memory stays bounded by two tiers: one `Bucket` per second for the last
+`FINE_SPAN` seconds and one per `COARSE` seconds over the retention, plus a
+per-route table holding only the last minute. Pure code: no I/O, no clock
+(callers pass `now` in epoch seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from app.histogram import Histogram
+from app.routes import OVERFLOW_ROUTE
+from app.summary import Cell
+from app.wire import STATUS_CLASSES
+
+FINE_SPAN = 300  # seconds kept at one-second resolution
+COARSE = 5  # seconds per coarse bucket
+WINDOW = 60  # seconds the overview's rates and percentiles cover
+TREND_POINTS = 60  # coarse buckets in a trend (5 minutes)
+ROUTE_LIMIT = 200  # distinct (route, method) per scope; more go to {other}
+MAX_SKEW = 60  # seconds a sender's clock may run ahead before its cells are counted now
+
+RouteKey = tuple[str, str]  # (route, method)
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def add_wire(cell: Cell, d: dict[str, Any]) -> None:
+    """Add a validated wire cell (see `app.wire.parse_cell`) without building a `Cell`."""
+    status = cell.status
+    for klass, n in d["status"].items():
+        status[klass] = status.get(klass, 0) + n
+    cell.failures += d["failures"]
+    cell.hist.merge_wire(d["hist"], d["sum"], d["min"], d["max"])
+    cell.bytes_in += d["bytes_in"]
+    cell.bytes_out += d["bytes_out"]
+
+
+class Bucket(Cell):
+    """A `Cell` (traffic) plus averaged resource readings for one time slot."""
+
+    __slots__ = ("cpu_n", "cpu_sum", "mem_limit", "mem_n", "mem_sum")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpu_sum = 0.0
+        self.cpu_n = 0
+        self.mem_sum = 0.0
+        self.mem_n = 0
+        self.mem_limit: float | None = None
+
+    def merge(self, other: Cell) -> None:
+        super().merge(other)
+        if isinstance(other, Bucket):
+            self.cpu_sum += other.cpu_sum
+            self.cpu_n += other.cpu_n
+            self.mem_sum += other.mem_sum
+            self.mem_n += other.mem_n
+            if other.mem_limit is not None:
+                self.mem_limit = other.mem_limit
+
+    def add_resource(self, cpu: float | None, memory: float | None, limit: float | None) -> None:
+        if cpu is not None:
+            self.cpu_sum += cpu
+            self.cpu_n += 1
+        if memory is not None:
+            self.mem_sum += memory
+            self.mem_n += 1
+        if limit is not None:
+            self.mem_limit = limit
+
+    @property
+    def cpu(self) -> float | None:
+        return self.cpu_sum / self.cpu_n if self.cpu_n else None
+
+    @property
+    def memory(self) -> float | None:
+        return self.mem_sum / self.mem_n if self.mem_n else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.count:
+            out.update(s=self.status, f=self.failures, h=self.hist.to_wire(), sum=self.hist.total,
+                       min=self.hist.low, max=self.hist.high, bi=self.bytes_in, bo=self.bytes_out)
+        if self.cpu_n:
+            out.update(cs=self.cpu_sum, cn=self.cpu_n)
+        if self.mem_n:
+            out.update(ms=self.mem_sum, mn=self.mem_n)
+        if self.mem_limit is not None:
+            out["ml"] = self.mem_limit
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Bucket:
+        bucket = cls()
+        if "h" in data:
+            bucket.status = {str(k): int(v) for k, v in data["s"].items()}
+            bucket.failures = int(data["f"])
+            bucket.hist.merge_wire(data["h"], data["sum"], data["min"], data["max"])
+            bucket.bytes_in, bucket.bytes_out = int(data["bi"]), int(data["bo"])
+        bucket.cpu_sum, bucket.cpu_n = float(data.get("cs", 0.0)), int(data.get("cn", 0))
+        bucket.mem_sum, bucket.mem_n = float(data.get("ms", 0.0)), int(data.get("mn", 0))
+        bucket.mem_limit = data.get("ml")
+        return bucket
+
+
+class Window:
+    """Traffic over a span of time, reduced to the numbers people read."""
+
+    __slots__ = ("_quantiles", "bytes_in", "bytes_out", "count", "failures", "hist", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(seconds, 1.0)
+        self.count = 0
+        self.failures = 0
+        self.hist = Histogram()
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._quantiles: tuple[float | None, float | None, float | None] | None = None
+
+    def quantiles(self) -> tuple[float | None, float | None, float | None]:
+        """p50, p95, p99, computed once (a window is rebuilt, not changed, when data comes)."""
+        if self._quantiles is None:
+            hist = self.hist
+            self._quantiles = (_r(hist.quantile(0.50)), _r(hist.quantile(0.95)), _r(hist.quantile(0.99)))
+        return self._quantiles
+
+    def headline(self) -> dict[str, Any]:
+        count = self.count
+        p50, p95, p99 = self.quantiles()
+        return {"rps": round(count / self.seconds, 3),
+                "success": round(1 - self.failures / count, 5) if count else None,
+                "p50": p50, "p95": p95, "p99": p99}
+
+    def add(self, cell: Cell) -> None:
+        if cell.hist.count:
+            self.count += cell.hist.count
+            self.failures += cell.failures
+            self.hist.merge(cell.hist)
+            self.bytes_in += cell.bytes_in
+            self.bytes_out += cell.bytes_out
+
+    def merge(self, other: Window) -> None:
+        self.count += other.count
+        self.failures += other.failures
+        self.hist.merge(other.hist)
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+
+    def numbers(self) -> dict[str, Any]:
+        hist, count = self.hist, self.count
+        p50, p95, p99 = self.quantiles()
+        return {
+            "count": count,
+            "rps": round(count / self.seconds, 3),
+            "success": round(1 - self.failures / count, 5) if count else None,
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
+            "avg": _r(hist.mean),
+            "min": _r(hist.low) if count else None,
+            "max": _r(hist.high) if count else None,
+            "errors": self.failures,
+            "error_rate": round(self.failures / count, 5) if count else None,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+        }
+
+
+class RouteStat:
+    """One route's last minute (in coarse cells), lifetime count and last sighting."""
+
+    __slots__ = ("cells", "last_seen", "total")
+
+    def __init__(self) -> None:
+        self.cells: dict[int, Cell] = {}
+        self.total = 0
+        self.last_seen = 0.0  # epoch ms
+
+    def add(self, t5: int, cell: Cell, last_seen: float) -> None:
+        mine = self.cells.get(t5)
+        if mine is None:
+            mine = self.cells[t5] = Cell()
+        mine.merge(cell)
+        self.total += cell.count
+        if last_seen > self.last_seen:
+            self.last_seen = last_seen
+
+    def window(self, start: int, seconds: float) -> Window:
+        out = Window(seconds)
+        for t5, cell in self.cells.items():
+            if t5 >= start:
+                out.add(cell)
+        return out
+
+    def evict(self, before: int) -> None:
+        for t5 in [t for t in self.cells if t < before]:
+            del self.cells[t5]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total": self.total, "last_seen": self.last_seen,
+                "cells": [c.to_wire((t, "", "")) for t, c in self.cells.items()]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RouteStat:
+        stat = cls()
+        stat.total, stat.last_seen = int(data["total"]), float(data["last_seen"])
+        for wire in data["cells"]:
+            key, cell = Cell.from_wire(wire)
+            stat.cells[key[0]] = cell
+        return stat
+
+
+class TrafficDelta:
+    """One batch's cells summed per second, per coarse slot and per route slot.
+
+    Built once per batch so each scope it touches (pod, app, all) merges a
+    handful of buckets instead of every cell.
+    """
+
+    __slots__ = ("cells", "coarse", "last_seen", "routes", "seconds")
+
+    def __init__(self, cells: Iterable[dict[str, Any]], now: float, retention: float) -> None:
+        self.seconds: dict[int, Bucket] = {}
+        self.coarse: dict[int, Bucket] = {}
+        self.routes: dict[tuple[str, str, int], Cell] = {}
+        self.last_seen: dict[RouteKey, float] = {}
+        self.cells = 0
+        oldest, newest = int(now - retention), int(now) + MAX_SKEW
+        seconds, routes, last_seen = self.seconds, self.routes, self.last_seen
+        for d in cells:
+            t = d["t"]
+            if t < oldest:
+                continue  # older than anything kept
+            if t > newest:
+                t = int(now)  # a sender's clock far ahead: count it now rather than in the future
+            bucket = seconds.get(t)
+            if bucket is None:
+                bucket = seconds[t] = Bucket()
+            add_wire(bucket, d)
+            t5 = t - t % COARSE
+            rkey = (d["route"], d["method"], t5)
+            cell = routes.get(rkey)
+            if cell is None:
+                cell = routes[rkey] = Cell()
+            add_wire(cell, d)
+            seen = t * 1000.0
+            if seen > last_seen.get(rkey[:2], 0.0):
+                last_seen[rkey[:2]] = seen
+            self.cells += 1
+        coarse = self.coarse
+        for t, bucket in seconds.items():
+            t5 = t - t % COARSE
+            acc = coarse.get(t5)
+            if acc is None:
+                acc = coarse[t5] = Bucket()
+            acc.merge(bucket)
+
+
+def window_start(now: float) -> tuple[int, float]:
+    """First coarse bucket of the overview window, and the seconds it covers."""
+    current = int(now) - int(now) % COARSE
+    start = current - WINDOW + COARSE
+    return start, now - start
+
+
+class Scope:
+    """Fine and coarse buckets plus a route table for one pod, one app, or everything."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # "all", "app:NAME" or "pod:NAME"
+        self.fine: dict[int, Bucket] = {}
+        self.coarse: dict[int, Bucket] = {}
+        self.routes: dict[RouteKey, RouteStat] = {}
+        self.dirty: set[tuple[int, int]] = set()  # (step, t) changed since the last history write
+        self.routes_dirty = False
+        self._fine_floor = 0
+        self._coarse_floor = 0
+        self._route_floor = 0
+        self._window: tuple[tuple[int, int], Window] | None = None
+        self._trend: tuple[tuple[int, int], dict[str, list[float | None]]] | None = None
+        self._routes_cache: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
+        self.version = 0  # bumps whenever traffic data changes
+
+    # --- writing ----------------------------------------------------------
+
+    def fine_bucket(self, t: int) -> Bucket:
+        bucket = self.fine.get(t)
+        if bucket is None:
+            bucket = self.fine[t] = Bucket()
+        self.dirty.add((1, t))
+        return bucket
+
+    def coarse_bucket(self, t5: int) -> Bucket:
+        bucket = self.coarse.get(t5)
+        if bucket is None:
+            bucket = self.coarse[t5] = Bucket()
+        self.dirty.add((COARSE, t5))
+        return bucket
+
+    def add_traffic(self, delta: TrafficDelta, now: float) -> None:
+        """Merge one batch's traffic (already summed per second and per coarse slot)."""
+        fine_from = int(now) - FINE_SPAN
+        for t, bucket in delta.seconds.items():
+            if t >= fine_from:
+                self.fine_bucket(t).merge(bucket)
+        for t5, bucket in delta.coarse.items():
+            self.coarse_bucket(t5).merge(bucket)
+        self.version += 1
+
+    def add_routes(self, delta: TrafficDelta) -> None:
+        routes, last_seen = self.routes, delta.last_seen
+        for (route, method, t5), cell in delta.routes.items():
+            key = (route, method)
+            stat = routes.get(key)
+            if stat is None:
+                if len(routes) >= ROUTE_LIMIT:
+                    key = (OVERFLOW_ROUTE, "*")
+                    stat = routes.get(key)
+                if stat is None:
+                    stat = routes[key] = RouteStat()
+            stat.add(t5, cell, last_seen.get((route, method), 0.0))
+        self.routes_dirty = True
+        self.version += 1
+
+    def add_resource(self, t: int, cpu: float | None, memory: float | None, limit: float | None) -> None:
+        self.fine_bucket(t).add_resource(cpu, memory, limit)
+        self.coarse_bucket(t - t % COARSE).add_resource(cpu, memory, limit)
+
+    def evict(self, now: float, retention: float) -> None:
+        """Forget fine buckets past FINE_SPAN, coarse ones past the retention, idle routes."""
+        fine_cut = int(now) - FINE_SPAN
+        if fine_cut > self._fine_floor:
+            fine = self.fine
+            if fine_cut - self._fine_floor > 2 * FINE_SPAN:  # a long gap: scan instead of counting
+                for t in [t for t in fine if t < fine_cut]:
+                    del fine[t]
+            else:
+                for t in range(self._fine_floor, fine_cut):
+                    fine.pop(t, None)
+            self._fine_floor = fine_cut
+        coarse_cut = int(now - retention)
+        coarse_cut -= coarse_cut % COARSE
+        if coarse_cut > self._coarse_floor:
+            coarse = self.coarse
+            if coarse_cut - self._coarse_floor > 2 * retention:
+                for t in [t for t in coarse if t < coarse_cut]:
+                    del coarse[t]
+            else:
+                for t in range(self._coarse_floor, coarse_cut, COARSE):
+                    coarse.pop(t, None)
+            self._coarse_floor = coarse_cut
+        start, _ = window_start(now)
+        if start == self._route_floor:
+            return
+        self._route_floor = start
+        idle_ms = (now - retention) * 1000
+        for key in list(self.routes):
+            stat = self.routes[key]
+            stat.evict(start)
+            if stat.last_seen < idle_ms and not stat.cells:
+                del self.routes[key]
+                self.routes_dirty = True
+
+    def load_bucket(self, step: int, t: int, bucket: Bucket) -> None:
+        (self.fine if step == 1 else self.coarse)[t] = bucket
+
+    # --- reading ----------------------------------------------------------
+
+    def window(self, now: float) -> Window:
+        """Traffic over the overview window (the last minute, in coarse buckets)."""
+        start, seconds = window_start(now)
+        key = (start, self.version)
+        cached = self._window
+        if cached is not None and cached[0] == key:
+            cached[1].seconds = seconds
+            return cached[1]
+        out = Window(seconds)
+        coarse = self.coarse
+        for t5 in range(start, start + WINDOW, COARSE):
+            bucket = coarse.get(t5)
+            if bucket is not None:
+                out.add(bucket)
+        self._window = (key, out)
+        return out
+
+    def trend(self, now: float) -> dict[str, list[float | None]]:
+        """One point per coarse bucket over the last five minutes, complete buckets only."""
+        current = int(now) - int(now) % COARSE
+        key = (current, self.version)
+        cached = self._trend
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rps: list[float | None] = []
+        p95: list[float | None] = []
+        cpu: list[float | None] = []
+        memory: list[float | None] = []
+        coarse = self.coarse
+        for t5 in range(current - TREND_POINTS * COARSE, current, COARSE):
+            bucket = coarse.get(t5)
+            if bucket is None:
+                rps.append(None)
+                p95.append(None)
+                cpu.append(None)
+                memory.append(None)
+                continue
+            count = bucket.hist.count
+            rps.append(round(count / COARSE, 3))
+            p95.append(_r(bucket.hist.quantile(0.95)) if count else None)
+            cpu.append(_r(bucket.cpu, 2))
+            mem = bucket.memory
+            memory.append(None if mem is None else round(mem))
+        out = {"rps": rps, "p95": p95, "cpu": cpu, "memory": memory}
+        self._trend = (key, out)
+        return out
+
+    def route_rows(self, now: float) -> list[dict[str, Any]]:
+        start, seconds = window_start(now)
+        key = (start, self.version)
+        cached = self._routes_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rows = []
+        for (route, method), stat in self.routes.items():
+            numbers = stat.window(start, seconds).numbers()
+            numbers.update(route=route, method=method, last_seen=stat.last_seen, total=stat.total)
+            rows.append(numbers)
+        rows.sort(key=lambda r: (-r["count"], r["route"], r["method"]))
+        self._routes_cache = (key, rows)
+        return rows
+
+    def series(self, now: float, window: int, step: int) -> dict[str, Any]:
+        """Per-step rates by status class, percentiles and resources over `window` seconds."""
+        end = int(now) - int(now) % step + step  # exclusive, so the current partial step shows
+        start = end - window
+        ts = list(range(start, end, step))
+        rps: dict[str, list[float | None]] = {k: [] for k in STATUS_CLASSES}
+        p50: list[float | None] = []
+        p95: list[float | None] = []
+        p99: list[float | None] = []
+        cpu: list[float | None] = []
+        memory: list[float | None] = []
+        limit: float | None = None
+        for t in ts:
+            bucket, span = self._span(t, step)
+            if bucket is None:
+                for values in rps.values():
+                    values.append(None)
+                p50.append(None)
+                p95.append(None)
+                p99.append(None)
+                cpu.append(None)
+                memory.append(None)
+                continue
+            for klass, values in rps.items():
+                values.append(round(bucket.status.get(klass, 0) / span, 3))
+            hist = bucket.hist
+            p50.append(_r(hist.quantile(0.50)))
+            p95.append(_r(hist.quantile(0.95)))
+            p99.append(_r(hist.quantile(0.99)))
+            cpu.append(_r(bucket.cpu, 2))
+            mem = bucket.memory
+            memory.append(None if mem is None else round(mem))
+            if bucket.mem_limit is not None:
+                limit = bucket.mem_limit
+        return {"t": ts, "rps": rps, "p50": p50, "p95": p95, "p99": p99, "cpu": cpu, "memory": memory,
+                "memory_limit": limit}
+
+    def _span(self, t: int, step: int) -> tuple[Bucket | None, int]:
+        """The bucket covering [t, t + step): fine, coarse, or coarse ones merged."""
+        if step == 1:
+            bucket = self.fine.get(t)
+            if bucket is not None:
+                return bucket, 1
+            # Fine data ends FINE_SPAN back or before a restart: spread the coarse bucket.
+            t5 = t - t % COARSE
+            coarse = self.coarse.get(t5)
+            return coarse, COARSE
+        if step == COARSE:
+            return self.coarse.get(t), COARSE
+        merged: Bucket | None = None
+        for t5 in range(t, t + step, COARSE):
+            bucket = self.coarse.get(t5)
+            if bucket is not None:
+                if merged is None:
+                    merged = Bucket()
+                merged.merge(bucket)
+        return merged, step

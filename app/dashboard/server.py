@@ -1,0 +1,197 @@
+"""The dashboard process: `make_app` wires store, hub, history and handlers; `run` serves.
+
+`make_app(config, clock=...)` restores history, then starts the once-a-second
+tick (staleness, live push) and the history writer on the current IOLoop.
+`run(config)` serves until SIGTERM or SIGINT, then writes history a last time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+from tornado.log import access_log
+from tornado.web import Application, RequestHandler
+
+from app import paths
+from app.dashboard import handlers
+from app.dashboard.aggregate import Clock, PodStore
+from app.dashboard.history import History
+from app.dashboard.hub import LiveHub, LiveSocket
+from app.dashboard.metrics import DashboardMetrics
+from app.dashboard.scope import FINE_SPAN
+from app.options import DashboardConfig
+
+log = logging.getLogger("mothership.dashboard")
+
+PRUNE_EVERY = 60.0  # seconds between deletions of history past the retention
+
+
+class Dashboard:
+    """The store, the hub, history, and the periodic work that ties them together."""
+
+    def __init__(self, config: DashboardConfig, clock: Clock = time.time, *, tick_interval: float = 1.0,
+                 flush_interval: float = 2.0) -> None:
+        self.config = config
+        self.clock = clock
+        self.tick_interval = tick_interval
+        self.flush_interval = flush_interval
+        self.store = PodStore(retention=config.retention, stale_after=config.stale_after,
+                              drop_after=config.drop_after, clock=clock)
+        self.metrics = DashboardMetrics()
+        self.hub = LiveHub(self.store, self.metrics)
+        self.ctx = handlers.Context(config=config, store=self.store, hub=self.hub, metrics=self.metrics)
+        self.history = None if config.data == ":memory:" else History(config.data)
+        if self.history is not None:
+            started = time.perf_counter()
+            self.store.restore(self.history.load(clock(), config.retention, config.drop_after))
+            log.info("history restored from %s in %.2fs: %d pods", config.data, time.perf_counter() - started,
+                     len(self.store.pods))
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mothership-history")
+        self._writing: asyncio.Future[int] | None = None
+        self._last_prune = 0.0
+        self._callbacks: list[PeriodicCallback] = []
+
+    def start(self) -> None:
+        """Start the tick and the history writer on the current IOLoop."""
+        self._callbacks = [PeriodicCallback(self.tick, self.tick_interval * 1000)]
+        if self.history is not None:
+            self._callbacks.append(PeriodicCallback(self.flush, self.flush_interval * 1000))
+        for callback in self._callbacks:
+            callback.start()
+
+    def tick(self) -> None:
+        self.store.tick()
+        self.hub.push()
+
+    async def flush(self) -> int:
+        """Hand what changed to the history thread; skipped while the last write still runs."""
+        if self.history is None or (self._writing is not None and not self._writing.done()):
+            return 0
+        changes = self.store.drain()
+        now = self.clock()
+        prune = None
+        if now - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = now
+            prune = (int(now) - FINE_SPAN, int(now - self.config.retention))
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        self._writing = loop.run_in_executor(self._executor, self.history.write, changes, prune)
+        try:
+            rows = await self._writing
+        except Exception:
+            log.error("writing history to %s failed", self.config.data, exc_info=True)
+            self.metrics.history_errors.inc()
+            self.ctx.history_ok = False
+            return 0
+        self.ctx.history_ok = True
+        self.metrics.history_rows.inc(rows)
+        self.metrics.history_seconds.observe(time.perf_counter() - started)
+        return rows
+
+    async def stop(self) -> None:
+        """Stop ticking, write what is left, close the file."""
+        for callback in self._callbacks:
+            callback.stop()
+        for socket in list(self.hub.clients):
+            socket.close(1001, "dashboard stopping")
+        if self._writing is not None:
+            await asyncio.wait([self._writing])
+        if self.history is not None:
+            await self.flush()
+            self.history.close()
+        self._executor.shutdown(wait=True)
+
+
+def _log_request(handler: RequestHandler) -> None:
+    """Log refused and failed requests only: thousands of sidecars posting every second would drown the log."""
+    status = handler.get_status()
+    if status >= 400:
+        request = handler.request
+        level = logging.ERROR if status >= 500 else logging.WARNING
+        access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.uri, request.remote_ip,
+                       1000.0 * request.request_time())
+
+
+class DashboardApplication(Application):
+    """A Tornado application carrying its `Dashboard` (for `run` and tests; handlers get a Context)."""
+
+    def __init__(self, dashboard: Dashboard, **settings: Any) -> None:
+        self.dashboard = dashboard
+        ctx = {"ctx": dashboard.ctx}
+        config = dashboard.config
+        super().__init__([
+            (r"/", handlers.PageHandler, ctx),
+            (r"/stats", handlers.StatsHandler, ctx),
+            (r"/resources", handlers.ResourcesHandler, ctx),
+            (r"/api/overview", handlers.OverviewHandler, ctx),
+            (r"/api/series", handlers.SeriesHandler, ctx),
+            (r"/healthz", handlers.HealthHandler, ctx),
+            (r"/metrics", handlers.MetricsHandler, ctx),
+            (r"/ws", LiveSocket, {"hub": dashboard.hub, "view_token": config.view_token,
+                                  "allowed_origins": config.allowed_origins}),
+        ], **settings)
+
+
+def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval: float = 1.0,
+             flush_interval: float = 2.0, start: bool = True) -> DashboardApplication:
+    """The dashboard's Tornado application; with `start`, its periodic work runs on the current IOLoop."""
+    dashboard = Dashboard(config, clock, tick_interval=tick_interval, flush_interval=flush_interval)
+    app = DashboardApplication(
+        dashboard,
+        template_path=str(paths.TEMPLATES_DIR),
+        static_path=str(paths.STATIC_DIR),
+        websocket_ping_interval=20,
+        websocket_max_message_size=64 * 1024,
+        log_function=_log_request,
+    )
+    if start:
+        dashboard.start()
+    return app
+
+
+def listen(app: DashboardApplication, port: int, host: str = "127.0.0.1") -> HTTPServer:
+    """An HTTPServer for `app`, with limits that leave the body size check to the handlers (413, not a reset)."""
+    server = HTTPServer(app, max_body_size=app.dashboard.config.max_body_bytes + (1 << 20),
+                        idle_connection_timeout=75, body_timeout=30)
+    server.listen(port, host)
+    return server
+
+
+async def _serve(config: DashboardConfig) -> None:
+    app = make_app(config)
+    server = listen(app, config.port, config.host)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    history = "none (:memory:)" if config.data == ":memory:" else config.data
+    shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    print(f"mothership dashboard on http://{shown}:{config.port}/ (history: {history})", flush=True)
+    await stopping.wait()
+    log.info("stopping: writing history")
+    server.stop()
+    await app.dashboard.stop()
+    await server.close_all_connections()
+
+
+def run(config: DashboardConfig) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        asyncio.run(_serve(config))
+    except OSError as exc:
+        print(f"python -m app: error: --port: cannot listen on {config.host}:{config.port} ({exc.strerror})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["Dashboard", "DashboardApplication", "listen", "make_app", "run"]

@@ -1,22 +1,37 @@
-"""Packaging for Mothership: `pip install .` gives the `mothership` command."""
+"""Packaging for Mothership: `pip install .` gives the `mothership` command (same as `python -m app`)."""
 
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).resolve().parent
+
+
+def _files(folder: str) -> list[str]:
+    """Every file under `folder`, relative to it: package_data's "*" would miss subfolders."""
+    root = HERE / folder
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
 setup(
     name="mothership",
     version="0.1.0",
     description="Service-mesh telemetry without a control plane: a timing sidecar and a live dashboard.",
-    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.10",
+    # What CI, the S2I builder (python:3.11-ubi9) and the Containerfile run.
+    python_requires=">=3.11",
     # static/ and templates/ sit beside the packages in the repository; in a
-    # wheel they become `app/static` and `app/templates` (see app/paths.py).
-    packages=[*find_packages(include=["app", "app.*", "sidecar", "sidecar.*"]), "app.static", "app.templates"],
+    # wheel they become `app/static` and `app/templates` (app/paths.py looks
+    # there first). The sdist carries them through MANIFEST.in.
+    packages=[
+        *find_packages(include=["app", "app.*", "sidecar", "sidecar.*"]),
+        "app.static",
+        "app.templates",
+    ],
     package_dir={"app.static": "static", "app.templates": "templates"},
-    package_data={"app.static": ["*"], "app.templates": ["*"]},
+    package_data={"app.static": _files("static"), "app.templates": _files("templates")},
     install_requires=[
         "tornado>=6.3,<7",
         "psutil>=5.9,<8",
@@ -32,6 +47,7 @@ setup(
             "playwright>=1.45",
             "kubernetes-validate>=1.28",
             "PyYAML>=6",
+            "build>=1.0",  # tests/test_packaging.py builds the sdist and the wheel
             "ruff>=0.6",
             "mypy>=1.10",
             "types-ujson",
@@ -42,7 +58,10 @@ setup(
     entry_points={"console_scripts": ["mothership=app.__main__:main_exit"]},
     classifiers=[
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Operating System :: POSIX :: Linux",
         "Framework :: Tornado",
         "Topic :: System :: Monitoring",
+        "Topic :: System :: Networking :: Monitoring",
     ],
 )

@@ -3,20 +3,21 @@
 A small Tornado app with the kinds of routes a real service has: fast, slow,
 sometimes failing, static files (by extension), id-bearing paths, an upload
 echo, sized downloads and a `/healthz` for probes. Run it with
-`python -m app.sampleapp --port P`, or build it with `make_app()`.
+`python -m app.sampleapp --port P` (or env PORT), or build it with `make_app()`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import signal
 import struct
 import sys
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import tornado.web
@@ -215,19 +216,28 @@ def _no_access_log(handler: tornado.web.RequestHandler) -> None:
     return None
 
 
-def _parse(argv: Sequence[str]) -> tuple[str, int, SampleSettings]:
+ENV_VARS = ("PORT",)  # what the sample app reads from its environment (the flag wins)
+
+
+def _parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> tuple[str, int, SampleSettings]:
+    env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="python -m app.sampleapp", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
-    parser.add_argument("--port", type=int, default=8087, help="port to listen on; 0 picks one (8087)")
+    parser.add_argument("--port", default=env.get("PORT", "8087"),
+                        help="port to listen on; 0 picks one (8087) [env PORT]")
     parser.add_argument("--fail-rate", type=float, default=SampleSettings.fail_rate,
                         help="share of /fail requests answered with 500 (0.3)")
     parser.add_argument("--seed", type=int, default=None, help="seed for the random choices")
     args = parser.parse_args(list(argv))
-    if not 0 <= args.port <= 65535:
+    try:
+        port = int(args.port)
+    except ValueError:
+        parser.error(f"--port: must be a port number (got {args.port!r})")
+    if not 0 <= port <= 65535:
         parser.error("--port: must be a port number from 0 to 65535")
     if not 0 <= args.fail_rate <= 1:
         parser.error("--fail-rate: must be between 0 and 1")
-    return args.host, args.port, SampleSettings(fail_rate=args.fail_rate, seed=args.seed)
+    return args.host, port, SampleSettings(fail_rate=args.fail_rate, seed=args.seed)
 
 
 async def serve(host: str, port: int, settings: SampleSettings) -> None:

@@ -18,7 +18,7 @@ import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from app import routes
-from app.sampleapp import ASSETS, SampleSettings, make_app
+from app.sampleapp import ASSETS, SampleSettings, _parse, make_app
 from tests.conftest import ROOT, app_env
 
 UUID = "0b9d2f7e-3c1a-4e5b-9f6d-2a8c7e1b4d30"
@@ -182,3 +182,9 @@ def test_process_refuses_bad_flags(args: list[str]) -> None:
     with _start("--host", "127.0.0.1", *args) as proc:
         output, _ = proc.communicate(timeout=10)
     assert proc.returncode == 2 and "Traceback" not in output
+
+
+def test_port_comes_from_the_environment_and_the_flag_wins() -> None:
+    assert _parse([], {"PORT": "9123"})[1] == 9123
+    assert _parse(["--port", "9124"], {"PORT": "9123"})[1] == 9124
+    assert _parse([], {})[1] == 8087  # the sidecar's default target port

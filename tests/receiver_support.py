@@ -4,7 +4,10 @@ It runs a real Tornado server on 127.0.0.1 in a thread of its own, so both
 async tests (sharing nothing with the test's loop) and plain tests driving a
 sidecar process can use it. Modes: `ok` (200), `fail` (500), `reject` (400),
 `hang` (never answers until the mode changes or it stops), and `refuse()`
-closes the listening socket until `accept()`.
+closes the listening socket until `accept()`. With `forward_to` it relays
+each POST to a real dashboard first and answers with its status, or with a
+500 while `lose_acks` lasts: a dashboard that stored a batch whose
+acknowledgement was lost on the way back.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
@@ -38,6 +42,8 @@ class Receiver:
     prefix: str = ""
     mode: str = "ok"
     posts: list[Received] = field(default_factory=list)
+    forward_to: str = ""
+    lose_acks: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
@@ -167,6 +173,14 @@ class _Handler(RequestHandler):
         if receiver.mode == "hang":
             await receiver._hang()
         status = {"ok": 200, "fail": 500, "reject": 400}.get(receiver.mode, 200)
+        if receiver.forward_to and status == 200:
+            upstream = await AsyncHTTPClient().fetch(
+                receiver.forward_to + self.request.path[len(receiver.prefix):], method="POST",
+                body=self.request.body, headers=self.request.headers, raise_error=False)
+            status = upstream.code
+            if receiver.lose_acks > 0 and status == 200:
+                receiver.lose_acks -= 1
+                status = 500
         post.status = status
         self.set_status(status)
         self.finish({"response": "saved"} if status == 200 else {"error": receiver.mode})

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import ujson
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.options import SidecarConfig
@@ -323,3 +324,38 @@ async def test_flush_gives_up_at_its_deadline(io_loop: Any, receiver: Receiver) 
     assert time.monotonic() - started < 1.0
     assert reporter.buffer.queued_exchanges == 1
     reporter.close()
+
+
+# --- against the real dashboard -------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_batch_whose_ack_was_lost_is_counted_once_by_the_real_dashboard(io_loop: Any, run_app: Any) -> None:
+    from tornado.httpclient import AsyncHTTPClient
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    run_app(["--mode", "dashboard", "--port", str(port), "--data", ":memory:"], wait_ports=[port])
+    dashboard = f"http://127.0.0.1:{port}"
+    relay = Receiver(forward_to=dashboard, lose_acks=2).start()
+    try:
+        reporter = make_reporter(relay.url)
+        reporter.start()
+        now = time.time() * 1000
+        for i in range(5):
+            reporter.buffer.add(make_sample(i, started=now))
+        await until(lambda: reporter.buffer.stats.delivered == 1, timeout=10)
+        for i in range(3):
+            reporter.buffer.add(make_sample(10 + i, started=now))
+        await until(lambda: reporter.buffer.stats.delivered == 2, timeout=10)
+        await reporter.stop()
+        reporter.close()
+        posts = relay.stats(answered=None)
+        assert len(posts) == 4 and len({p.body["batch"] for p in posts[:3]}) == 1  # sent three times
+        response = await AsyncHTTPClient().fetch(f"{dashboard}/stats")
+        [pod] = [p for p in ujson.loads(response.body) if p["pod"] == "shop-1-abcde"]
+        assert pod["total"] == 8 and pod["dropped"] == 0  # not 5 + 5 + 5 + 3
+        assert len(pod["stats"]) == 8
+    finally:
+        relay.stop()

@@ -13,7 +13,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _section(mode: str) -> str:
-    match = re.search(rf"^### {mode.capitalize()}\n(.*?)(?=^##)", README, re.S | re.M)
+    match = re.search(rf"^### {mode.capitalize()}\n(.*?)(?=^##|\Z)", README, re.S | re.M)
     assert match, f"README has no '### {mode.capitalize()}' section"
     return match.group(1)
 

@@ -6,7 +6,7 @@ sidecar process can use it. Modes: `ok` (200), `fail` (500), `reject` (400),
 `hang` (never answers until the mode changes or it stops), and `refuse()`
 closes the listening socket until `accept()`. With `forward_to` it relays
 each POST to a real dashboard first and answers with its status, or with a
-500 while `lose_acks` lasts: a dashboard that stored a batch whose
+500 to /stats while `lose_acks` lasts: a dashboard that stored a batch whose
 acknowledgement was lost on the way back.
 """
 
@@ -127,7 +127,8 @@ class Receiver:
         done.wait(5)
 
     def _listen(self) -> None:
-        self._server = HTTPServer(Application([(r".*", _Handler, {"receiver": self})]))
+        self._server = HTTPServer(Application([(r".*", _Handler, {"receiver": self})],
+                                               log_function=lambda handler: None))
         self._server.listen(self.port, "127.0.0.1")
 
     def _run(self, ready: threading.Event) -> None:
@@ -178,7 +179,7 @@ class _Handler(RequestHandler):
                 receiver.forward_to + self.request.path[len(receiver.prefix):], method="POST",
                 body=self.request.body, headers=self.request.headers, raise_error=False)
             status = upstream.code
-            if receiver.lose_acks > 0 and status == 200:
+            if receiver.lose_acks > 0 and status == 200 and self.request.path.endswith("/stats"):
                 receiver.lose_acks -= 1
                 status = 500
         post.status = status

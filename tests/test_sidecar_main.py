@@ -1,0 +1,210 @@
+"""The sidecar process end to end: a real `python -m app --mode sidecar` in front of the sample app,
+reporting to a fake dashboard (or the real one), stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ROOT, AppProcess, app_env, free_port, wait_for_port
+from tests.receiver_support import Receiver
+
+pytest.importorskip("sidecar.proxy", reason="the proxy (sidecar/proxy.py) is not there yet")
+
+POD = "shop-7-x2k9q"
+
+
+@pytest.fixture
+def target() -> Iterator[int]:
+    """The sample app, as the application behind the sidecar."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "app.sampleapp", "--host", "127.0.0.1", "--port", str(port),
+                             "--fail-rate", "0"], cwd=ROOT, env=app_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@dataclass
+class Sidecar:
+    proc: AppProcess
+    port: int
+    admin_port: int
+
+    def get(self, path: str, port: int | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def admin(self, path: str) -> tuple[int, bytes]:
+        return self.get(path, port=self.admin_port)
+
+    def metrics(self) -> dict[str, Any]:
+        status, body = self.admin("/metrics")
+        assert status == 200
+        return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
+def start_sidecar(run_app: Any, target: int, dashboard: str = "", *extra: str) -> Sidecar:
+    port, admin_port = free_port(), free_port()
+    args = ["--mode", "sidecar", "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin_port),
+            "--target-port", str(target), "--pod", POD, "--stats-interval", "0.2", "--resources-interval", "0.2",
+            "--grace-period", "3", *extra]
+    if dashboard:
+        args += ["--dashboard", dashboard]
+    proc = run_app(args, wait_ports=[port, admin_port])
+    return Sidecar(proc, port, admin_port)
+
+
+def requests_total(families: dict[str, Any]) -> float:
+    return sum(s.value for s in families["http_server_requests"].samples if s.name == "http_server_requests_total")
+
+
+def test_exchanges_reach_the_dashboard_and_metrics(run_app: Any, target: int, receiver: Receiver) -> None:
+    sidecar = start_sidecar(run_app, target, receiver.url, "--token", "t0k")
+    for i in range(1, 11):
+        status, _ = sidecar.get(f"/users/{i}")
+        assert status == 200
+    receiver.wait_for(lambda: receiver.counted()[0] == 10)
+    samples = [s for p in receiver.stats() for s in p.body["stats"]]
+    assert {s["route"] for s in samples} == {"/users/{id}"}
+    assert all(p.headers["Authorization"] == "Bearer t0k" for p in receiver.posts)
+    receiver.wait_for(lambda: len(receiver.resources()) >= 2)
+    resource = receiver.resources()[-1].body
+    assert resource["pod"] == POD and resource["app"] == "shop"
+    assert resource["resource"]["sidecar"]["rss"] > 0
+
+    families = sidecar.metrics()
+    assert requests_total(families) == 10
+    assert "mothership_reporter_queue_samples" in families and "mothership_node_cpu_usage_ratio" in families
+    assert sidecar.admin("/healthz")[0] == 200
+    assert sidecar.admin("/readyz")[0] == 200
+    assert sidecar.proc.stop() == 0
+
+
+def test_sigterm_lets_exchanges_finish_and_sends_a_final_batch(run_app: Any, target: int,
+                                                                 receiver: Receiver) -> None:
+    sidecar = start_sidecar(run_app, target, receiver.url, "--stats-interval", "60")
+    for i in range(5):
+        assert sidecar.get(f"/users/{i + 1}")[0] == 200
+    slow: dict[str, Any] = {}
+
+    def slow_request() -> None:
+        slow["result"] = sidecar.get("/slow?ms=700")
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.2)  # the slow exchange is in flight
+    sidecar.proc.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    with pytest.raises(OSError):  # no longer accepting
+        sidecar.get("/users/1", timeout=1)
+    assert sidecar.proc.proc.wait(10) == 0
+    thread.join(5)
+    assert slow["result"][0] == 200  # finished, not cut
+    assert receiver.counted() == (6, 0)  # five fast ones and the slow one, in the final batch
+    assert len(receiver.stats()) == 1
+    assert "sidecar stopped" in sidecar.proc.output
+
+
+def test_proxied_latency_is_unchanged_while_the_dashboard_hangs(run_app: Any, target: int,
+                                                                receiver: Receiver) -> None:
+    sidecar = start_sidecar(run_app, target, receiver.url)
+
+    def median_ms(n: int = 150) -> float:
+        conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=5)
+        times = []
+        for i in range(n):
+            start = time.perf_counter()
+            conn.request("GET", f"/users/{i % 50 + 1}")
+            response = conn.getresponse()
+            response.read()
+            times.append(time.perf_counter() - start)
+            assert response.status == 200
+        conn.close()
+        return statistics.median(times) * 1000
+
+    median_ms(50)  # warm up
+    healthy = median_ms()
+    receiver.set_mode("hang")
+    time.sleep(0.5)  # posts are now stuck
+    hung = median_ms()
+    receiver.wait_for(lambda: any(p.status == 0 for p in receiver.posts))  # the dashboard really hangs
+    print(f"median through the sidecar: dashboard healthy {healthy:.3f} ms, hanging {hung:.3f} ms")
+    assert hung < healthy * 1.5 + 0.5
+
+    def timeouts() -> float:
+        return float(sum(s.value for s in sidecar.metrics()["mothership_reporter_failed_posts"].samples
+                         if s.name.endswith("_total") and s.labels["reason"] == "timeout"))
+
+    receiver.wait_for(lambda: timeouts() >= 1)  # counted as a failed post, not a crash
+    receiver.set_mode("ok")
+    receiver.wait_for(lambda: receiver.counted()[0] >= 350, timeout=15)
+    assert receiver.counted() == (350, 0)  # nothing lost while it hung
+
+
+def test_without_a_dashboard_it_proxies_and_reports_nothing(run_app: Any, target: int) -> None:
+    sidecar = start_sidecar(run_app, target)
+    assert sidecar.get("/users/3")[0] == 200
+    time.sleep(0.5)
+    assert requests_total(sidecar.metrics()) == 1
+    assert sidecar.proc.stop() == 0
+    output = sidecar.proc.log_path.read_text()
+    assert "not reporting" in output
+    assert "WARNING" not in output and "ERROR" not in output
+
+
+def test_readyz_is_503_while_the_target_is_down(run_app: Any) -> None:
+    sidecar = start_sidecar(run_app, free_port())
+    status, body = sidecar.admin("/readyz")
+    assert status == 503 and b"does not accept connections" in body
+    assert sidecar.admin("/healthz")[0] == 200
+
+
+def test_a_retried_batch_is_counted_once_by_the_real_dashboard(run_app: Any, target: int) -> None:
+    port = free_port()
+    run_app(["--mode", "dashboard", "--port", str(port), "--host", "127.0.0.1", "--data", ":memory:"],
+            wait_ports=[port])
+    dashboard = f"http://127.0.0.1:{port}"
+    relay = Receiver(forward_to=dashboard, lose_acks=1).start()
+    try:
+        sidecar = start_sidecar(run_app, target, relay.url)
+        for i in range(12):
+            assert sidecar.get(f"/users/{i + 1}")[0] == 200
+        relay.wait_for(lambda: relay.counted()[0] == 12)
+        assert len(relay.stats(answered=None)) > len({p.body["batch"] for p in relay.stats(answered=None)})
+        with urllib.request.urlopen(f"{dashboard}/stats", timeout=5) as response:
+            pods = json.loads(response.read())
+        [pod] = [p for p in pods if p["pod"] == POD]
+        assert pod["total"] == 12 and pod["app"] == "shop"
+        assert sidecar.proc.stop() == 0
+    finally:
+        relay.stop()

@@ -144,7 +144,7 @@ class SampleBuffer:
         body = ujson.dumps({
             "pod": self.pod, "app": self.app, "batch": batch_id, "dropped": self._unreported_dropped,
             "stats": samples, "summary": cells,
-        }).encode()
+        }, escape_forward_slashes=False).encode()
         batch = Batch(id=batch_id, body=body, exchanges=self._open_exchanges, samples=len(samples),
                       dropped=self._unreported_dropped)
         self._raw.clear()

@@ -31,7 +31,7 @@ SIZE_BUCKETS = tuple(float(4**i * 64) for i in range(11))  # 64 B .. 64 MiB
 # OpenTelemetry's rule: known methods as they are, anything else as _OTHER, so
 # a client cannot mint label values.
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
-MAX_ROUTES = 200  # distinct route labels before new ones become {other}
+MAX_ROUTES = 100  # distinct route labels before new ones become {other}
 _CACHE_LIMIT = 4096
 POST_FAILURE_REASONS = ("timeout", "connection", "status_4xx", "status_5xx", "other")
 

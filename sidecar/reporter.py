@@ -216,7 +216,7 @@ class Reporter:
                 resource = None
             if resource is not None and self.enabled and (self._resource_post is None or self._resource_post.done()):
                 body = ujson.dumps({"pod": self.config.pod, "app": self.config.app_name,
-                                    "resource": resource}).encode()
+                                    "resource": resource}, escape_forward_slashes=False).encode()
                 self._resource_post = asyncio.ensure_future(self._post_resources(body))
             next_at += self.config.resources_interval
             now = loop.time()

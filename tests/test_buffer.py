@@ -106,7 +106,7 @@ def test_raw_samples_are_capped_per_batch_but_the_summary_stays_exact() -> None:
 def test_when_full_the_oldest_batch_is_dropped_and_reported_in_the_next() -> None:
     buffer = make_buffer(max_bytes=4000)
     sent = 0
-    for i in range(8):  # eight one-sample batches of ~700 bytes each: more than 4000
+    for i in range(12):  # twelve one-sample batches of ~500 bytes each: more than 4000
         buffer.add(make_sample(i))
         buffer.seal()
         sent += 1
@@ -124,7 +124,7 @@ def test_when_full_the_oldest_batch_is_dropped_and_reported_in_the_next() -> Non
     assert delivered_exchanges + reported_dropped == sent
     assert reported_dropped == buffer.stats.dropped
     # The newest batches survived, the oldest went.
-    assert buffer.stats.dropped == 8 - delivered_exchanges
+    assert buffer.stats.dropped == 12 - delivered_exchanges
 
 
 def test_the_batch_in_flight_is_never_dropped() -> None:

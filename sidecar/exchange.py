@@ -1,0 +1,89 @@
+"""Turning one tracked `Exchange` into one wire `Sample`.
+
+`SampleMaker` owns the choices a sample makes about its request: the path
+without the query, the route (templated, then capped so label sets stay
+bounded), the method (unknown ones become `_OTHER`, as OpenTelemetry does),
+the static-file and probe flags. Headers are never copied into a sample.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from app import routes
+from app.wire import Sample
+from sidecar.http1 import Exchange
+
+PROBE_AGENT: Final = b"kube-probe/"  # the kubelet's User-Agent, as the tracker lower-cases it
+OTHER_METHOD: Final = "_OTHER"
+METHODS: Final = {m.encode(): m for m in (
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+)}
+STATIC_EXTENSIONS: Final = frozenset((
+    "css", "js", "mjs", "map", "json", "html", "htm", "txt", "xml", "wasm",
+    "png", "jpg", "jpeg", "gif", "svg", "ico", "webp", "avif", "bmp",
+    "woff", "woff2", "ttf", "otf", "eot",
+    "mp3", "mp4", "webm", "ogg", "wav", "pdf", "zip", "gz", "tar",
+))
+MAX_REASON: Final = 64
+_CACHE_SIZE: Final = 4096  # distinct raw paths remembered; cleared when full
+
+
+def is_static(path: str) -> bool:
+    """A static asset, judged by the extension of the path's last segment."""
+    last = path.rpartition("/")[2]
+    stem, dot, ext = last.rpartition(".")
+    return bool(dot and stem) and ext.lower() in STATIC_EXTENSIONS
+
+
+def is_probe(user_agent: bytes) -> bool:
+    return user_agent.startswith(PROBE_AGENT)
+
+
+def method_name(method: bytes) -> str:
+    return METHODS.get(method, OTHER_METHOD)
+
+
+class SampleMaker:
+    """Makes samples; remembers each raw path's (endpoint, route, file) to keep templating off the hot path."""
+
+    def __init__(self, *, record_query: bool = False, route_cap: routes.RouteCap | None = None) -> None:
+        self.record_query = record_query
+        self.route_cap = route_cap if route_cap is not None else routes.RouteCap()
+        self.clock_offset = 0.0  # epoch seconds minus monotonic seconds
+        self._paths: dict[bytes, tuple[str, str, bool]] = {}
+
+    def describe(self, raw_path: bytes) -> tuple[str, str, bool]:
+        """(endpoint, route, file) of a request target without its query."""
+        known = self._paths.get(raw_path)
+        if known is not None:
+            return known
+        path, _query = routes.split_target(raw_path.decode("utf-8", "replace"))
+        known = (path, self.route_cap(routes.template(path)), is_static(path))
+        if len(self._paths) >= _CACHE_SIZE:
+            self._paths.clear()
+        self._paths[raw_path] = known
+        return known
+
+    def __call__(self, ex: Exchange) -> Sample:
+        raw_path, mark, raw_query = ex.target.partition(b"?")
+        # A request refused before its target could be read has none (not "/").
+        endpoint, route, static = self.describe(raw_path) if ex.target else ("", "", False)
+        if mark and self.record_query:
+            endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
+        t_end = ex.t_end if ex.t_end is not None else ex.t_start
+        t_first = ex.t_first
+        return {
+            "endpoint": endpoint,
+            "route": route,
+            "method": METHODS.get(ex.method, OTHER_METHOD),
+            "response": {"status": ex.status, "message": ex.reason[:MAX_REASON].decode("latin-1")},
+            "time": (t_end - ex.t_start) * 1000.0,
+            "ttfb": None if t_first is None else (t_first - ex.t_start) * 1000.0,
+            "started": (ex.t_start + self.clock_offset) * 1000.0,
+            "file": static,
+            "bytes_in": ex.bytes_in,
+            "bytes_out": ex.bytes_out,
+            "probe": ex.user_agent.startswith(PROBE_AGENT),
+            "error": ex.error,
+        }

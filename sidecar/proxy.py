@@ -1,0 +1,414 @@
+"""`SidecarServer`: the Tornado TCP relay in front of the app that turns every HTTP exchange into a sample.
+
+Each client connection gets its own connection to the app; bytes go both
+ways unchanged and streaming, one chunk at a time, and a write is awaited
+before the next read, so a slow reader slows the writer and memory stays
+bounded. `sidecar.http1.ExchangeTracker` frames the bytes as they pass;
+`sidecar.exchange.SampleMaker` turns each finished exchange into a sample
+handed to `on_sample`.
+
+Public surface:
+    server = SidecarServer(config, on_sample)
+    server.listen(port, address) / server.add_sockets(sockets)   (from TCPServer)
+    server.stop()                 stop accepting connections
+    await server.drain(timeout)   close idle connections, wait for exchanges
+                                  in flight; True if all finished in time
+    server.close_all()            close every connection now
+    server.counters               read-only `ProxyCounters`:
+        connections_open, connections_total   client connections
+        exchanges_in_flight, exchanges_total  exchanges begun / finished
+        upstream_errors   {"upstream_unavailable" | "upstream_timeout" |
+                           "upstream_reset": n}, counted per sample
+        client_closed     exchanges the client abandoned
+        bad_requests      requests refused with 400 or 431
+        timeouts          {"idle" | "header" | "body": n} connections closed
+        sample_errors     exceptions raised by on_sample (logged, swallowed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from tornado import gen
+from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.tcpserver import TCPServer
+
+from app.options import SidecarConfig
+from app.routes import RouteCap
+from app.wire import Sample
+from sidecar.exchange import SampleMaker
+from sidecar.http1 import Exchange, ExchangeTracker, simple_response
+
+log = logging.getLogger(__name__)
+
+CHUNK = 65536  # bytes read at once; also what one connection holds per direction
+LINGER_SECONDS = 2.0  # after an error response, how long to read and drop what the client still sends
+LINGER_BYTES = 1 << 20
+MAX_ROUTES = 500
+
+REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large",
+           502: "Bad Gateway", 504: "Gateway Timeout"}
+UPSTREAM_ERRORS = ("upstream_unavailable", "upstream_timeout", "upstream_reset")
+
+monotonic = time.monotonic
+
+
+@dataclass
+class ProxyCounters:
+    """Totals for /metrics; the proxy writes them, everyone else only reads."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    exchanges_in_flight: int = 0
+    exchanges_total: int = 0
+    upstream_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UPSTREAM_ERRORS, 0))
+    client_closed: int = 0
+    bad_requests: int = 0
+    timeouts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("idle", "header", "body"), 0))
+    sample_errors: int = 0
+
+
+class SidecarServer(TCPServer):
+    """Accepts clients, relays each to config.target_host:target_port, and reports every exchange."""
+
+    def __init__(self, config: SidecarConfig, on_sample: Callable[[Sample], None]) -> None:
+        super().__init__(max_buffer_size=4 * CHUNK, read_chunk_size=CHUNK)
+        self.config = config
+        self.on_sample = on_sample
+        self.counters = ProxyCounters()
+        self.draining = False
+        self.samples = SampleMaker(record_query=config.record_query, route_cap=RouteCap(MAX_ROUTES))
+        self.samples.clock_offset = time.time() - monotonic()
+        self._connections: set[_Connection] = set()
+        self._sweeper: PeriodicCallback | None = None
+        self._connect_timeout = timedelta(seconds=config.connect_timeout)
+        try:
+            ip = ipaddress.ip_address(config.target_host)
+            self._target_address: tuple[socket.AddressFamily, tuple[Any, ...]] | None = (
+                socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (config.target_host, config.target_port))
+        except ValueError:  # a name: resolved for each connection, so DNS changes are followed
+            self._target_address = None
+
+    # --- TCPServer ------------------------------------------------------------
+
+    async def handle_stream(self, stream: IOStream, address: Any) -> None:
+        if self._sweeper is None:
+            interval = min(self.config.idle_timeout, self.config.header_timeout) / 4
+            self._sweeper = PeriodicCallback(self._sweep, 1000 * min(1.0, max(0.01, interval)))
+            self._sweeper.start()
+        conn = _Connection(self, stream)
+        self._connections.add(conn)
+        self.counters.connections_open += 1
+        self.counters.connections_total += 1
+        await conn.run()
+
+    # --- shutting down ----------------------------------------------------------
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop taking new exchanges on idle connections; wait for those in flight. True if all ended."""
+        self.draining = True
+        for conn in list(self._connections):
+            if conn.idle:
+                conn.close("done")
+        deadline = monotonic() + timeout
+        while self.counters.exchanges_in_flight > 0:
+            left = deadline - monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(0.02, left))
+        return True
+
+    def close_all(self) -> None:
+        """Close every connection now (exchanges cut short are reported) and stop the timers."""
+        for conn in list(self._connections):
+            conn.close("error")
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
+
+    # --- used by connections -----------------------------------------------------
+
+    async def open_upstream(self) -> IOStream:
+        """A connected stream to the app; raises TimeoutError, StreamClosedError or OSError."""
+        target = self._target_address
+        if target is None:
+            infos = await IOLoop.current().run_in_executor(
+                None, socket.getaddrinfo, self.config.target_host, self.config.target_port, 0, socket.SOCK_STREAM)
+            target = (infos[0][0], infos[0][4])
+        stream = IOStream(socket.socket(target[0], socket.SOCK_STREAM),
+                          max_buffer_size=4 * CHUNK, read_chunk_size=CHUNK)
+        try:
+            await gen.with_timeout(self._connect_timeout, stream.connect(target[1]),
+                                   quiet_exceptions=(StreamClosedError,))
+        except BaseException:
+            stream.close()
+            raise
+        stream.set_nodelay(True)
+        return stream
+
+    def record(self, ex: Exchange) -> None:
+        counters = self.counters
+        counters.exchanges_total += 1
+        error = ex.error
+        if error is not None:
+            if error in counters.upstream_errors:
+                counters.upstream_errors[error] += 1
+            elif error == "client_closed":
+                counters.client_closed += 1
+        try:
+            self.on_sample(self.samples(ex))
+        except Exception:
+            counters.sample_errors += 1
+            n = counters.sample_errors
+            if n & (n - 1) == 0:  # 1st, 2nd, 4th, ...: a broken callback must not flood the log
+                log.error("on_sample failed (%d times so far)", n, exc_info=True)
+
+    def forget(self, conn: _Connection) -> None:
+        if conn in self._connections:
+            self._connections.discard(conn)
+            self.counters.connections_open -= 1
+
+    def _sweep(self) -> None:
+        now = monotonic()
+        self.samples.clock_offset = time.time() - now  # follows wall-clock steps
+        for conn in list(self._connections):
+            conn.check_timeouts(now)
+
+
+class _Connection:
+    """One client connection, its connection to the app, and the two pumps between them."""
+
+    __slots__ = ("_connected", "_live", "_refusing", "_tasks", "client", "closed", "connect_error",
+                 "last_client", "last_upstream", "server", "tracker", "upstream")
+
+    def __init__(self, server: SidecarServer, client: IOStream) -> None:
+        self.server = server
+        self.client = client
+        self.upstream: IOStream | None = None
+        self.tracker = ExchangeTracker(server.config.max_header_bytes)
+        self.closed = False
+        self.connect_error = "upstream_unavailable"
+        self.last_client = self.last_upstream = monotonic()
+        self._live = 0  # this connection's share of counters.exchanges_in_flight
+        self._refusing = False
+        self._connected: asyncio.Future[IOStream | None] = asyncio.get_running_loop().create_future()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def idle(self) -> bool:
+        return self.tracker.live == 0
+
+    async def run(self) -> None:
+        try:
+            self.client.set_nodelay(True)
+            self._spawn(self._connect_and_relay())
+            await self._pump_requests()
+        except Exception:
+            log.error("connection from client failed", exc_info=True)
+            self.close("error")
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)  # a strong reference until it ends
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect_and_relay(self) -> None:
+        try:
+            try:
+                upstream = await self.server.open_upstream()
+            except TimeoutError:
+                self.connect_error = "upstream_timeout"
+                self._connected.set_result(None)
+                return
+            except (StreamClosedError, OSError):
+                self._connected.set_result(None)
+                return
+            if self.closed:
+                upstream.close()
+                self._connected.set_result(None)
+                return
+            self.upstream = upstream
+            self._connected.set_result(upstream)
+            await self._pump_responses(upstream)
+        except Exception:
+            log.error("connection to the app failed", exc_info=True)
+            self.close("error")
+
+    # --- client -> app ------------------------------------------------------------
+
+    async def _pump_requests(self) -> None:
+        client, tracker = self.client, self.tracker
+        while True:
+            try:
+                data = await client.read_bytes(CHUNK, partial=True)
+            except StreamClosedError:
+                self.close("client")
+                return
+            now = self.last_client = monotonic()
+            out = tracker.feed_request(data, now)
+            if tracker.live != self._live:
+                self._sync_live()
+            if out:
+                upstream = self.upstream
+                if upstream is None:
+                    upstream = await self._connected
+                    if upstream is None:
+                        await self._answer_unreachable()
+                        return
+                try:
+                    await upstream.write(out)
+                except StreamClosedError:
+                    self.close("upstream")
+                    return
+            if tracker.finished:
+                self._emit()
+            if tracker.refused is not None:
+                self.server.counters.bad_requests += 1
+                await self._try_refusal()
+                return  # nothing more is read from this client
+            if self.closed:
+                return
+
+    # --- app -> client ------------------------------------------------------------
+
+    async def _pump_responses(self, upstream: IOStream) -> None:
+        client, tracker = self.client, self.tracker
+        while True:
+            try:
+                data = await upstream.read_bytes(CHUNK, partial=True)
+            except StreamClosedError:
+                tracker.upstream_eof(monotonic())
+                self.close("upstream")
+                return
+            self.last_upstream = now = monotonic()
+            done = tracker.feed_response(data, now)
+            try:
+                await client.write(data)
+            except StreamClosedError:
+                self.close("client")
+                return
+            if done:
+                tracker.sent(done, monotonic())
+                self._emit()
+            if tracker.must_close:
+                self.close("done")
+                return
+            if tracker.refused is not None:
+                await self._try_refusal()
+            elif self.server.draining and tracker.live == 0:
+                self.close("done")
+            if self.closed:
+                return
+
+    # --- answers of our own -----------------------------------------------------------
+
+    async def _answer_unreachable(self) -> None:
+        """The app could not be reached: 502 (or 504 on a connect timeout) to the first request."""
+        ex = self.tracker.first_unanswered()
+        if ex is None or self.closed:
+            self.close("done")
+            return
+        status, error = (504, "upstream_timeout") if self.connect_error == "upstream_timeout" \
+            else (502, "upstream_unavailable")
+        what = "did not accept the connection in time" if status == 504 else "refused the connection"
+        await self._answer(ex, status, REASONS[status], error,
+                           f"mothership sidecar: the application {what}\n")
+
+    async def _try_refusal(self) -> None:
+        """Answer a refused request once the responses before it are out."""
+        if self._refusing or self.closed:
+            return
+        decision = self.tracker.refusal_ready()
+        if decision == "wait":
+            return
+        self._refusing = True
+        if decision == "close":  # the app already began answering it: just end
+            self.close("done")
+            return
+        ex = self.tracker.refused
+        assert ex is not None
+        why = ex.reason.decode("latin-1")
+        await self._answer(ex, ex.status, why, "bad_request",
+                           f"mothership sidecar: {REASONS.get(ex.status, 'Bad Request').lower()}: {why}\n")
+
+    async def _answer(self, ex: Exchange, status: int, reason: str, error: str, text: str) -> None:
+        response = simple_response(status, REASONS[status], text)
+        if self.upstream is not None:
+            self.upstream.close()
+        try:
+            await self.client.write(response)
+        except StreamClosedError:
+            self.close("client")
+            return
+        self.tracker.conclude(ex, status, reason, error, len(response), monotonic())
+        self._emit()
+        self.close("done", linger=True)
+
+    # --- bookkeeping ------------------------------------------------------------------
+
+    def _emit(self) -> None:
+        record = self.server.record
+        for ex in self.tracker.take_finished():
+            record(ex)
+        self._sync_live()
+
+    def _sync_live(self) -> None:
+        live = self.tracker.live
+        self.server.counters.exchanges_in_flight += live - self._live
+        self._live = live
+
+    def check_timeouts(self, now: float) -> None:
+        config, tracker, timeouts = self.server.config, self.tracker, self.server.counters.timeouts
+        head_started = tracker.head_started
+        if head_started is not None:
+            if now - head_started > config.header_timeout:  # slowloris: a head that never ends
+                timeouts["header"] += 1
+                self.close("timeout")
+        elif tracker.live == 0 or tracker.tunnel:
+            if now - max(self.last_client, self.last_upstream) > config.idle_timeout:
+                timeouts["idle"] += 1
+                self.close("done")
+        elif tracker.reading_body and now - self.last_client > config.idle_timeout:
+            timeouts["body"] += 1
+            self.close("timeout")
+
+    def close(self, cause: str, linger: bool = False) -> None:
+        """End the connection; `cause` is "client", "upstream", "timeout", "done" or "error"."""
+        if self.closed:
+            return
+        self.closed = True
+        self.tracker.close(cause, monotonic())
+        self._emit()
+        if self.upstream is not None:
+            self.upstream.close()
+        if linger and not self.client.closed():
+            self._spawn(self._linger())
+        else:
+            self.client.close()
+        self.server.forget(self)
+
+    async def _linger(self) -> None:
+        """Half-close after an error response and drop what the client still sends, so its
+        unread bytes do not make the kernel reset the connection before the response is read."""
+        client = self.client
+        try:
+            client.socket.shutdown(socket.SHUT_WR)
+            deadline = IOLoop.current().time() + LINGER_SECONDS
+            dropped = 0
+            while dropped < LINGER_BYTES:
+                data = await gen.with_timeout(deadline, client.read_bytes(CHUNK, partial=True),
+                                              quiet_exceptions=(StreamClosedError,))
+                dropped += len(data)
+        except (StreamClosedError, TimeoutError, OSError):
+            pass
+        finally:
+            client.close()

@@ -1,0 +1,317 @@
+// The page's entry point: connects to the dashboard's WebSocket, hands each
+// snapshot or update to the views and each series to the charts, and keeps
+// the scope and window choice. It measures its own work per update and
+// publishes it on window.__mothership for tests and the benchmark.
+(function (M) {
+  'use strict';
+
+  const F = M.format;
+  const D = M.dom;
+  const WINDOWS = [300, 900, 3600];
+  const KEEP_TIMINGS = 120;
+  const SERIES_FALLBACK_MS = 4000; // no series by then: ask over HTTP instead
+
+  const stats = {
+    state: 'connecting',
+    snapshots: 0,
+    updates: 0,
+    series: 0,
+    reconnects: 0,
+    lastUpdateMs: 0,
+    maxUpdateMs: 0,
+    lastSeriesMs: 0,
+    maxSeriesMs: 0,
+    updateTimes: [], // the last KEEP_TIMINGS update durations, ms
+    lastMessageAt: 0,
+    pods: 0,
+    routes: 0,
+    chartPoints: 0,
+    tailLength: 0,
+    scope: 'all',
+    window: 300,
+    errors: [],
+    parts: {}, // ms per view in the last update, and style+layout
+  };
+  window.__mothership = stats;
+  window.addEventListener('error', (event) => {
+    if (stats.errors.length < 20) stats.errors.push(String(event.message));
+  });
+
+  function readHash() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const scope = params.get('scope');
+    const win = Number(params.get('window'));
+    return {
+      scope: scope && /^(all|app:.+|pod:.+)$/.test(scope) ? scope : 'all',
+      window: WINDOWS.includes(win) ? win : 300,
+    };
+  }
+
+  function writeHash(scope, win) {
+    const params = new URLSearchParams();
+    if (scope !== 'all') params.set('scope', scope);
+    if (win !== 300) params.set('window', String(win));
+    const hash = params.toString();
+    history.replaceState(null, '', hash ? '#' + hash : location.pathname + location.search);
+  }
+
+  function wsUrl() {
+    const url = new URL('ws', location.href);
+    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.search = '';
+    url.hash = '';
+    return url.href;
+  }
+
+  function scopeLabel(scope) {
+    if (scope === 'all') return 'all apps and pods';
+    return scope.startsWith('app:') ? 'app ' + scope.slice(4) : 'pod ' + scope.slice(4);
+  }
+
+  function start() {
+    const $ = (id) => document.getElementById(id);
+    const initial = readHash();
+    let scope = initial.scope;
+    let win = initial.window;
+    let latest = null;
+    let overviewDirty = false;
+    let chartsDirty = false;
+    let lastSeriesAt = 0;
+    let seriesFetch = null;
+    let fallbackTimer = null;
+
+    const totals = new M.Totals($('totals'));
+    const overview = new M.OverviewTable($('overview-body'), (s) => setScope(s));
+    const cards = new M.PodCards($('pod-cards'), (s) => setScope(s));
+    const routes = new M.RoutesTable($('routes'), $('routes-body'), $('route-filter'), $('routes-count'));
+    const tail = new M.LiveTail($('tail-body'), {
+      pause: $('tail-pause'), pod: $('tail-pod'), route: $('tail-route'), status: $('tail-status'), count: $('tail-count'),
+    });
+    const slowest = new M.SlowestList($('slowest-body'));
+    const buffer = new M.SeriesBuffer();
+    buffer.reset(scope, win);
+    let charts = null;
+    if (typeof window.Chart === 'function') {
+      charts = new M.LiveCharts({
+        rps: $('chart-rps'), latency: $('chart-latency'), cpu: $('chart-cpu'), memory: $('chart-memory'),
+      }, buffer);
+    } else {
+      $('charts').classList.add('no-charts');
+    }
+
+    // The scope picker: all, then one option per app and per pod.
+    const scopeSelect = $('scope');
+    const appGroup = $('scope-apps');
+    const podGroup = $('scope-pods');
+    const option = (key) => {
+      const o = D.el('option', null, key.slice(4));
+      o.value = key;
+      return { el: o };
+    };
+    const appOptions = new D.KeyedList(appGroup, option, () => {});
+    const podOptions = new D.KeyedList(podGroup, option, () => {});
+    function renderScopeOptions(ov) {
+      const apps = (ov.apps || []).map((a) => 'app:' + a.app).sort();
+      const pods = (ov.pods || []).map((p) => 'pod:' + p.pod).sort();
+      // The chosen scope stays selectable while it has no data.
+      if (scope.startsWith('app:') && !apps.includes(scope)) apps.push(scope);
+      if (scope.startsWith('pod:') && !pods.includes(scope)) pods.push(scope);
+      appOptions.render(apps, (k) => k);
+      podOptions.render(pods, (k) => k);
+      if (scopeSelect.value !== scope) scopeSelect.value = scope;
+    }
+    scopeSelect.addEventListener('change', () => setScope(scopeSelect.value));
+
+    for (const button of document.querySelectorAll('[data-window]')) {
+      button.addEventListener('click', () => setWindow(Number(button.dataset.window)));
+    }
+
+    function showChoice() {
+      for (const button of document.querySelectorAll('[data-window]')) {
+        button.setAttribute('aria-pressed', Number(button.dataset.window) === win ? 'true' : 'false');
+      }
+      D.setText($('scope-title'), scopeLabel(scope));
+      if (latest) renderScopeOptions(latest);
+      else if (scopeSelect.value !== scope && scope === 'all') scopeSelect.value = 'all';
+      overview.select(scope);
+      stats.scope = scope;
+      stats.window = win;
+    }
+
+    function renderCharts() {
+      if (!charts) return;
+      if (document.hidden) { chartsDirty = true; return; }
+      chartsDirty = false;
+      charts.render();
+      $('charts').classList.toggle('is-empty', buffer.length === 0);
+      stats.chartPoints = buffer.length;
+    }
+
+    function subscribe() {
+      buffer.reset(scope, win);
+      renderCharts();
+      conn.send({ type: 'subscribe', scope, window: win });
+      clearTimeout(fallbackTimer);
+      fallbackTimer = setTimeout(() => {
+        if (buffer.length === 0) fetchSeries();
+      }, SERIES_FALLBACK_MS);
+    }
+
+    // A server that does not answer subscribe over the socket still serves
+    // /api/series; this keeps the charts useful with one.
+    function fetchSeries() {
+      if (seriesFetch) return;
+      const want = { scope, win };
+      const url = 'api/series?scope=' + encodeURIComponent(scope) + '&window=' + win;
+      seriesFetch = fetch(url, { credentials: 'same-origin', cache: 'no-store' })
+        .then((r) => (r.ok ? r.json() : null))
+        .then((series) => {
+          if (series && buffer.matches(want.scope, want.win)) {
+            buffer.merge(series);
+            lastSeriesAt = Date.now();
+            renderCharts();
+          }
+        })
+        .catch(() => {})
+        .finally(() => { seriesFetch = null; });
+    }
+
+    function setScope(next) {
+      if (!next || next === scope) return;
+      scope = next;
+      writeHash(scope, win);
+      showChoice();
+      subscribe();
+    }
+
+    function setWindow(next) {
+      if (!WINDOWS.includes(next) || next === win) return;
+      win = next;
+      writeHash(scope, win);
+      showChoice();
+      subscribe();
+    }
+
+    function renderOverview() {
+      overviewDirty = false;
+      const ov = latest;
+      const parts = stats.parts;
+      let mark = performance.now();
+      const lap = (name) => {
+        const now = performance.now();
+        parts[name] = now - mark;
+        mark = now;
+      };
+      totals.render(ov.totals);
+      overview.render(ov);
+      lap('overview');
+      cards.render(ov);
+      lap('cards');
+      routes.render(ov);
+      lap('routes');
+      tail.setPods(ov.pods || []);
+      tail.render(false);
+      lap('tail');
+      slowest.render(ov);
+      renderScopeOptions(ov);
+      lap('other');
+      D.setText($('updated'), 'updated ' + F.clock(ov.now || Date.now()));
+      $('pods-empty').hidden = (ov.pods || []).length > 0;
+      D.setText($('cards-count'), (ov.pods || []).length + ' pods');
+    }
+
+    function record(kind, ms) {
+      if (kind === 'series') {
+        stats.lastSeriesMs = ms;
+        if (ms > stats.maxSeriesMs) stats.maxSeriesMs = ms;
+        return;
+      }
+      stats.lastUpdateMs = ms;
+      if (ms > stats.maxUpdateMs) stats.maxUpdateMs = ms;
+      stats.updateTimes.push(ms);
+      if (stats.updateTimes.length > KEEP_TIMINGS) stats.updateTimes.shift();
+    }
+
+    function onMessage(text) {
+      const t0 = performance.now();
+      let msg;
+      try {
+        msg = JSON.parse(text);
+        stats.parts.parse = performance.now() - t0;
+      } catch (err) {
+        return;
+      }
+      if (!msg || typeof msg !== 'object') return;
+      stats.lastMessageAt = Date.now();
+      if ((msg.type === 'snapshot' || msg.type === 'update') && msg.data && typeof msg.data === 'object') {
+        latest = msg.data;
+        if (msg.type === 'snapshot') stats.snapshots += 1;
+        else stats.updates += 1;
+        stats.pods = (latest.pods || []).length;
+        stats.routes = (latest.routes || []).length;
+        tail.ingest(latest.recent);
+        stats.tailLength = tail.buffer.length;
+        if (document.hidden) {
+          overviewDirty = true;
+        } else {
+          renderOverview();
+          const beforeLayout = performance.now();
+          void document.body.offsetHeight; // count style and layout in this update's time
+          stats.parts.layout = performance.now() - beforeLayout;
+        }
+        if (Date.now() - lastSeriesAt > 2 * SERIES_FALLBACK_MS && buffer.length > 0) fetchSeries();
+        record('update', performance.now() - t0);
+      } else if (msg.type === 'series' && msg.data && typeof msg.data === 'object') {
+        stats.series += 1;
+        const s = msg.scope !== undefined ? msg.scope : msg.data.scope;
+        const w = msg.window !== undefined ? msg.window : msg.data.window;
+        if (buffer.matches(s, w)) {
+          buffer.merge(msg.data);
+          lastSeriesAt = Date.now();
+          renderCharts();
+        }
+        record('series', performance.now() - t0);
+      }
+    }
+
+    // The connection indicator, with a countdown while waiting to retry.
+    const status = $('live-status');
+    const statusText = $('live-status-text');
+    let countdown = null;
+    function showState(state, c) {
+      stats.state = state;
+      stats.reconnects = c.reconnects;
+      status.dataset.state = state;
+      clearInterval(countdown);
+      countdown = null;
+      const paint = () => {
+        const left = Math.max(0, Math.ceil((c.retryAt - Date.now()) / 1000));
+        if (state === 'live') D.setText(statusText, 'live');
+        else if (state === 'connecting') D.setText(statusText, 'connecting\u2026');
+        else D.setText(statusText, state + (left > 0 ? ' \u00b7 retry in ' + left + 's' : '\u2026'));
+      };
+      paint();
+      if (state === 'reconnecting' || state === 'offline') countdown = setInterval(paint, 1000);
+      status.title = state === 'live' ? 'connected: updates arrive as they happen' : 'click to retry now';
+    }
+    status.addEventListener('click', () => conn.retryNow());
+
+    document.addEventListener('visibilitychange', () => {
+      if (document.hidden) return;
+      if (overviewDirty && latest) renderOverview();
+      if (chartsDirty) renderCharts();
+    });
+
+    const conn = new M.LiveConnection(wsUrl(), {
+      onOpen: () => subscribe(),
+      onMessage,
+      onState: showState,
+    });
+    showChoice();
+    renderCharts();
+    conn.start();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})(window.Mothership = window.Mothership || {});

@@ -1,0 +1,101 @@
+// DOM helpers: build elements with text (never HTML), write a node only when
+// its value changed, and keep a keyed list of nodes in order while reusing
+// them, so an update touches only what moved and memory stays flat.
+(function (M) {
+  'use strict';
+
+  // An element with a class and text content. Text from traffic goes through
+  // textContent only: the page never parses data as HTML.
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  // Skips the write (and the style/layout work it causes) when unchanged.
+  function setText(node, text) {
+    if (node.__text !== text) {
+      node.__text = text;
+      node.textContent = text;
+    }
+  }
+
+  function setAttr(node, name, value) {
+    const key = '__a_' + name;
+    if (node[key] !== value) {
+      node[key] = value;
+      node.setAttribute(name, value);
+    }
+  }
+
+  // One class from a set of alternatives, e.g. level-ok / level-warn / level-bad.
+  function setVariant(node, prefix, value) {
+    const key = '__v_' + prefix;
+    const old = node[key];
+    if (old === value) return;
+    if (old !== undefined) node.classList.remove(prefix + old);
+    node.classList.add(prefix + value);
+    node[key] = value;
+  }
+
+  // A bar's length as a fraction (0-1) of its track. A CSSOM write like this
+  // is allowed under style-src 'self'; a style="" attribute would not be.
+  function setFraction(node, prop, fraction) {
+    const pct = Math.max(0, Math.min(1, Number.isFinite(fraction) ? fraction : 0)) * 100;
+    const text = pct.toFixed(1) + '%';
+    const key = '__s_' + prop;
+    if (node[key] !== text) {
+      node[key] = text;
+      node.style[prop] = text;
+    }
+  }
+
+  function setWidth(node, fraction) { setFraction(node, 'width', fraction); }
+  function setHeight(node, fraction) { setFraction(node, 'height', fraction); }
+
+  // Keeps `container`'s children equal to one node per item, in item order.
+  // create(key, item) returns a record with an `el`; update(record, item)
+  // refreshes it. Records of keys that disappear are dropped.
+  class KeyedList {
+    constructor(container, create, update) {
+      this.container = container;
+      this.create = create;
+      this.update = update;
+      this.records = new Map();
+    }
+
+    render(items, keyOf) {
+      const seen = new Set();
+      let cursor = this.container.firstChild;
+      for (const item of items) {
+        const key = keyOf(item);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        let rec = this.records.get(key);
+        if (rec === undefined) {
+          rec = this.create(key, item);
+          this.records.set(key, rec);
+        }
+        this.update(rec, item);
+        if (rec.el === cursor) {
+          cursor = cursor.nextSibling;
+        } else {
+          this.container.insertBefore(rec.el, cursor);
+        }
+      }
+      if (seen.size !== this.records.size) {
+        for (const [key, rec] of this.records) {
+          if (!seen.has(key)) {
+            rec.el.remove();
+            this.records.delete(key);
+          }
+        }
+      }
+    }
+
+    get size() { return this.records.size; }
+  }
+
+  M.dom = { el, setText, setAttr, setVariant, setWidth, setHeight, KeyedList };
+})(window.Mothership = window.Mothership || {});

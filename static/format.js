@@ -1,0 +1,101 @@
+// Formatting for the page: numbers, latencies, sizes, clock times and the
+// alert level of a latency. Pure functions: no DOM, no state.
+(function (M) {
+  'use strict';
+
+  const DASH = '\u2013';
+
+  function isNum(v) {
+    return typeof v === 'number' && Number.isFinite(v);
+  }
+
+  function rate(v) {
+    if (!isNum(v)) return DASH;
+    if (v === 0) return '0';
+    if (v < 0.1) return v.toFixed(3);
+    if (v < 10) return v.toFixed(2);
+    if (v < 1000) return v.toFixed(1);
+    if (v < 1e6) return (v / 1e3).toFixed(v < 1e4 ? 2 : 1) + 'k';
+    return (v / 1e6).toFixed(2) + 'M';
+  }
+
+  function ms(v) {
+    if (!isNum(v)) return DASH;
+    if (v < 1) return v.toFixed(2) + ' ms';
+    if (v < 10) return v.toFixed(1) + ' ms';
+    if (v < 1000) return Math.round(v) + ' ms';
+    if (v < 60000) return (v / 1000).toFixed(v < 10000 ? 2 : 1) + ' s';
+    return (v / 60000).toFixed(1) + ' min';
+  }
+
+  // A success ratio (0-1) as a percentage that keeps the interesting digits:
+  // 99.95% and 100% must not both read "100%".
+  function ratio(v) {
+    if (!isNum(v)) return DASH;
+    if (v >= 1) return '100%';
+    const pct = v * 100;
+    return (pct >= 99 ? pct.toFixed(2) : pct.toFixed(1)) + '%';
+  }
+
+  function percent(v) {
+    if (!isNum(v)) return DASH;
+    return (v < 10 ? v.toFixed(1) : Math.round(v)) + '%';
+  }
+
+  const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  function bytes(v) {
+    if (!isNum(v)) return DASH;
+    let i = 0;
+    while (v >= 1024 && i < UNITS.length - 1) { v /= 1024; i += 1; }
+    return (i === 0 || v >= 100 ? Math.round(v) : v.toFixed(1)) + ' ' + UNITS[i];
+  }
+
+  function count(v) {
+    if (!isNum(v)) return DASH;
+    if (v < 10000) return String(Math.round(v));
+    if (v < 1e6) return (v / 1e3).toFixed(1) + 'k';
+    return (v / 1e6).toFixed(2) + 'M';
+  }
+
+  function pad2(n) { return n < 10 ? '0' + n : String(n); }
+
+  // Local wall-clock time of an epoch-ms instant, HH:MM:SS.
+  function clock(epochMs) {
+    if (!isNum(epochMs)) return DASH;
+    const d = new Date(epochMs);
+    return pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' + pad2(d.getSeconds());
+  }
+
+  function ago(epochMs, nowMs) {
+    if (!isNum(epochMs) || !isNum(nowMs)) return DASH;
+    const s = Math.max(0, Math.round((nowMs - epochMs) / 1000));
+    if (s < 60) return s + 's ago';
+    if (s < 3600) return Math.floor(s / 60) + 'm ago';
+    return Math.floor(s / 3600) + 'h ago';
+  }
+
+  // The article's alert dot: green under 100 ms, yellow to 1 s, red above.
+  function latencyLevel(v) {
+    if (!isNum(v)) return 'none';
+    if (v < 100) return 'ok';
+    if (v <= 1000) return 'warn';
+    return 'bad';
+  }
+
+  // Success ratio level: what makes an app's row turn yellow or red.
+  function successLevel(v) {
+    if (!isNum(v)) return 'none';
+    if (v >= 0.99) return 'ok';
+    if (v >= 0.95) return 'warn';
+    return 'bad';
+  }
+
+  function statusClass(status) {
+    return status >= 100 && status <= 599 ? Math.floor(status / 100) + 'xx' : 'none';
+  }
+
+  M.format = {
+    DASH, isNum, rate, ms, ratio, percent, bytes, count, clock, ago,
+    latencyLevel, successLevel, statusClass,
+  };
+})(window.Mothership = window.Mothership || {});

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +21,8 @@ from pathlib import Path
 from bench import procstat
 from bench.comparison import Run, Scenario, as_json, checks, medians, render_checks, render_ratios, render_table
 from bench.fleet import Fleet
+from bench.hotspots import hotspots
+from bench.hotspots import render as render_hotspots
 from bench.stack import (
     Cores,
     Service,
@@ -31,6 +35,8 @@ from bench.stack import (
     start_sidecar,
 )
 from bench.wrk import WrkError, run_wrk, wrk_available
+
+PY_SPY = Path(sys.executable).parent / "py-spy"
 
 TARGETS = ("direct", "nginx", "relay", "sidecar")
 
@@ -65,6 +71,36 @@ def measure(service: Service, proxied: bool, scenario: Scenario, round_no: int, 
         rss_max=peak[0] if proxied else None,
         errors=report.errors,
     )
+
+
+def profile(service: Service, plan: Sequence[Scenario], seconds: int, cores: Cores, out_dir: Path) -> None:
+    """Run each scenario once more with py-spy attached; save the stacks and print the hot spots."""
+    spy = str(PY_SPY) if PY_SPY.exists() else shutil.which("py-spy")
+    if spy is None:
+        print("profile: py-spy is not installed (.venv/bin/pip install py-spy)")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for sc in plan:
+        if sc.connections == 1:
+            continue  # one connection mostly waits: the busy cases say more
+        raw = out_dir / f"{service.name}-{sc.name.replace(' ', '-')}.txt"
+        spying = subprocess.Popen([spy, "record", "-p", str(service.pid), "-d", str(seconds), "-r", "250",
+                                   "-f", "raw", "--nolineno", "--nonblocking", "-o", str(raw)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            report = run_wrk(service.url(sc.path), sc.connections, seconds, cores.load)
+            _, err = spying.communicate(timeout=seconds + 30)
+        finally:
+            if spying.poll() is None:
+                spying.kill()
+                spying.wait()
+        if spying.returncode != 0 or not raw.exists():
+            print(f"profile: py-spy failed: {err.decode(errors='replace').strip()}")
+            return
+        print()
+        print(render_hotspots(hotspots(raw.read_text().splitlines()),
+                              f"{service.name}, {sc.name} ({report.requests_per_second:.0f} req/s under py-spy), "
+                              f"stacks in {raw}"))
 
 
 def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: bool,
@@ -110,6 +146,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="let the scheduler place every process")
     parser.add_argument("--quick", action="store_true", help="1-second runs, 1 round, no warm-up: a smoke test")
     parser.add_argument("--json", type=Path, help="also write every run and the medians to this file")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="after measuring, profile the sidecar with py-spy and keep its stacks in DIR")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if a target is missed")
     args = parser.parse_args(argv)
     if args.quick:
@@ -166,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(render_ratios(plan, order, table))
         print()
         print(render_checks(found))
+        if args.profile and "sidecar" in services:
+            profile(services["sidecar"], plan, args.duration, cores, args.profile)
     if args.json:
         args.json.write_text(json.dumps(as_json(runs, table, found), indent=2))
     return 1 if args.check and not all(c.met for c in found) else 0

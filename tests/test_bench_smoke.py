@@ -20,6 +20,7 @@ import pytest
 
 from bench import procstat
 from bench.comparison import Run, Scenario, checks, medians
+from bench.hotspots import hotspots
 from bench.soak import Sample, growth
 from bench.steady_client import parse_head, request_for
 from bench.wrk import WrkError, parse_report
@@ -133,6 +134,20 @@ def test_steady_client_mix_and_response_heads() -> None:
     assert parse_head(b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n") == (204, 0)
     with pytest.raises(ValueError):
         parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+def test_hotspots_rank_own_and_inclusive_time() -> None:
+    stacks = [
+        "main (app.py);run (loop.py);handle (proxy.py);feed (framing.py) 60",
+        "main (app.py);run (loop.py);handle (proxy.py) 10",
+        "main (app.py);run (loop.py);report (reporter.py);dumps (json.py) 30",
+        "garbage line without a count",
+    ]
+    spots = hotspots(stacks, top=2)
+    assert spots.samples == 100
+    assert spots.own == [("feed (framing.py)", 60), ("dumps (json.py)", 30)]
+    # main and run are in every sample: left out as saying nothing
+    assert spots.inclusive == [("handle (proxy.py)", 70), ("feed (framing.py)", 60)]
 
 
 # --- the scripts, run for seconds ------------------------------------------

@@ -49,6 +49,12 @@ class ProxyCounters(Protocol):
     def upstream_errors(self) -> Mapping[str, int]: ...
     @property
     def bad_requests(self) -> int: ...
+    @property
+    def client_closed(self) -> int: ...
+    @property
+    def timeouts(self) -> Mapping[str, int]: ...
+    @property
+    def sample_errors(self) -> int: ...
 
 
 _Children = tuple[Any, Any, Any, Any]  # requests counter, duration, request size, response size
@@ -159,11 +165,20 @@ class _LiveCollector:
                                   value=counters.connections_total)
         yield CounterMetricFamily("mothership_proxy_bad_requests", "Requests the sidecar could not parse.",
                                   value=counters.bad_requests)
+        yield CounterMetricFamily("mothership_proxy_client_closed", "Exchanges the client abandoned.",
+                                  value=counters.client_closed)
+        yield CounterMetricFamily("mothership_proxy_sample_errors", "Exchanges that could not be recorded.",
+                                  value=counters.sample_errors)
         errors = CounterMetricFamily("mothership_proxy_upstream_errors", "Exchanges failed by the app, by kind.",
                                      labels=("kind",))
         for kind, n in sorted(counters.upstream_errors.items()):
             errors.add_metric((kind,), n)
         yield errors
+        timeouts = CounterMetricFamily("mothership_proxy_connection_timeouts",
+                                       "Client connections closed for a timeout, by kind.", labels=("kind",))
+        for kind, n in sorted(counters.timeouts.items()):
+            timeouts.add_metric((kind,), n)
+        yield timeouts
 
     def _buffer(self) -> Iterator[Metric]:
         buffer = self.buffer

@@ -27,6 +27,9 @@ class Counters:  # the shape of SidecarServer.counters
     exchanges_in_flight: int = 1
     upstream_errors: dict[str, int] = field(default_factory=lambda: {"upstream_unavailable": 3})
     bad_requests: int = 4
+    client_closed: int = 5
+    timeouts: dict[str, int] = field(default_factory=lambda: {"idle": 6, "header": 0})
+    sample_errors: int = 0
 
 
 RESOURCE = {
@@ -130,6 +133,9 @@ async def test_metrics_expose_requests_durations_sizes_and_the_rest(admin: Admin
     assert value("mothership_proxy_connections_total") == 17
     assert value("mothership_proxy_bad_requests_total") == 4
     assert value("mothership_proxy_upstream_errors_total", kind="upstream_unavailable") == 3
+    assert value("mothership_proxy_client_closed_total") == 5
+    assert value("mothership_proxy_connection_timeouts_total", kind="idle") == 6
+    assert value("mothership_proxy_sample_errors_total") == 0
     assert value("mothership_reporter_queue_samples") == 3
     assert value("mothership_reporter_queue_bytes") > 0
     assert value("mothership_reporter_dropped_samples_total") == 0

@@ -22,8 +22,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ROOT, AppProcess, app_env, free_port, wait_for_port
 from tests.receiver_support import Receiver
 
-pytest.importorskip("sidecar.proxy", reason="the proxy (sidecar/proxy.py) is not there yet")
-
 POD = "shop-7-x2k9q"
 
 
@@ -192,11 +190,11 @@ def test_readyz_is_503_while_the_target_is_down(run_app: Any) -> None:
 def test_a_retried_batch_is_counted_once_by_the_real_dashboard(run_app: Any, target: int) -> None:
     port = free_port()
     run_app(["--mode", "dashboard", "--port", str(port), "--host", "127.0.0.1", "--data", ":memory:"],
-            wait_ports=[port])
+            wait_ports=[port], env={"DASHBOARD_TOKEN": "s3cret"})
     dashboard = f"http://127.0.0.1:{port}"
     relay = Receiver(forward_to=dashboard, lose_acks=1).start()
     try:
-        sidecar = start_sidecar(run_app, target, relay.url)
+        sidecar = start_sidecar(run_app, target, relay.url, "--token", "s3cret")
         for i in range(12):
             assert sidecar.get(f"/users/{i + 1}")[0] == 200
         relay.wait_for(lambda: relay.counted()[0] == 12)
@@ -208,3 +206,40 @@ def test_a_retried_batch_is_counted_once_by_the_real_dashboard(run_app: Any, tar
         assert sidecar.proc.stop() == 0
     finally:
         relay.stop()
+
+
+def test_an_unreachable_app_shows_as_502_and_an_upstream_error(run_app: Any, receiver: Receiver) -> None:
+    sidecar = start_sidecar(run_app, free_port(), receiver.url)
+    assert sidecar.get("/users/1")[0] == 502
+    receiver.wait_for(lambda: receiver.counted()[0] == 1)
+    [sample] = receiver.stats()[0].body["stats"]
+    assert sample["error"] == "upstream_unavailable" and sample["response"]["status"] == 502
+    families = sidecar.metrics()
+    errors = {s.labels["kind"]: s.value for s in families["mothership_proxy_upstream_errors"].samples
+              if s.name.endswith("_total")}
+    assert errors["upstream_unavailable"] == 1
+    statuses = {s.labels["status_class"]: s.value for s in families["http_server_requests"].samples
+                if s.name == "http_server_requests_total"}
+    assert statuses == {"5xx": 1}
+
+
+def test_a_wrong_token_keeps_batches_until_the_dashboard_accepts_them(run_app: Any, target: int) -> None:
+    port = free_port()
+    dashboard = run_app(["--mode", "dashboard", "--port", str(port), "--host", "127.0.0.1", "--data", ":memory:"],
+                        wait_ports=[port], env={"DASHBOARD_TOKEN": "right"})
+    sidecar = start_sidecar(run_app, target, f"http://127.0.0.1:{port}", "--token", "wrong")
+    for i in range(3):
+        assert sidecar.get(f"/users/{i + 1}")[0] == 200
+
+    def failed(reason: str) -> float:
+        return float(sum(s.value for s in sidecar.metrics()["mothership_reporter_failed_posts"].samples
+                         if s.name.endswith("_total") and s.labels["reason"] == reason))
+
+    deadline = time.monotonic() + 10
+    while failed("status_4xx") < 2:  # 401s: counted and retried, not dropped
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    families = sidecar.metrics()
+    queued = [s.value for s in families["mothership_reporter_queue_samples"].samples]
+    assert queued == [3]
+    assert dashboard.proc.poll() is None

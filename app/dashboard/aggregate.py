@@ -173,7 +173,7 @@ class PodStore:
         self.totals = ResourceTotals()
         self.apps: dict[str, AppGroup] = {}
         self.pods: dict[str, Pod] = {}
-        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self.recent: deque[tuple[str, str, Sample]] = deque(maxlen=RECENT)  # (pod, app, sample), tagged when read
         self._slow: dict[int, list[tuple[float, int, dict[str, Any]]]] = {}  # minute -> min-heap
         self._seq = itertools.count()
         self.version = 0  # bumps on every change the overview shows
@@ -208,7 +208,7 @@ class PodStore:
                 self._dirty_scopes.add(scope)
             pod.scope.add_routes(delta)
             app.scope.add_routes(delta)
-            exchanges = sum(b.hist.count for b in delta.seconds.values())
+            exchanges = delta.count
             pod.total += exchanges
         if batch.samples:
             self._keep_samples(pod, batch.samples, now)
@@ -267,7 +267,8 @@ class PodStore:
 
     def _keep_samples(self, pod: Pod, samples: list[Sample], now: float) -> None:
         pod.recent.extend(samples)
-        self.recent.extend(_tagged(s, pod.name, pod.app) for s in samples[-RECENT:])
+        name, app = pod.name, pod.app
+        self.recent.extend((name, app, s) for s in samples[-RECENT:])
         heap = self._slow.setdefault(int(now) // 60, [])
         for sample in samples:
             took = sample["time"]
@@ -324,7 +325,7 @@ class PodStore:
         now = self.clock()
         pods_out = []
         dropped = 0
-        for pod in self.pods.values():
+        for pod in self._sorted_pods():
             scope = pod.scope
             entry: dict[str, Any] = {"pod": pod.name, "app": pod.app, "stale": pod.stale,
                                      "seen": round(pod.seen * 1000), "dropped": pod.dropped}
@@ -340,7 +341,7 @@ class PodStore:
             dropped += pod.dropped
         apps_out = []
         routes_out = []
-        for app in self.apps.values():
+        for _, app in sorted(self.apps.items()):
             if not app.pods:
                 continue
             scope = app.scope
@@ -355,8 +356,13 @@ class PodStore:
         totals = {"pods": len(self.pods), "apps": len(apps_out), "dropped": dropped}
         totals.update(self.all.window(now).headline())
         return {"now": round(now * 1000), "totals": totals, "apps": apps_out, "pods": pods_out,
-                "routes": routes_out, "recent": sorted(self.recent, key=lambda s: s["started"]),
+                "routes": routes_out, "recent": self.recent_samples(),
                 "slowest": self.slowest(now)}
+
+    def recent_samples(self) -> list[dict[str, Any]]:
+        tagged = [_tagged(sample, pod, app) for pod, app, sample in self.recent]
+        tagged.sort(key=lambda s: s["started"])
+        return tagged
 
     def slowest(self, now: float) -> list[dict[str, Any]]:
         oldest = int(now) // 60 - SLOWEST_SPAN // 60
@@ -389,7 +395,7 @@ class PodStore:
         """GET /stats: one object per pod, recent samples oldest first, plus the window's numbers."""
         now = self.clock()
         out = []
-        for pod in self.pods.values():
+        for pod in self._sorted_pods():
             entry: dict[str, Any] = {"pod": pod.name, "app": pod.app, "stats": list(pod.recent),
                                      "stale": pod.stale, "seen": round(pod.seen * 1000),
                                      "dropped": pod.dropped, "total": pod.total}
@@ -400,7 +406,10 @@ class PodStore:
     def resources_list(self) -> list[dict[str, Any]]:
         return [{"pod": pod.name, "app": pod.app, "resource": pod.resource,
                  "seen": round((pod.resource_seen or pod.seen) * 1000), "stale": pod.stale}
-                for pod in self.pods.values()]
+                for pod in self._sorted_pods()]
+
+    def _sorted_pods(self) -> list[Pod]:
+        return [self.pods[name] for name in sorted(self.pods)]
 
     def counts(self) -> tuple[int, int]:
         """(live pods, stale pods)."""
@@ -429,7 +438,7 @@ class PodStore:
         if self._samples_dirty:
             self._samples_dirty = False
             now = self.clock()
-            changes.samples = {"recent": list(self.recent), "slowest": self.slowest(now)}
+            changes.samples = {"recent": self.recent_samples(), "slowest": self.slowest(now)}
         return changes
 
     def restore(self, state: Restored) -> None:
@@ -464,7 +473,7 @@ class PodStore:
                 method, _, route = key.partition(" ")
                 scope.routes[(route, method)] = RouteStat.from_json(stat)
         if state.samples:
-            self.recent.extend(state.samples.get("recent") or [])
+            self.recent.extend((s["pod"], s["app"], s) for s in state.samples.get("recent") or [])
             heap = self._slow.setdefault(int(now) // 60, [])
             for sample in state.samples.get("slowest") or []:
                 heapq.heappush(heap, (float(sample["time"]), next(self._seq), sample))

@@ -2,18 +2,23 @@
 
 Memory stays bounded by two tiers: one `Bucket` per second for the last
 `FINE_SPAN` seconds and one per `COARSE` seconds over the retention, plus a
-per-route table holding only the last minute. Pure code: no I/O, no clock
-(callers pass `now` in epoch seconds).
+per-route table holding only the last minute. Counts per status class and per
+latency bucket are packed into one Python int each (64 bits a slot, see
+`app.histogram` for the bounds), so merging two buckets is a few additions:
+that is what keeps ingest cheap at thousands of pods. Pure code: no I/O, no
+clock (callers pass `now` in epoch seconds).
 """
 
 from __future__ import annotations
 
+import math
+import sys
+from array import array
 from collections.abc import Iterable
 from typing import Any
 
 from app.histogram import Histogram
 from app.routes import OVERFLOW_ROUTE
-from app.summary import Cell
 from app.wire import STATUS_CLASSES
 
 FINE_SPAN = 300  # seconds kept at one-second resolution
@@ -23,6 +28,10 @@ TREND_POINTS = 60  # coarse buckets in a trend (5 minutes)
 ROUTE_LIMIT = 200  # distinct (route, method) per scope; more go to {other}
 MAX_SKEW = 60  # seconds a sender's clock may run ahead before its cells are counted now
 
+WIDTH = 64  # bits per packed slot: no count in a slot comes near 2**64
+_MASK = (1 << WIDTH) - 1
+_STATUS_SHIFT = {klass: i * WIDTH for i, klass in enumerate(STATUS_CLASSES)}
+
 RouteKey = tuple[str, str]  # (route, method)
 
 
@@ -30,19 +39,115 @@ def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def add_wire(cell: Cell, d: dict[str, Any]) -> None:
-    """Add a validated wire cell (see `app.wire.parse_cell`) without building a `Cell`."""
-    status = cell.status
-    for klass, n in d["status"].items():
-        status[klass] = status.get(klass, 0) + n
-    cell.failures += d["failures"]
-    cell.hist.merge_wire(d["hist"], d["sum"], d["min"], d["max"])
-    cell.bytes_in += d["bytes_in"]
-    cell.bytes_out += d["bytes_out"]
+# --- packing ----------------------------------------------------------------
 
 
-class Bucket(Cell):
-    """A `Cell` (traffic) plus averaged resource readings for one time slot."""
+def pack_pairs(pairs: Iterable[Iterable[int]]) -> int:
+    """`[[index, count], ...]` (a wire histogram) as one int."""
+    packed = 0
+    for index, n in pairs:
+        packed += n << (index * WIDTH)
+    return packed
+
+
+def unpack(packed: int) -> array[int]:
+    """Counts per slot, lowest first, for a packed int (trailing empty slots left out)."""
+    counts = array("Q")
+    if packed:
+        counts.frombytes(packed.to_bytes((packed.bit_length() + WIDTH - 1) // WIDTH * 8, sys.byteorder))
+    return counts
+
+
+def pack_status(status: dict[str, int]) -> int:
+    packed = 0
+    for klass, n in status.items():
+        packed += n << _STATUS_SHIFT[klass]
+    return packed
+
+
+def unpack_status(packed: int) -> dict[str, int]:
+    return {klass: (packed >> shift) & _MASK for klass, shift in _STATUS_SHIFT.items()}
+
+
+def to_pairs(packed: int) -> list[list[int]]:
+    return [[i, n] for i, n in enumerate(unpack(packed)) if n]
+
+
+# --- buckets ----------------------------------------------------------------
+
+
+class Traffic:
+    """Exchanges of one slot (or a window): counts, packed histogram, sum, min, max, bytes."""
+
+    __slots__ = ("bytes_in", "bytes_out", "count", "failures", "high", "hist", "low", "status", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.status = 0  # packed per STATUS_CLASSES
+        self.failures = 0
+        self.hist = 0  # packed per latency bucket
+        self.total = 0.0  # ms, summed
+        self.low = math.inf
+        self.high = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def add_cell(self, d: dict[str, Any], status: int, hist: int) -> None:
+        """Add a validated wire cell whose status and histogram are already packed."""
+        self.count += d["count"]
+        self.status += status
+        self.failures += d["failures"]
+        self.hist += hist
+        self.total += d["sum"]
+        low, high = d["min"], d["max"]
+        if low < self.low:
+            self.low = low
+        if high > self.high:
+            self.high = high
+        self.bytes_in += d["bytes_in"]
+        self.bytes_out += d["bytes_out"]
+
+    def merge(self, other: Traffic) -> None:
+        if not other.count:
+            return
+        self.count += other.count
+        self.status += other.status
+        self.failures += other.failures
+        self.hist += other.hist
+        self.total += other.total
+        if other.low < self.low:
+            self.low = other.low
+        if other.high > self.high:
+            self.high = other.high
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+
+    def histogram(self) -> Histogram:
+        """An `app.histogram.Histogram` of the same counts, for its quantiles."""
+        hist = Histogram()
+        hist.counts = {i: n for i, n in enumerate(unpack(self.hist)) if n}
+        hist.count, hist.total, hist.low, hist.high = self.count, self.total, self.low, self.high
+        return hist
+
+    def traffic_json(self) -> dict[str, Any]:
+        if not self.count:
+            return {}
+        return {"c": self.count, "s": [n for n in unpack_status(self.status).values()], "f": self.failures,
+                "h": to_pairs(self.hist), "sum": self.total, "min": self.low, "max": self.high,
+                "bi": self.bytes_in, "bo": self.bytes_out}
+
+    def load_traffic(self, data: dict[str, Any]) -> None:
+        if "c" not in data:
+            return
+        self.count, self.failures = int(data["c"]), int(data["f"])
+        self.status = pack_status(dict(zip(STATUS_CLASSES, (int(n) for n in data["s"]), strict=False)))
+        self.hist = pack_pairs(data["h"])
+        self.total, self.low, self.high = float(data["sum"]), float(data["min"]), float(data["max"])
+        self.bytes_in, self.bytes_out = int(data["bi"]), int(data["bo"])
+
+
+class Bucket(Traffic):
+    """Traffic plus averaged resource readings for one time slot."""
 
     __slots__ = ("cpu_n", "cpu_sum", "mem_limit", "mem_n", "mem_sum")
 
@@ -54,16 +159,6 @@ class Bucket(Cell):
         self.mem_n = 0
         self.mem_limit: float | None = None
 
-    def merge(self, other: Cell) -> None:
-        super().merge(other)
-        if isinstance(other, Bucket):
-            self.cpu_sum += other.cpu_sum
-            self.cpu_n += other.cpu_n
-            self.mem_sum += other.mem_sum
-            self.mem_n += other.mem_n
-            if other.mem_limit is not None:
-                self.mem_limit = other.mem_limit
-
     def add_resource(self, cpu: float | None, memory: float | None, limit: float | None) -> None:
         if cpu is not None:
             self.cpu_sum += cpu
@@ -74,6 +169,14 @@ class Bucket(Cell):
         if limit is not None:
             self.mem_limit = limit
 
+    def merge_resources(self, other: Bucket) -> None:
+        self.cpu_sum += other.cpu_sum
+        self.cpu_n += other.cpu_n
+        self.mem_sum += other.mem_sum
+        self.mem_n += other.mem_n
+        if other.mem_limit is not None:
+            self.mem_limit = other.mem_limit
+
     @property
     def cpu(self) -> float | None:
         return self.cpu_sum / self.cpu_n if self.cpu_n else None
@@ -83,10 +186,7 @@ class Bucket(Cell):
         return self.mem_sum / self.mem_n if self.mem_n else None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.count:
-            out.update(s=self.status, f=self.failures, h=self.hist.to_wire(), sum=self.hist.total,
-                       min=self.hist.low, max=self.hist.high, bi=self.bytes_in, bo=self.bytes_out)
+        out = self.traffic_json()
         if self.cpu_n:
             out.update(cs=self.cpu_sum, cn=self.cpu_n)
         if self.mem_n:
@@ -98,36 +198,32 @@ class Bucket(Cell):
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Bucket:
         bucket = cls()
-        if "h" in data:
-            bucket.status = {str(k): int(v) for k, v in data["s"].items()}
-            bucket.failures = int(data["f"])
-            bucket.hist.merge_wire(data["h"], data["sum"], data["min"], data["max"])
-            bucket.bytes_in, bucket.bytes_out = int(data["bi"]), int(data["bo"])
+        bucket.load_traffic(data)
         bucket.cpu_sum, bucket.cpu_n = float(data.get("cs", 0.0)), int(data.get("cn", 0))
         bucket.mem_sum, bucket.mem_n = float(data.get("ms", 0.0)), int(data.get("mn", 0))
-        bucket.mem_limit = data.get("ml")
+        limit = data.get("ml")
+        bucket.mem_limit = None if limit is None else float(limit)
         return bucket
 
 
-class Window:
-    """Traffic over a span of time, reduced to the numbers people read."""
+class Window(Traffic):
+    """Traffic over a span of `seconds`, reduced to the numbers people read."""
 
-    __slots__ = ("_quantiles", "bytes_in", "bytes_out", "count", "failures", "hist", "seconds")
+    __slots__ = ("_quantiles", "seconds")
 
     def __init__(self, seconds: float) -> None:
+        super().__init__()
         self.seconds = max(seconds, 1.0)
-        self.count = 0
-        self.failures = 0
-        self.hist = Histogram()
-        self.bytes_in = 0
-        self.bytes_out = 0
         self._quantiles: tuple[float | None, float | None, float | None] | None = None
 
     def quantiles(self) -> tuple[float | None, float | None, float | None]:
         """p50, p95, p99, computed once (a window is rebuilt, not changed, when data comes)."""
         if self._quantiles is None:
-            hist = self.hist
-            self._quantiles = (_r(hist.quantile(0.50)), _r(hist.quantile(0.95)), _r(hist.quantile(0.99)))
+            if not self.count:
+                self._quantiles = (None, None, None)
+            else:
+                hist = self.histogram()
+                self._quantiles = (_r(hist.quantile(0.50)), _r(hist.quantile(0.95)), _r(hist.quantile(0.99)))
         return self._quantiles
 
     def headline(self) -> dict[str, Any]:
@@ -137,55 +233,30 @@ class Window:
                 "success": round(1 - self.failures / count, 5) if count else None,
                 "p50": p50, "p95": p95, "p99": p99}
 
-    def add(self, cell: Cell) -> None:
-        if cell.hist.count:
-            self.count += cell.hist.count
-            self.failures += cell.failures
-            self.hist.merge(cell.hist)
-            self.bytes_in += cell.bytes_in
-            self.bytes_out += cell.bytes_out
-
-    def merge(self, other: Window) -> None:
-        self.count += other.count
-        self.failures += other.failures
-        self.hist.merge(other.hist)
-        self.bytes_in += other.bytes_in
-        self.bytes_out += other.bytes_out
-
     def numbers(self) -> dict[str, Any]:
-        hist, count = self.hist, self.count
-        p50, p95, p99 = self.quantiles()
-        return {
-            "count": count,
-            "rps": round(count / self.seconds, 3),
-            "success": round(1 - self.failures / count, 5) if count else None,
-            "p50": p50,
-            "p95": p95,
-            "p99": p99,
-            "avg": _r(hist.mean),
-            "min": _r(hist.low) if count else None,
-            "max": _r(hist.high) if count else None,
-            "errors": self.failures,
-            "error_rate": round(self.failures / count, 5) if count else None,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-        }
+        count = self.count
+        out = self.headline()
+        out.update(count=count, avg=_r(self.total / count) if count else None,
+                   min=_r(self.low) if count else None, max=_r(self.high) if count else None,
+                   errors=self.failures, error_rate=round(self.failures / count, 5) if count else None,
+                   bytes_in=self.bytes_in, bytes_out=self.bytes_out)
+        return out
 
 
 class RouteStat:
-    """One route's last minute (in coarse cells), lifetime count and last sighting."""
+    """One route's last minute (in coarse slots), lifetime count and last sighting."""
 
     __slots__ = ("cells", "last_seen", "total")
 
     def __init__(self) -> None:
-        self.cells: dict[int, Cell] = {}
+        self.cells: dict[int, Traffic] = {}
         self.total = 0
         self.last_seen = 0.0  # epoch ms
 
-    def add(self, t5: int, cell: Cell, last_seen: float) -> None:
+    def add(self, t5: int, cell: Traffic, last_seen: float) -> None:
         mine = self.cells.get(t5)
         if mine is None:
-            mine = self.cells[t5] = Cell()
+            mine = self.cells[t5] = Traffic()
         mine.merge(cell)
         self.total += cell.count
         if last_seen > self.last_seen:
@@ -195,7 +266,7 @@ class RouteStat:
         out = Window(seconds)
         for t5, cell in self.cells.items():
             if t5 >= start:
-                out.add(cell)
+                out.merge(cell)
         return out
 
     def evict(self, before: int) -> None:
@@ -204,15 +275,15 @@ class RouteStat:
 
     def to_json(self) -> dict[str, Any]:
         return {"total": self.total, "last_seen": self.last_seen,
-                "cells": [c.to_wire((t, "", "")) for t, c in self.cells.items()]}
+                "cells": {str(t): c.traffic_json() for t, c in self.cells.items()}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RouteStat:
         stat = cls()
         stat.total, stat.last_seen = int(data["total"]), float(data["last_seen"])
-        for wire in data["cells"]:
-            key, cell = Cell.from_wire(wire)
-            stat.cells[key[0]] = cell
+        for t, wire in data["cells"].items():
+            cell = stat.cells[int(t)] = Traffic()
+            cell.load_traffic(wire)
         return stat
 
 
@@ -223,36 +294,41 @@ class TrafficDelta:
     handful of buckets instead of every cell.
     """
 
-    __slots__ = ("cells", "coarse", "last_seen", "routes", "seconds")
+    __slots__ = ("cells", "coarse", "count", "last_seen", "routes", "seconds")
 
     def __init__(self, cells: Iterable[dict[str, Any]], now: float, retention: float) -> None:
         self.seconds: dict[int, Bucket] = {}
         self.coarse: dict[int, Bucket] = {}
-        self.routes: dict[tuple[str, str, int], Cell] = {}
+        self.routes: dict[tuple[str, str, int], Traffic] = {}
         self.last_seen: dict[RouteKey, float] = {}
         self.cells = 0
+        self.count = 0
         oldest, newest = int(now - retention), int(now) + MAX_SKEW
         seconds, routes, last_seen = self.seconds, self.routes, self.last_seen
         for d in cells:
+            if not d["count"]:
+                continue
             t = d["t"]
             if t < oldest:
                 continue  # older than anything kept
             if t > newest:
                 t = int(now)  # a sender's clock far ahead: count it now rather than in the future
+            status, hist = pack_status(d["status"]), pack_pairs(d["hist"])
             bucket = seconds.get(t)
             if bucket is None:
                 bucket = seconds[t] = Bucket()
-            add_wire(bucket, d)
+            bucket.add_cell(d, status, hist)
             t5 = t - t % COARSE
-            rkey = (d["route"], d["method"], t5)
-            cell = routes.get(rkey)
-            if cell is None:
-                cell = routes[rkey] = Cell()
-            add_wire(cell, d)
+            route_key = (d["route"], d["method"])
+            slot = routes.get((*route_key, t5))
+            if slot is None:
+                slot = routes[(*route_key, t5)] = Traffic()
+            slot.add_cell(d, status, hist)
             seen = t * 1000.0
-            if seen > last_seen.get(rkey[:2], 0.0):
-                last_seen[rkey[:2]] = seen
+            if seen > last_seen.get(route_key, 0.0):
+                last_seen[route_key] = seen
             self.cells += 1
+            self.count += d["count"]
         coarse = self.coarse
         for t, bucket in seconds.items():
             t5 = t - t % COARSE
@@ -263,7 +339,7 @@ class TrafficDelta:
 
 
 def window_start(now: float) -> tuple[int, float]:
-    """First coarse bucket of the overview window, and the seconds it covers."""
+    """First coarse slot of the overview window, and the seconds the window covers."""
     current = int(now) - int(now) % COARSE
     start = current - WINDOW + COARSE
     return start, now - start
@@ -279,13 +355,13 @@ class Scope:
         self.routes: dict[RouteKey, RouteStat] = {}
         self.dirty: set[tuple[int, int]] = set()  # (step, t) changed since the last history write
         self.routes_dirty = False
+        self.version = 0  # bumps whenever traffic data changes
         self._fine_floor = 0
         self._coarse_floor = 0
         self._route_floor = 0
         self._window: tuple[tuple[int, int], Window] | None = None
         self._trend: tuple[tuple[int, int], dict[str, list[float | None]]] | None = None
         self._routes_cache: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
-        self.version = 0  # bumps whenever traffic data changes
 
     # --- writing ----------------------------------------------------------
 
@@ -336,24 +412,12 @@ class Scope:
         """Forget fine buckets past FINE_SPAN, coarse ones past the retention, idle routes."""
         fine_cut = int(now) - FINE_SPAN
         if fine_cut > self._fine_floor:
-            fine = self.fine
-            if fine_cut - self._fine_floor > 2 * FINE_SPAN:  # a long gap: scan instead of counting
-                for t in [t for t in fine if t < fine_cut]:
-                    del fine[t]
-            else:
-                for t in range(self._fine_floor, fine_cut):
-                    fine.pop(t, None)
+            _drop_before(self.fine, self._fine_floor, fine_cut, 1)
             self._fine_floor = fine_cut
         coarse_cut = int(now - retention)
         coarse_cut -= coarse_cut % COARSE
         if coarse_cut > self._coarse_floor:
-            coarse = self.coarse
-            if coarse_cut - self._coarse_floor > 2 * retention:
-                for t in [t for t in coarse if t < coarse_cut]:
-                    del coarse[t]
-            else:
-                for t in range(self._coarse_floor, coarse_cut, COARSE):
-                    coarse.pop(t, None)
+            _drop_before(self.coarse, self._coarse_floor, coarse_cut, COARSE)
             self._coarse_floor = coarse_cut
         start, _ = window_start(now)
         if start == self._route_floor:
@@ -373,7 +437,7 @@ class Scope:
     # --- reading ----------------------------------------------------------
 
     def window(self, now: float) -> Window:
-        """Traffic over the overview window (the last minute, in coarse buckets)."""
+        """Traffic over the overview window (the last minute, in coarse slots)."""
         start, seconds = window_start(now)
         key = (start, self.version)
         cached = self._window
@@ -385,12 +449,12 @@ class Scope:
         for t5 in range(start, start + WINDOW, COARSE):
             bucket = coarse.get(t5)
             if bucket is not None:
-                out.add(bucket)
+                out.merge(bucket)
         self._window = (key, out)
         return out
 
     def trend(self, now: float) -> dict[str, list[float | None]]:
-        """One point per coarse bucket over the last five minutes, complete buckets only."""
+        """One point per coarse slot over the last five minutes, complete slots only."""
         current = int(now) - int(now) % COARSE
         key = (current, self.version)
         cached = self._trend
@@ -409,9 +473,9 @@ class Scope:
                 cpu.append(None)
                 memory.append(None)
                 continue
-            count = bucket.hist.count
+            count = bucket.count
             rps.append(round(count / COARSE, 3))
-            p95.append(_r(bucket.hist.quantile(0.95)) if count else None)
+            p95.append(_r(bucket.histogram().quantile(0.95)) if count else None)
             cpu.append(_r(bucket.cpu, 2))
             mem = bucket.memory
             memory.append(None if mem is None else round(mem))
@@ -420,6 +484,7 @@ class Scope:
         return out
 
     def route_rows(self, now: float) -> list[dict[str, Any]]:
+        """The route table over the overview window, busiest first."""
         start, seconds = window_start(now)
         key = (start, self.version)
         cached = self._routes_cache
@@ -437,8 +502,7 @@ class Scope:
     def series(self, now: float, window: int, step: int) -> dict[str, Any]:
         """Per-step rates by status class, percentiles and resources over `window` seconds."""
         end = int(now) - int(now) % step + step  # exclusive, so the current partial step shows
-        start = end - window
-        ts = list(range(start, end, step))
+        ts = list(range(end - window, end, step))
         rps: dict[str, list[float | None]] = {k: [] for k in STATUS_CLASSES}
         p50: list[float | None] = []
         p95: list[float | None] = []
@@ -451,18 +515,20 @@ class Scope:
             if bucket is None:
                 for values in rps.values():
                     values.append(None)
+                for column in (p50, p95, p99, cpu, memory):
+                    column.append(None)
+                continue
+            for klass, n in unpack_status(bucket.status).items():
+                rps[klass].append(round(n / span, 3))
+            if bucket.count:
+                hist = bucket.histogram()
+                p50.append(_r(hist.quantile(0.50)))
+                p95.append(_r(hist.quantile(0.95)))
+                p99.append(_r(hist.quantile(0.99)))
+            else:
                 p50.append(None)
                 p95.append(None)
                 p99.append(None)
-                cpu.append(None)
-                memory.append(None)
-                continue
-            for klass, values in rps.items():
-                values.append(round(bucket.status.get(klass, 0) / span, 3))
-            hist = bucket.hist
-            p50.append(_r(hist.quantile(0.50)))
-            p95.append(_r(hist.quantile(0.95)))
-            p99.append(_r(hist.quantile(0.99)))
             cpu.append(_r(bucket.cpu, 2))
             mem = bucket.memory
             memory.append(None if mem is None else round(mem))
@@ -472,15 +538,13 @@ class Scope:
                 "memory_limit": limit}
 
     def _span(self, t: int, step: int) -> tuple[Bucket | None, int]:
-        """The bucket covering [t, t + step): fine, coarse, or coarse ones merged."""
+        """The bucket covering [t, t + step), and the seconds its counts are spread over."""
         if step == 1:
             bucket = self.fine.get(t)
             if bucket is not None:
                 return bucket, 1
-            # Fine data ends FINE_SPAN back or before a restart: spread the coarse bucket.
-            t5 = t - t % COARSE
-            coarse = self.coarse.get(t5)
-            return coarse, COARSE
+            # No fine data (past FINE_SPAN, or from before a restart): spread the coarse slot.
+            return self.coarse.get(t - t % COARSE), COARSE
         if step == COARSE:
             return self.coarse.get(t), COARSE
         merged: Bucket | None = None
@@ -490,4 +554,14 @@ class Scope:
                 if merged is None:
                     merged = Bucket()
                 merged.merge(bucket)
+                merged.merge_resources(bucket)
         return merged, step
+
+
+def _drop_before(buckets: dict[int, Bucket], floor: int, cut: int, step: int) -> None:
+    if (cut - floor) // step > len(buckets):  # a long gap: scanning is cheaper than counting up
+        for t in [t for t in buckets if t < cut]:
+            del buckets[t]
+    else:
+        for t in range(floor - floor % step, cut, step):
+            buckets.pop(t, None)

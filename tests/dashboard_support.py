@@ -1,0 +1,124 @@
+"""Test support for the dashboard: a fake clock, wire payload builders, an in-process server.
+
+The server is the real `make_app` listening on a free 127.0.0.1 port and is
+driven by real HTTP and WebSocket clients; only the clock is faked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ujson
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from app.dashboard.server import DashboardApplication, listen, make_app
+from app.options import DashboardConfig
+from app.routes import template
+from app.summary import SummaryBuilder
+from app.wire import Sample
+from tests.conftest import free_port
+
+T0 = 1_700_000_000.0  # a fixed epoch second (a multiple of 5 and of 60) for fake clocks
+
+
+class FakeClock:
+    """Epoch seconds that move only when the test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def sample(path: str = "/users/42", *, status: int = 200, ms: float = 10.0, started: float = T0,
+           method: str = "GET", error: str | None = None, bytes_out: int = 100) -> Sample:
+    """One exchange in wire shape; `started` in epoch seconds."""
+    return {"endpoint": path, "route": template(path), "method": method,
+            "response": {"status": status, "message": "OK" if status < 400 else "Error"},
+            "time": ms, "ttfb": ms / 2, "started": started * 1000.0, "file": False, "bytes_in": 50,
+            "bytes_out": bytes_out, "probe": False, "error": error}
+
+
+def stats_body(pod: str, samples: Iterable[Sample], *, batch: str | None = None, summary: bool = True,
+               app: str | None = None, dropped: int = 0, raw: int | None = None) -> dict[str, Any]:
+    """A POST /stats body as our sidecar sends it: summary cells plus (at most `raw`) raw samples."""
+    samples = list(samples)
+    body: dict[str, Any] = {"pod": pod, "stats": samples if raw is None else samples[-raw:] if raw else []}
+    if summary:
+        builder = SummaryBuilder()
+        for s in samples:
+            builder.add(s)
+        body["summary"] = builder.drain()
+    if batch is not None:
+        body["batch"] = batch
+    if app is not None:
+        body["app"] = app
+    if dropped:
+        body["dropped"] = dropped
+    return body
+
+
+def resource_body(pod: str, *, cpu: float = 25.0, memory: float = 100e6, limit: float | None = 500e6,
+                  at: float = T0) -> dict[str, Any]:
+    container = {"cgroup": "v2", "cpu_percent": cpu, "memory_usage": memory, "memory_limit": limit}
+    return {"pod": pod, "resource": {"time": at * 1000, "free_memory": 4e9, "total_memory": 8e9,
+                                     "cpus": [], "cpu_percent": 50.0, "cpu_percent_per_core": [40.0, 60.0],
+                                     "memory": {"total": 8e9, "available": 4e9, "used": 4e9, "percent": 50.0},
+                                     "container": container}}
+
+
+@dataclass
+class Running:
+    app: DashboardApplication
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def fetch(self, path: str, method: str = "GET", body: Any = None, *, headers: dict[str, str] | None = None,
+                    raw: bytes | None = None) -> HTTPResponse:
+        sent_headers = {"Content-Type": "application/json"} if body is not None else {}
+        sent_headers.update(headers or {})
+        payload = raw if raw is not None else (None if body is None else ujson.dumps(body).encode())
+        if method == "POST" and payload is None:
+            payload = b""
+        return await AsyncHTTPClient().fetch(self.url + path, method=method, body=payload, headers=sent_headers,
+                                             raise_error=False, follow_redirects=False, request_timeout=10)
+
+    async def post(self, path: str, body: Any, **kwargs: Any) -> HTTPResponse:
+        return await self.fetch(path, "POST", body, **kwargs)
+
+    async def get_json(self, path: str, **kwargs: Any) -> Any:
+        response = await self.fetch(path, **kwargs)
+        assert response.code == 200, (response.code, response.body[:300])
+        return ujson.loads(response.body)
+
+
+@asynccontextmanager
+async def running(config: DashboardConfig | None = None, clock: FakeClock | None = None, *,
+                  start: bool = True, **settings: Any) -> AsyncIterator[Running]:
+    """A real dashboard on 127.0.0.1 for the length of the block, stopped (history written) after."""
+    config = config or DashboardConfig(data=":memory:")
+    port = free_port()
+    config = dataclasses.replace(config, port=port, host="127.0.0.1")
+    app = make_app(config, clock or FakeClock(), start=start, **settings)
+    server = listen(app, port)
+    try:
+        yield Running(app, port)
+    finally:
+        server.stop()
+        await app.dashboard.stop()
+        await server.close_all_connections()

@@ -1,0 +1,252 @@
+"""`PodStore` as pure code: counting, dedup, staleness, resources, read models, drain/restore."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.dashboard.aggregate import BATCH_IDS, RECENT, RECENT_PER_POD, SLOWEST, PodStore, Restored
+from app.histogram import Histogram
+from app.wire import parse_resources, parse_stats
+from tests.dashboard_support import T0, FakeClock, resource_body, sample, stats_body
+
+
+def make_store(clock: FakeClock, **kwargs: Any) -> PodStore:
+    return PodStore(retention=3600, stale_after=15, drop_after=600, clock=clock, **kwargs)
+
+
+def post(store: PodStore, body: dict[str, Any]) -> Any:
+    return store.ingest_stats(parse_stats(body))
+
+
+def test_counts_come_from_the_summary_not_the_capped_raw_samples() -> None:
+    clock = FakeClock(T0 + 10)
+    store = make_store(clock)
+    samples = [sample(started=T0 + 1 + i % 5, ms=float(i % 50 + 1)) for i in range(1000)]
+    ack = post(store, stats_body("shop-1-a", samples, raw=50, batch="b1"))
+    assert not ack.duplicate and ack.samples == 50 and ack.exchanges == 1000
+    (entry,) = store.stats_list()
+    assert entry["count"] == 1000 and entry["total"] == 1000
+    assert len(entry["stats"]) == 50 and entry["stats"] == samples[-50:]
+
+
+def test_article_payload_is_counted_from_its_samples() -> None:
+    clock = FakeClock(T0 + 10)
+    store = make_store(clock)
+    body = {"pod": "j-slow-9-5rt8f", "stats": [
+        {"endpoint": "/slow?id=3", "method": "GET", "response": {"status": "200", "message": "OK"},
+         "time": 1200, "started": (T0 + 2) * 1000},
+        {"endpoint": "/slow", "method": "GET", "response": {"status": "502", "message": "Bad Gateway"},
+         "time": 3, "started": (T0 + 3) * 1000}]}
+    post(store, body)
+    overview = store.overview()
+    (app,) = overview["apps"]
+    assert app["app"] == "j-slow" and app["pods"] == ["j-slow-9-5rt8f"]
+    (route,) = overview["routes"]
+    assert route["route"] == "/slow" and route["count"] == 2 and route["errors"] == 1
+    assert overview["recent"][0]["endpoint"] == "/slow"  # query string dropped
+
+
+def test_percentiles_across_pods_come_from_merged_histograms() -> None:
+    clock = FakeClock(T0 + 30)
+    store = make_store(clock)
+    fast = [sample(ms=10.0, started=T0 + 10) for _ in range(900)]
+    slow = [sample(ms=1000.0, started=T0 + 10) for _ in range(100)]
+    post(store, stats_body("shop-1-a", fast, raw=0))
+    post(store, stats_body("shop-2-b", slow, raw=0))
+    both = Histogram()
+    for s in fast + slow:
+        both.add(s["time"])
+    totals = store.overview()["totals"]
+    assert totals["p50"] == round(both.quantile(0.5), 3)  # type: ignore[arg-type]
+    assert totals["p99"] == round(both.quantile(0.99), 3)  # type: ignore[arg-type]
+    assert totals["p99"] > 900  # averaging per-pod p99s (10 and 1000) would say 505
+    pods = {p["pod"]: p for p in store.overview()["pods"]}
+    assert pods["shop-1-a"]["p99"] == 10.0 and pods["shop-2-b"]["p50"] == 1000.0
+
+
+def test_a_batch_id_seen_before_is_acknowledged_once_and_not_counted_twice() -> None:
+    clock = FakeClock(T0 + 10)
+    store = make_store(clock)
+    body = stats_body("shop-1-a", [sample(started=T0 + 1)] * 5, batch="abc")
+    assert not post(store, body).duplicate
+    before = store.overview()
+    assert post(store, body).duplicate
+    after = store.overview()
+    assert after["totals"] == before["totals"] and len(after["recent"]) == len(before["recent"]) == 5
+    assert store.duplicates == 1
+    # The id memory is bounded: the oldest ids are forgotten first.
+    for i in range(BATCH_IDS):
+        post(store, stats_body("shop-1-a", [], batch=f"id-{i}"))
+    assert len(store.pods["shop-1-a"].batches) == BATCH_IDS
+    assert not post(store, body).duplicate
+
+
+def test_ids_are_per_pod() -> None:
+    store = make_store(FakeClock(T0 + 10))
+    assert not post(store, stats_body("a-1-x", [sample(started=T0)], batch="1")).duplicate
+    assert not post(store, stats_body("b-1-x", [sample(started=T0)], batch="1")).duplicate
+
+
+def test_stale_after_silence_dropped_later_and_a_returning_pod_continues() -> None:
+    clock = FakeClock(T0 + 10)
+    store = make_store(clock)
+    post(store, stats_body("shop-1-a", [sample(started=T0 + 5)] * 3))
+    store.ingest_resources(parse_resources(resource_body("shop-1-a", memory=100.0)))
+    store.ingest_resources(parse_resources(resource_body("shop-2-b", memory=50.0)))
+    clock.advance(10)
+    store.ingest_resources(parse_resources(resource_body("shop-2-b", memory=50.0)))
+    clock.advance(6)  # shop-1-a silent for 16 s > 15
+    store.tick()
+    pods = {p["pod"]: p for p in store.overview()["pods"]}
+    assert pods["shop-1-a"]["stale"] and not pods["shop-2-b"]["stale"]
+    assert store.overview()["apps"][0]["memory"] == 50  # a stale pod's memory is not the app's any more
+    assert store.counts() == (1, 1)
+    assert store.resources_list()[0]["stale"]
+
+    store.ingest_resources(parse_resources(resource_body("shop-1-a", memory=100.0)))  # back
+    pods = {p["pod"]: p for p in store.overview()["pods"]}
+    assert not pods["shop-1-a"]["stale"] and store.pods["shop-1-a"].total == 3
+    assert store.overview()["apps"][0]["memory"] == 150
+
+    clock.advance(601)
+    store.tick()
+    assert store.pods == {} and store.overview()["pods"] == [] and store.overview()["apps"] == []
+    assert store.drain().dropped_pods == ["shop-1-a", "shop-2-b"]
+
+
+def test_resources_prefer_the_container_and_add_up_per_app() -> None:
+    clock = FakeClock(T0 + 10)
+    store = make_store(clock)
+    store.ingest_resources(parse_resources(resource_body("shop-1-a", cpu=20.0, memory=100.0, limit=1000.0)))
+    store.ingest_resources(parse_resources(resource_body("shop-2-b", cpu=40.0, memory=300.0, limit=1000.0)))
+    overview = store.overview()
+    (app,) = overview["apps"]
+    assert app["cpu"] == 30.0 and app["memory"] == 400 and app["memory_limit"] == 2000
+    pod = next(p for p in overview["pods"] if p["pod"] == "shop-1-a")
+    assert pod["cpu"] == 20.0 and pod["memory"] == 100 and pod["memory_limit"] == 1000 and pod["cores"] == [40, 60]
+    # A report with no container numbers: the node's, as the article had it.
+    store.ingest_resources(parse_resources({"pod": "shop-3-c", "resource": {
+        "free_memory": 3e9, "total_memory": 8e9, "cpus": [], "cpu_percent": 12.5}}))
+    pod = next(p for p in store.overview()["pods"] if p["pod"] == "shop-3-c")
+    assert pod["cpu"] == 12.5 and pod["memory"] == 5e9 and pod["memory_limit"] == 8e9
+    clock.advance(1)
+    store.tick()  # the app's series gets one reading per tick from the live pods
+    series = store.series("app:shop", 300)
+    assert series is not None and series["memory"][-1] == 100 + 300 + 5e9
+    assert series["cpu"][-1] == round((20 + 40 + 12.5) / 3, 2)
+    pod_series = store.series("pod:shop-2-b", 300)
+    assert pod_series is not None and pod_series["memory_limit"] == 1000.0
+
+
+def test_overview_has_the_protocol_shape() -> None:
+    clock = FakeClock(T0 + 100)
+    store = make_store(clock)
+    post(store, stats_body("shop-1-a", [sample(started=T0 + 50 + i % 40, ms=float(i)) for i in range(300)],
+                           raw=150))
+    store.ingest_resources(parse_resources(resource_body("shop-1-a")))
+    overview = store.overview()
+    assert set(overview) == {"now", "totals", "apps", "pods", "routes", "recent", "slowest"}
+    assert set(overview["totals"]) == {"rps", "success", "p50", "p95", "p99", "pods", "apps", "dropped"}
+    assert overview["now"] == (T0 + 100) * 1000
+    (app,) = overview["apps"]
+    assert {"app", "pods", "stale", "rps", "success", "p50", "p95", "p99", "cpu", "memory", "memory_limit",
+            "trend"} <= set(app)
+    (pod,) = overview["pods"]
+    assert {"pod", "app", "stale", "seen", "dropped", "rps", "success", "p50", "p95", "p99", "cpu", "cores",
+            "memory", "memory_limit", "trend", "routes"} <= set(pod)
+    assert all(len(v) == 60 for v in pod["trend"].values()) and set(pod["trend"]) == {"rps", "p95", "cpu", "memory"}
+    route = overview["routes"][0]
+    assert {"app", "route", "method", "count", "rps", "avg", "p50", "p95", "p99", "errors", "error_rate",
+            "last_seen"} <= set(route)
+    assert len(overview["recent"]) == RECENT
+    started = [s["started"] for s in overview["recent"]]
+    assert started == sorted(started) and overview["recent"][-1]["pod"] == "shop-1-a"
+    slow = [s["time"] for s in overview["slowest"]]
+    assert len(slow) == SLOWEST and slow == sorted(slow, reverse=True) and slow[0] == 299.0
+
+
+def test_slowest_looks_back_five_minutes_only() -> None:
+    clock = FakeClock(T0 + 10)
+    store = make_store(clock)
+    post(store, stats_body("a-1-x", [sample(ms=5000.0, started=T0 + 1)]))
+    clock.advance(120)
+    post(store, stats_body("a-1-x", [sample(ms=20.0, started=T0 + 125)]))
+    assert [s["time"] for s in store.slowest(clock())] == [5000.0, 20.0]
+    clock.advance(300)
+    store.tick()
+    assert [s["time"] for s in store.slowest(clock())] == [20.0]
+
+
+def test_recent_per_pod_is_bounded_and_oldest_first() -> None:
+    store = make_store(FakeClock(T0 + 10))
+    for i in range(3):
+        post(store, stats_body("a-1-x", [sample(ms=float(i * 100 + k), started=T0 + 1) for k in range(40)]))
+    (entry,) = store.stats_list()
+    times = [s["time"] for s in entry["stats"]]
+    assert len(times) == RECENT_PER_POD and times == sorted(times) and times[-1] == 239.0
+
+
+def test_dropped_samples_reported_by_sidecars_add_up() -> None:
+    store = make_store(FakeClock(T0 + 10))
+    post(store, stats_body("a-1-x", [sample(started=T0)], dropped=7))
+    post(store, stats_body("a-1-x", [sample(started=T0)], dropped=5))
+    assert store.overview()["totals"]["dropped"] == 12 and store.overview()["pods"][0]["dropped"] == 12
+
+
+def test_a_pod_that_changes_app_moves() -> None:
+    store = make_store(FakeClock(T0 + 10))
+    store.ingest_resources(parse_resources(resource_body("p-1-x")))
+    post(store, stats_body("p-1-x", [sample(started=T0)], app="other"))
+    assert [a["app"] for a in store.overview()["apps"]] == ["other"]
+
+
+def test_series_rejects_unknown_scopes_and_windows() -> None:
+    store = make_store(FakeClock(T0 + 10))
+    post(store, stats_body("a-1-x", [sample(started=T0 + 5)]))
+    assert store.series("pod:nope", 300) is None
+    assert store.series("app:a", 42) is None
+    assert store.series("bogus", 300) is None
+    series = store.series("all", 900)
+    assert series is not None and series["step"] == 5 and len(series["t"]) == 180
+    tail = store.series("all", 300, tail=30)
+    assert tail is not None and len(tail["t"]) == 30 and tail["window"] == 300
+
+
+@pytest.mark.parametrize("flush_every", [1, 7])
+def test_drain_and_restore_rebuild_the_same_views(flush_every: int) -> None:
+    clock = FakeClock(T0 + 1)
+    store = make_store(clock)
+    rows: dict[tuple[str, int, int], dict[str, Any]] = {}
+    routes: dict[str, dict[str, Any]] = {}
+    pods: dict[str, dict[str, Any]] = {}
+    samples: dict[str, Any] | None = None
+
+    def flush() -> None:
+        nonlocal samples
+        changes = store.drain()
+        rows.update({(s, step, t): d for s, step, t, d in changes.buckets})
+        routes.update(dict(changes.routes))
+        pods.update(dict(changes.pods))
+        samples = changes.samples if changes.samples is not None else samples
+
+    for second in range(120):
+        clock.now = T0 + second
+        if second % 5 == 0:
+            post(store, stats_body(f"shop-{second % 3}-x", [sample(ms=float(second), started=T0 + second - 1)] * 4,
+                                   batch=str(second)))
+        store.ingest_resources(parse_resources(resource_body("shop-1-x", cpu=float(second))))
+        store.tick()
+        if second % flush_every == 0:
+            flush()
+    flush()
+    restored = make_store(clock)
+    restored.restore(Restored(buckets=[(*k, d) for k, d in rows.items()], routes=list(routes.items()),
+                              pods=list(pods.items()), samples=samples))
+    assert restored.overview() == store.overview()
+    assert restored.stats_list() == store.stats_list()
+    assert restored.series("all", 300) == store.series("all", 300)
+    assert restored.series("app:shop", 3600) == store.series("app:shop", 3600)
+    # Batch ids survive too: a retried batch is still a duplicate.
+    assert restored.ingest_stats(parse_stats(stats_body("shop-0-x", [sample()], batch="15"))).duplicate

@@ -1,0 +1,192 @@
+"""Packed buckets, tiers, windows, routes and series of `app.dashboard.scope` (pure code)."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.dashboard.scope import (
+    COARSE,
+    FINE_SPAN,
+    MAX_SKEW,
+    ROUTE_LIMIT,
+    Bucket,
+    RouteStat,
+    Scope,
+    TrafficDelta,
+    Window,
+    pack_pairs,
+    pack_status,
+    to_pairs,
+    unpack_status,
+    window_start,
+)
+from app.histogram import OVERFLOW, Histogram
+from app.routes import OVERFLOW_ROUTE
+from app.summary import SummaryBuilder
+from tests.dashboard_support import T0, sample
+
+pairs = st.dictionaries(st.integers(0, OVERFLOW), st.integers(1, 10**12), max_size=30)
+
+
+@given(pairs, pairs)
+def test_packed_histograms_add_like_counts(a: dict[int, int], b: dict[int, int]) -> None:
+    merged = dict(a)
+    for index, n in b.items():
+        merged[index] = merged.get(index, 0) + n
+    packed = pack_pairs(sorted(a.items())) + pack_pairs(sorted(b.items()))
+    assert to_pairs(packed) == [[i, n] for i, n in sorted(merged.items())]
+
+
+def test_packed_status_round_trips() -> None:
+    status = {"2xx": 7, "5xx": 2, "none": 1}
+    assert unpack_status(pack_status(status)) == {"1xx": 0, "2xx": 7, "3xx": 0, "4xx": 0, "5xx": 2, "none": 1}
+
+
+def cells_for(samples: list) -> list[dict]:
+    builder = SummaryBuilder()
+    for s in samples:
+        builder.add(s)
+    return builder.drain()
+
+
+def test_percentiles_match_the_shared_histogram() -> None:
+    rng = random.Random(7)
+    times = [rng.lognormvariate(2, 1.5) for _ in range(2000)]
+    samples = [sample(ms=ms, started=T0 + i % 10) for i, ms in enumerate(times)]
+    expected = Histogram()
+    for ms in times:
+        expected.add(ms)
+    window = Window(60)
+    delta = TrafficDelta(cells_for(samples), T0 + 10, 3600)
+    for bucket in delta.seconds.values():
+        window.merge(bucket)
+    assert window.count == 2000
+    p50, p95, p99 = window.quantiles()
+    assert p50 == round(expected.quantile(0.5), 3)  # type: ignore[arg-type]
+    assert p95 == round(expected.quantile(0.95), 3)  # type: ignore[arg-type]
+    assert p99 == round(expected.quantile(0.99), 3)  # type: ignore[arg-type]
+    assert abs(window.low - min(times)) < 1e-3 and abs(window.high - max(times)) < 1e-3
+
+
+def test_delta_sums_cells_per_second_per_slot_and_per_route() -> None:
+    samples = [sample("/a", started=T0 + 1), sample("/a", started=T0 + 1, status=500),
+               sample("/b/7", started=T0 + 2), sample("/a", started=T0 + 6)]
+    delta = TrafficDelta(cells_for(samples), T0 + 10, 3600)
+    assert {t: b.count for t, b in delta.seconds.items()} == {T0 + 1: 2, T0 + 2: 1, T0 + 6: 1}
+    assert {t: b.count for t, b in delta.coarse.items()} == {T0: 3, T0 + 5: 1}
+    assert {k: c.count for k, c in delta.routes.items()} == {
+        ("/a", "GET", T0): 2, ("/b/{id}", "GET", T0): 1, ("/a", "GET", T0 + 5): 1}
+    assert delta.count == 4 and delta.cells == 3  # the two /a exchanges of one second share a cell
+    assert delta.seconds[int(T0) + 1].failures == 1
+
+
+def test_delta_drops_cells_past_retention_and_pulls_future_ones_to_now() -> None:
+    now = T0 + 100
+    samples = [sample(started=now - 4000), sample(started=now + MAX_SKEW + 50), sample(started=now - 1)]
+    delta = TrafficDelta(cells_for(samples), now, 3600)
+    assert sorted(delta.seconds) == [int(now) - 1, int(now)]
+    assert delta.count == 2
+
+
+def test_scope_window_trend_and_series() -> None:
+    scope = Scope("pod:p")
+    now = T0 + 120
+    samples = [sample(started=T0 + 100 + i % 10, ms=5.0, status=200 if i % 4 else 503) for i in range(100)]
+    scope.add_traffic(TrafficDelta(cells_for(samples), now, 3600), now)
+    scope.add_resource(int(now), 40.0, 1e6, 2e6)
+    window = scope.window(now)
+    assert window.count == 100 and window.failures == 25
+    start, seconds = window_start(now)
+    assert start == T0 + 65 and seconds == 55
+    headline = window.headline()
+    assert headline["rps"] == round(100 / 55, 3) and headline["success"] == 0.75
+    trend = scope.trend(now)
+    assert len(trend["rps"]) == 60 and trend["rps"][-4:] == [10.0, 10.0, None, None]
+    assert trend["cpu"][-1] is None  # the current slot is not complete yet
+
+    series = scope.series(now, 300, 1)
+    assert len(series["t"]) == 300 and series["t"][-1] == int(now)
+    at = series["t"].index(int(T0) + 100)
+    in_second = [s for s in samples if s["started"] == (T0 + 100) * 1000]
+    failed = sum(1 for s in in_second if s["response"]["status"] == 503)
+    assert series["rps"]["2xx"][at] == len(in_second) - failed and series["rps"]["5xx"][at] == failed > 0
+    assert series["p50"][at] is not None and series["p50"][at - 1] is None
+    assert series["cpu"][-1] == 40.0 and series["memory"][-1] == 1e6 and series["memory_limit"] == 2e6
+
+    def failures(lo: float, hi: float) -> int:
+        return sum(1 for s in samples if lo * 1000 <= s["started"] < hi * 1000 and s["response"]["status"] == 503)
+
+    coarse = scope.series(now, 900, 5)
+    at = coarse["t"].index(int(T0) + 100)
+    assert coarse["rps"]["5xx"][at] == failures(T0 + 100, T0 + 105) / 5
+    assert coarse["rps"]["5xx"][at + 1] == failures(T0 + 105, T0 + 110) / 5
+    hour = scope.series(now, 3600, 10)
+    at = hour["t"].index(int(T0) + 100)
+    assert hour["rps"]["5xx"][at] == 2.5 and len(hour["t"]) == 360 and hour["rps"]["2xx"][at] == 7.5
+
+
+def test_step_one_series_falls_back_to_coarse_slots() -> None:
+    scope = Scope("all")
+    bucket = Bucket.from_json(Bucket().to_json())
+    assert bucket.count == 0
+    samples = [sample(started=T0 + 1) for _ in range(10)]
+    delta = TrafficDelta(cells_for(samples), T0 + 2, 3600)
+    for t5, b in delta.coarse.items():
+        scope.load_bucket(COARSE, t5, b)  # as after a restart: coarse only
+    series = scope.series(T0 + 2, 300, 1)
+    at = series["t"].index(int(T0) + 1)
+    assert series["rps"]["2xx"][at] == 2.0  # 10 exchanges spread over the 5-second slot
+
+
+def test_eviction_bounds_every_tier() -> None:
+    scope = Scope("pod:p")
+    retention = 600
+    for second in range(0, 2000):
+        now = T0 + second
+        scope.add_traffic(TrafficDelta(cells_for([sample(started=now)]), now, retention), now)
+        scope.add_resource(int(now), 1.0, 1.0, None)
+        scope.evict(now, retention)
+    assert len(scope.fine) <= FINE_SPAN + 1
+    assert len(scope.coarse) <= retention // COARSE + 1
+    assert all(len(stat.cells) <= 12 for stat in scope.routes.values())
+    scope.evict(T0 + 10_000, retention)  # a long silence: everything goes
+    assert not scope.fine and not scope.coarse and not scope.routes
+
+
+def test_route_table_is_capped() -> None:
+    scope = Scope("pod:p")
+    samples = [sample(f"/r{i}x") for i in range(ROUTE_LIMIT + 50)]
+    delta = TrafficDelta(cells_for(samples), T0 + 1, 3600)
+    scope.add_routes(delta)
+    assert len(scope.routes) == ROUTE_LIMIT + 1
+    rows = scope.route_rows(T0 + 1)
+    other = next(r for r in rows if r["route"] == OVERFLOW_ROUTE)
+    assert other["count"] == 50 and rows[0]["count"] == 50
+
+
+def test_route_rows_numbers() -> None:
+    scope = Scope("app:shop")
+    samples = [sample("/a", ms=float(ms), started=T0 + 30, status=500 if ms == 100 else 200)
+               for ms in range(1, 101)]
+    scope.add_routes(TrafficDelta(cells_for(samples), T0 + 31, 3600))
+    (row,) = scope.route_rows(T0 + 31)
+    assert row["route"] == "/a" and row["method"] == "GET" and row["count"] == 100 and row["total"] == 100
+    assert row["errors"] == 1 and row["error_rate"] == 0.01
+    assert row["avg"] == 50.5 and row["min"] == 1.0 and row["max"] == 100.0
+    assert row["last_seen"] == (T0 + 30) * 1000
+    assert 40 < row["p50"] < 60 and 90 < row["p99"] <= 100
+
+
+def test_bucket_and_route_json_round_trip() -> None:
+    delta = TrafficDelta(cells_for([sample(ms=3.0), sample(ms=300.0, status=404)]), T0 + 1, 3600)
+    bucket = delta.seconds[int(T0)]
+    bucket.add_resource(10.0, 20.0, 30.0)
+    again = Bucket.from_json(bucket.to_json())
+    assert again.to_json() == bucket.to_json()
+    stat = RouteStat()
+    for (_, _, t5), cell in delta.routes.items():
+        stat.add(t5, cell, 123.0)
+    assert RouteStat.from_json(stat.to_json()).to_json() == stat.to_json()

@@ -95,11 +95,16 @@ needs_system = pytest.mark.skipif(
 
 class DemoProcess:
     def __init__(self, tmp_path: Path, *args: str) -> None:
-        self.log_path = tmp_path / "demo.log"
+        self.log_path = tmp_path / f"demo-{len(list(tmp_path.glob('demo-*.log')))}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen([sys.executable, "-m", "app", "--mode", "demo", *args], cwd=tmp_path,
-                                     env=app_env({"PYTHONPATH": str(ROOT)}), stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+                                     # TMPDIR: the demo's log folder lands where the test can see it
+                                     env=app_env({"PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}),
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.tmp_path = tmp_path
+
+    def log_dirs(self) -> list[Path]:
+        return list(self.tmp_path.glob("mothership-demo-*"))
 
     @property
     def output(self) -> str:
@@ -195,6 +200,7 @@ def test_demo_runs_the_real_system_and_stops_cleanly_on_sigterm(start_demo: Any)
     _assert_all_gone(children)
     output = demo.output
     assert "Traceback" not in output and "tracebacks" not in output and "killing" not in output, output
+    assert demo.log_dirs() == []  # a clean stop leaves nothing behind
 
 
 @needs_system
@@ -215,6 +221,8 @@ def test_demo_stops_on_ctrl_c_and_reports_a_child_that_dies(start_demo: Any) -> 
     assert demo.proc.wait(timeout=20) == 1
     _assert_all_gone(children)
     assert re.search(r"the sidecar \S+ exited with status -9", demo.output), demo.output
+    (kept,) = demo.log_dirs()  # kept for the user to read, and named
+    assert f"logs are in {kept}" in demo.output and any(kept.glob("sidecar-*.log"))
 
 
 def test_demo_refuses_a_port_in_use(tmp_path: Path) -> None:

@@ -496,7 +496,7 @@ class ExchangeTracker:
             raise Refusal(400, "not an HTTP request")
 
     def _begin_request(self, ex: Exchange, head: bytes) -> None:
-        ex.bytes_in += len(head)
+        ex.bytes_in += len(head.lstrip(b"\r\n"))  # empty lines before it belong to no request
         if len(head) > self.max_head:
             raise Refusal(431, "request head too large")
         match = _REQUEST_HEAD.fullmatch(head)

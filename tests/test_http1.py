@@ -272,7 +272,8 @@ def test_an_early_response_waits_for_the_rest_of_the_request() -> None:
 
 def test_a_response_nobody_asked_for_is_not_reported() -> None:
     tracker = ExchangeTracker()
-    assert tracker.feed_response(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 1.0) == []
+    timeout = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    assert tracker.feed_response(timeout, 1.0) == []
     assert tracker.must_close
     tracker.close("done", 2.0)
     assert tracker.take_finished() == [] and tracker.live == 0

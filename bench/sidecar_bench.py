@@ -28,6 +28,7 @@ from bench.stack import (
     Service,
     StartError,
     nginx_available,
+    received,
     start_backend,
     start_bare_relay,
     start_nginx_proxy,
@@ -104,10 +105,11 @@ def profile(service: Service, plan: Sequence[Scenario], seconds: int, cores: Cor
 
 
 def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: bool,
-                  stats_interval: float) -> tuple[dict[str, Service], str]:
+                  stats_interval: float) -> tuple[dict[str, Service], Service | None, str]:
     """Start the backend and each target asked for; a sidecar that cannot start is left out, with a note."""
     backend = start_backend(fleet, cores)
     services: dict[str, Service] = {}
+    receiver: Service | None = None
     notes: list[str] = []
     for name in names:
         if name == "direct":
@@ -129,7 +131,7 @@ def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: b
                 fallback = "" if receiver.name == "dashboard" else " (the real dashboard did not start)"
                 notes.append(f"sidecar reports every {stats_interval:g}s to the {receiver.name} "
                              f"on 127.0.0.1:{receiver.port}{fallback}")
-    return services, "\n".join(notes)
+    return services, receiver, "\n".join(notes)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -169,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = Cores.plan(pin=not args.no_pin)
     plan = scenarios(args.file_connections)
     with Fleet() as fleet:
-        services, notes = start_targets(fleet, args.targets, cores, not args.no_telemetry, args.stats_interval)
+        services, receiver, notes = start_targets(fleet, args.targets, cores, not args.no_telemetry,
+                                                  args.stats_interval)
         order = [t for t in args.targets if t in services]
         budget = len(order) * (args.warmup + len(plan) * args.rounds * args.duration)
         print(f"targets: {' '.join(order)}; {cores.describe()}")
@@ -202,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "sidecar" in order:
             print()
             print(render_ratios(plan, order, table))
+            if receiver is not None:
+                time.sleep(args.stats_interval + 0.5)  # the sidecar's last report
+                print(received(receiver))
         print()
         print(render_checks(found))
         if args.profile and "sidecar" in services:

@@ -24,6 +24,7 @@ from bench.stack import (
     Service,
     StartError,
     nginx_available,
+    received,
     start_backend,
     start_bare_relay,
     start_receiver,
@@ -167,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         alive = procstat.alive(proxy.pid)
         if not alive:
             print(f"soak: the {proxy.name} died:\n{fleet.log_tail(proxy.name)}")
+        elif proxy.name == "sidecar":
+            time.sleep(args.stats_interval + 1.0)  # the sidecar's last report
+            print(f"\nsent {load.stats.sent} requests; {received(receiver)}")
     stats = load.stats
     print(f"\nrequests sent {stats.sent}, 2xx/3xx {stats.ok}, 4xx/5xx {stats.bad_status} (404s are expected), "
           f"connection errors {stats.errors}, sent late {stats.late}")

@@ -7,11 +7,13 @@ the pid whose process tree the benchmark measures.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +154,20 @@ def start_sidecar(fleet: Fleet, cores: Cores, backend: Service, receiver: Servic
         "--stats-interval", str(stats_interval)), cores.proxy, env=_app_env())
     wait_for_port(port, proc, fleet, "sidecar")
     return Service("sidecar", port, proc.pid)
+
+
+def received(receiver: Service) -> str:
+    """What the receiver says it got: the dashboard's count of exchanges per pod, or the sink's POSTs."""
+    path = "/stats" if receiver.name == "dashboard" else "/"
+    try:
+        with urllib.request.urlopen(receiver.url(path), timeout=5) as reply:
+            body = json.loads(reply.read())
+    except (OSError, ValueError) as exc:
+        return f"the {receiver.name} did not answer GET {path}: {exc}"
+    if receiver.name == "dashboard" and isinstance(body, list):
+        counts = ", ".join(f"{p.get('pod')}: {p.get('total')} exchanges" for p in body if isinstance(p, dict))
+        return f"the dashboard counted {counts or 'nothing'}"
+    return f"the {receiver.name} answered {body}"
 
 
 def _app_env() -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -196,6 +197,10 @@ def test_soak_through_the_sidecar_passes_traffic_and_reports_growth() -> None:
     assert "connection errors 0" in done.stdout, done.stdout
     assert "sidecar RSS" in done.stdout and "sidecar fds" in done.stdout
     assert "verdict: flat" in done.stdout or "verdict: NOT FLAT" in done.stdout
+    # Every exchange reached the dashboard, once.
+    sent = re.search(r"requests sent (\d+),", done.stdout)
+    assert sent and int(sent.group(1)) > 1000
+    assert f"bench-sidecar-0-x1y2z: {sent.group(1)} exchanges" in done.stdout, done.stdout
 
 
 @pytest.mark.slow

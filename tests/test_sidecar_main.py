@@ -136,28 +136,33 @@ def test_sigterm_lets_exchanges_finish_and_sends_a_final_batch(run_app: Any, tar
 def test_proxied_latency_is_unchanged_while_the_dashboard_hangs(run_app: Any, target: int,
                                                                 receiver: Receiver) -> None:
     sidecar = start_sidecar(run_app, target, receiver.url)
+    conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=5)
 
-    def median_ms(n: int = 150) -> float:
-        conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=5)
+    def latencies(n: int) -> list[float]:
         times = []
         for i in range(n):
             start = time.perf_counter()
             conn.request("GET", f"/users/{i % 50 + 1}")
             response = conn.getresponse()
             response.read()
-            times.append(time.perf_counter() - start)
+            times.append((time.perf_counter() - start) * 1000)
             assert response.status == 200
-        conn.close()
-        return statistics.median(times) * 1000
+        return times
 
-    median_ms(50)  # warm up
-    healthy = median_ms()
-    receiver.set_mode("hang")
-    time.sleep(0.5)  # posts are now stuck
-    hung = median_ms()
-    receiver.wait_for(lambda: any(p.status == 0 for p in receiver.posts))  # the dashboard really hangs
-    print(f"median through the sidecar: dashboard healthy {healthy:.3f} ms, hanging {hung:.3f} ms")
-    assert hung < healthy * 1.5 + 0.5
+    latencies(50)  # warm up
+    healthy: list[float] = []
+    hung: list[float] = []
+    for _ in range(3):  # interleaved, so load from elsewhere on the machine hits both alike
+        receiver.set_mode("ok")
+        healthy += latencies(60)
+        receiver.set_mode("hang")
+        receiver.wait_for(lambda: any(p.status == 0 for p in receiver.posts))  # a POST is stuck right now
+        hung += latencies(60)
+    conn.close()
+    print(f"median through the sidecar: dashboard healthy {statistics.median(healthy):.3f} ms, "
+          f"hanging {statistics.median(hung):.3f} ms (max {max(hung):.1f} ms)")
+    assert statistics.median(hung) < statistics.median(healthy) * 1.5 + 0.5
+    assert max(hung) < 500  # no request waited for the dashboard (its POSTs time out after 1 s)
 
     def timeouts() -> float:
         return float(sum(s.value for s in sidecar.metrics()["mothership_reporter_failed_posts"].samples
@@ -165,8 +170,8 @@ def test_proxied_latency_is_unchanged_while_the_dashboard_hangs(run_app: Any, ta
 
     receiver.wait_for(lambda: timeouts() >= 1)  # counted as a failed post, not a crash
     receiver.set_mode("ok")
-    receiver.wait_for(lambda: receiver.counted()[0] >= 350, timeout=15)
-    assert receiver.counted() == (350, 0)  # nothing lost while it hung
+    receiver.wait_for(lambda: receiver.counted()[0] >= 410, timeout=15)
+    assert receiver.counted() == (410, 0)  # nothing lost while it hung
 
 
 def test_without_a_dashboard_it_proxies_and_reports_nothing(run_app: Any, target: int) -> None:

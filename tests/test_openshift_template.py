@@ -288,6 +288,9 @@ def test_image_build(objects: list[Obj]) -> None:
     builder = spec["strategy"]["sourceStrategy"]["from"]
     assert builder == {"kind": "ImageStreamTag", "namespace": "openshift", "name": "python:3.11-ubi9"}
     assert spec["output"]["to"] == {"kind": "ImageStreamTag", "name": "mothership:latest"}
+    # By default the example application runs the sample app from the image built here.
+    _, example = deployments(objects)
+    assert containers(example)["app"]["image"] == spec["output"]["to"]["name"]
     assert {t["type"] for t in spec["triggers"]} <= {"ConfigChange", "ImageChange", "GitHub", "Generic"}
     # What the builder runs: setup.py to install, .s2i/environment's APP_SCRIPT to start.
     s2i = dict(line.split("=", 1) for line in (ROOT / ".s2i/environment").read_text().splitlines()

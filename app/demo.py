@@ -200,6 +200,8 @@ def _listening(port: int) -> bool:
 
 
 class Demo:
+    """Runs the children and the traffic of one plan until a signal, or until a child dies."""
+
     def __init__(self, config: DemoConfig, plan: DemoPlan, log_dir: Path) -> None:
         self.config = config
         self.plan = plan
@@ -222,6 +224,7 @@ class Demo:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.on_signal)
         traffic: TrafficGenerator | None = None
+        print(f"Starting a dashboard and {len(self.plan.pods)} pods (sample app + sidecar)...", flush=True)
         try:
             if await self._start_children():
                 traffic = TrafficGenerator([pod.sidecar_url for pod in self.plan.pods], self.config.rate)
@@ -235,7 +238,10 @@ class Demo:
             if traffic is not None:
                 await traffic.stop()
             await self._stop_children()
-        return 1 if self.failure else 0
+        if self.failure:
+            return 1
+        print("Demo stopped.", flush=True)
+        return 0
 
     async def _start_children(self) -> bool:
         env = child_environment(os.environ, self.plan.token)
@@ -284,8 +290,9 @@ class Demo:
                 await asyncio.sleep(0.05)
             for child in group:
                 if child.running:
-                    print(f"demo: the {child.spec.name} did not stop within {limit:g} s; killing it",
-                          file=sys.stderr, flush=True)
+                    if not self.hurry:
+                        print(f"demo: the {child.spec.name} did not stop within {limit:g} s; killing it",
+                              file=sys.stderr, flush=True)
                     child.proc.kill()
                 child.proc.wait()
         noisy = [child for child in self.children if child.has_traceback()]

@@ -200,6 +200,7 @@ def test_demo_runs_the_real_system_and_stops_cleanly_on_sigterm(start_demo: Any)
     _assert_all_gone(children)
     output = demo.output
     assert "Traceback" not in output and "tracebacks" not in output and "killing" not in output, output
+    assert output.rstrip().endswith("Demo stopped.")
     assert demo.log_dirs() == []  # a clean stop leaves nothing behind
 
 

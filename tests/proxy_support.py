@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from tornado.testing import bind_unused_port
 
@@ -23,6 +23,7 @@ from app.wire import Sample
 from sidecar.proxy import SidecarServer
 
 TIMEOUT = 5.0
+T = TypeVar("T")
 
 
 # --- a backend that sends exact bytes -------------------------------------------------
@@ -146,7 +147,7 @@ def read_all(sock: socket.socket, until: int | None = None, timeout: float = TIM
     return bytes(received)
 
 
-async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
 
 

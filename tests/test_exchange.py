@@ -1,0 +1,96 @@
+"""From a tracked exchange to one wire sample: pure, no sockets."""
+
+from __future__ import annotations
+
+from app import routes
+from app.wire import parse_sample
+from sidecar.exchange import SampleMaker, is_probe, is_static, method_name
+from sidecar.http1 import Exchange, ExchangeTracker
+
+
+def exchange(target: bytes = b"/users/42?token=abc", method: bytes = b"GET", status: int = 200) -> Exchange:
+    ex = Exchange(100.0)
+    ex.method, ex.target, ex.status, ex.reason = method, target, status, b"OK"
+    ex.t_first, ex.t_end = 100.0015, 100.0042
+    ex.bytes_in, ex.bytes_out = 80, 1200
+    return ex
+
+
+def test_a_sample_has_every_field_of_the_wire_format() -> None:
+    maker = SampleMaker()
+    maker.clock_offset = 1_700_000_000.0
+    sample = maker(exchange())
+    assert sample == {
+        "endpoint": "/users/42", "route": "/users/{id}", "method": "GET",
+        "response": {"status": 200, "message": "OK"},
+        "time": sample["time"], "ttfb": sample["ttfb"], "started": 1_700_000_100_000.0,
+        "file": False, "bytes_in": 80, "bytes_out": 1200, "probe": False, "error": None,
+    }
+    assert abs(sample["time"] - 4.2) < 1e-6 and sample["ttfb"] is not None and abs(sample["ttfb"] - 1.5) < 1e-6
+    assert parse_sample(sample, "sample") == sample  # the dashboard takes it as it is
+
+
+def test_the_query_is_dropped_unless_asked_for() -> None:
+    assert SampleMaker()(exchange())["endpoint"] == "/users/42"
+    assert SampleMaker(record_query=True)(exchange())["endpoint"] == "/users/42?token=abc"
+    assert SampleMaker(record_query=True)(exchange(b"/plain"))["endpoint"] == "/plain"
+
+
+def test_absolute_form_targets_keep_only_the_path() -> None:
+    assert SampleMaker()(exchange(b"http://app:8080/orders/9?x=1"))["endpoint"] == "/orders/9"
+
+
+def test_routes_are_capped() -> None:
+    maker = SampleMaker(route_cap=routes.RouteCap(2))
+    got = [maker(exchange(path))["route"] for path in (b"/a", b"/b/1", b"/c", b"/a", b"/b/2")]
+    assert got == ["/a", "/b/{id}", routes.OVERFLOW_ROUTE, "/a", "/b/{id}"]
+
+
+def test_unknown_methods_are_folded_so_clients_cannot_mint_labels() -> None:
+    assert method_name(b"PATCH") == "PATCH"
+    assert method_name(b"get") == "_OTHER" and method_name(b"X" * 40) == "_OTHER"
+    assert SampleMaker()(exchange(method=b"PURGE"))["method"] == "_OTHER"
+
+
+def test_static_files_and_probes() -> None:
+    assert is_static("/static/app.3f2a.js") and is_static("/favicon.ico") and is_static("/img/A.PNG")
+    assert not is_static("/users/42") and not is_static("/.js") and not is_static("/v1.2/items")
+    assert is_probe(b"kube-probe/1.30") and not is_probe(b"curl/8.5")
+
+
+def test_an_exchange_without_a_response() -> None:
+    ex = exchange()
+    ex.status, ex.reason, ex.t_first, ex.error = 0, b"", None, "client_closed"
+    sample = SampleMaker()(ex)
+    assert (sample["ttfb"], sample["error"]) == (None, "client_closed")
+    assert sample["response"] == {"status": 0, "message": ""}
+
+
+def test_a_refused_request_without_a_target() -> None:
+    tracker = ExchangeTracker()
+    tracker.feed_request(b"\x16\x03\x01 not http", 1.0)
+    refused = tracker.refused
+    assert refused is not None
+    tracker.conclude(refused, 400, "not an HTTP request", "bad_request", 150, 2.0)
+    sample = SampleMaker()(refused)
+    assert (sample["endpoint"], sample["route"], sample["method"]) == ("", "", "_OTHER")
+    assert sample["response"] == {"status": 400, "message": "not an HTTP request"}
+
+
+def test_headers_never_reach_a_sample() -> None:
+    tracker = ExchangeTracker()
+    tracker.feed_request(b"GET /me HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nCookie: sid=s3cret\r\n"
+                         b"User-Agent: kube-probe/1.30\r\n\r\n", 1.0)
+    tracker.sent(tracker.feed_response(b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=s3cret\r\nContent-Length: 0\r\n\r\n",
+                                       2.0), 3.0)
+    [ex] = tracker.take_finished()
+    sample = SampleMaker()(ex)
+    assert "s3cret" not in repr(sample) and sample["probe"] is True
+
+
+def test_the_path_cache_stays_bounded() -> None:
+    maker = SampleMaker()
+    for i in range(10_000):
+        maker.describe(f"/p/{i}".encode())
+    assert len(maker._paths) <= 4096
+    assert maker.describe(b"/p/7") == ("/p/7", "/p/{id}", False)

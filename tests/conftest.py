@@ -27,13 +27,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1",
+                  proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until `port` accepts; give up early if `proc` (the server) has exited."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise TimeoutError(f"the server exited ({proc.returncode}) before {host}:{port} opened") from None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
             time.sleep(0.05)
@@ -89,7 +93,7 @@ def run_app(tmp_path: Path) -> Iterator[object]:
         started.append(proc)
         for port in wait_ports:
             try:
-                wait_for_port(port, timeout)
+                wait_for_port(port, timeout, proc=proc.proc)
             except TimeoutError:
                 raise AssertionError(f"app did not start: {proc.output}") from None
         return proc

@@ -37,7 +37,9 @@ class Sidecar:
         self.metrics = SidecarMetrics()
         self.sampler = ResourceSampler()
         self.reporter = Reporter(config, self.buffer, self.sampler, self.metrics)
-        self.server = SidecarServer(config, self.on_sample)
+        # With nowhere to send them, exchanges only feed /metrics: a buffer
+        # that is never sealed would just fill up and count drops.
+        self.server = SidecarServer(config, self.on_sample if config.dashboard else self.metrics.observe)
         self.admin_state = AdminState(config.target_host, config.target_port)
         self.admin = HTTPServer(make_admin_app(self.metrics.registry, self.admin_state))
         self.metrics.watch(buffer=self.buffer, proxy=lambda: self.server.counters,

@@ -178,7 +178,9 @@ def test_without_a_dashboard_it_proxies_and_reports_nothing(run_app: Any, target
     sidecar = start_sidecar(run_app, target)
     assert sidecar.get("/users/3")[0] == 200
     time.sleep(0.5)
-    assert requests_total(sidecar.metrics()) == 1
+    families = sidecar.metrics()
+    assert requests_total(families) == 1
+    assert [s.value for s in families["mothership_reporter_queue_samples"].samples] == [0]  # nothing piles up
     assert sidecar.proc.stop() == 0
     output = sidecar.proc.log_path.read_text()
     assert "not reporting" in output

@@ -118,7 +118,8 @@ def _number(value: Any, where: str, *, high: float, default: float | None = None
             raise WireError(f"{where} must be a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise WireError(f"{where} must be a number")
-    if not math.isfinite(value) or value < 0 or value > high:
+    # Compare before any float(): a huge JSON integer would overflow it.
+    if not (0 <= value <= high) or (isinstance(value, float) and not math.isfinite(value)):
         raise WireError(f"{where} must be between 0 and {high:g}")
     return float(value)
 

@@ -117,9 +117,17 @@ class IngestHandler(JSONHandler):
         if not body.strip():
             raise WireError("the body is empty; send a JSON object")
         try:
-            return ujson.loads(body)
+            value = ujson.loads(body)
         except (ValueError, OverflowError, RecursionError) as exc:
             raise WireError(f"the body is not valid JSON ({str(exc)[:80]})") from None
+        # ujson lets lone surrogates through (escaped, or raw as ED A0..BF); they could not be
+        # written back out, to a page or to SQLite. Only bodies that could hold one pay for the check.
+        if b"\\u" in body or b"\xed" in body:
+            try:
+                dumps(value).encode("utf-8")
+            except (UnicodeEncodeError, OverflowError):
+                raise WireError("strings must be valid Unicode (no lone surrogates)") from None
+        return value
 
 
 class StatsHandler(IngestHandler):

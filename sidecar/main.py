@@ -76,8 +76,11 @@ class Sidecar:
                         self.buffer.queued_exchanges)
         self.reporter.close()
         self.admin.stop()
-        log.info("sidecar stopped (%d exchanges recorded, %d batches delivered)",
-                 self.buffer.stats.recorded, self.buffer.stats.delivered)
+        if self.reporter.enabled:
+            log.info("sidecar stopped (%d exchanges recorded, %d batches delivered)",
+                     self.buffer.stats.recorded, self.buffer.stats.delivered)
+        else:
+            log.info("sidecar stopped")
 
 
 async def serve(config: SidecarConfig) -> int:
@@ -89,7 +92,8 @@ async def serve(config: SidecarConfig) -> int:
     for sig in signals:
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
-    log.info("signal received: draining (up to %gs), then sending the final batch", config.grace_period)
+    log.info("signal received: draining (up to %gs)%s", config.grace_period,
+             ", then sending the final batch" if config.dashboard else "")
     forced = asyncio.Event()
     for sig in signals:  # a second signal means "now"
         loop.add_signal_handler(sig, forced.set)

@@ -16,17 +16,21 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import ujson
 
 from app.summary import SummaryBuilder
-from app.wire import Sample
+from app.wire import MAX_SAMPLES, Sample
 
 # Cheap size estimates (bytes of JSON) for the open batch, so that adding a
 # sample never encodes it: the fixed keys and numbers of a sample come to
 # about 215 bytes; a summary cell is 150-700 bytes depending on its histogram.
 SAMPLE_BASE_BYTES = 220
 CELL_BYTES = 400
+# About 2 MB of JSON at most: well under the dashboard's 4 MiB body limit and
+# the wire format's 50,000 cells.
+MAX_CELLS_PER_BATCH = 5000
 
 
 def estimate_bytes(sample: Sample) -> int:
@@ -74,7 +78,7 @@ class SampleBuffer:
         self.pod = pod
         self.app = app
         self.max_bytes = max_bytes
-        self.max_samples_per_batch = max_samples_per_batch
+        self.max_samples_per_batch = min(max_samples_per_batch, MAX_SAMPLES)  # more would be refused
         self._new_id = new_id or _id_factory()
         self.stats = BufferStats()
         # The open batch.
@@ -135,28 +139,40 @@ class SampleBuffer:
     # --- sealing and delivery -------------------------------------------------
 
     def seal(self) -> Batch | None:
-        """Close the open batch; None when there is nothing new to send."""
+        """Close the open batch; None when there is nothing new to send.
+
+        A summary with more than `MAX_CELLS_PER_BATCH` cells (many routes over
+        a long interval) is split into several batches, so no body grows past
+        what the dashboard accepts; the last one returned carries the samples."""
         if not self.has_open_data:
             return None
         cells = self._summary.drain()
         samples = [sample for sample, _ in self._raw]
-        batch_id = self._new_id()
-        body = ujson.dumps({
-            "pod": self.pod, "app": self.app, "batch": batch_id, "dropped": self._unreported_dropped,
-            "stats": samples, "summary": cells,
-        }, escape_forward_slashes=False).encode()
-        batch = Batch(id=batch_id, body=body, exchanges=self._open_exchanges, samples=len(samples),
-                      dropped=self._unreported_dropped)
+        chunks = [cells[i:i + MAX_CELLS_PER_BATCH] for i in range(0, len(cells), MAX_CELLS_PER_BATCH)] or [[]]
+        batch: Batch | None = None
+        for n, chunk in enumerate(chunks):
+            last = n == len(chunks) - 1
+            batch = self._seal_one(chunk, samples if last else [], self._unreported_dropped if last else 0)
         self._raw.clear()
         self._raw_bytes = 0
         self._open_exchanges = 0
         self._unreported_dropped = 0
+        if self.bytes > self.max_bytes:  # the estimate was low: the real size decides
+            self._shed()
+        return batch
+
+    def _seal_one(self, cells: list[dict[str, Any]], samples: list[Sample], dropped: int) -> Batch:
+        batch_id = self._new_id()
+        body = ujson.dumps({
+            "pod": self.pod, "app": self.app, "batch": batch_id, "dropped": dropped,
+            "stats": samples, "summary": cells,
+        }, escape_forward_slashes=False).encode()
+        batch = Batch(id=batch_id, body=body, exchanges=sum(cell["count"] for cell in cells),
+                      samples=len(samples), dropped=dropped)
         self._sealed.append(batch)
         self._sealed_bytes += len(body)
         self._sealed_exchanges += batch.exchanges
         self.stats.sealed += 1
-        if self.bytes > self.max_bytes:  # the estimate was low: the real size decides
-            self._shed()
         return batch
 
     def next_batch(self) -> Batch | None:

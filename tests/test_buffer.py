@@ -239,3 +239,30 @@ def test_adding_is_cheap() -> None:
         buffer.add(sample)
     per_sample = (time.perf_counter() - start) / len(samples)
     assert per_sample < 50e-6, f"{per_sample * 1e6:.1f} us per sample"
+
+
+def test_a_huge_summary_is_split_into_batches_the_dashboard_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sidecar.buffer
+
+    monkeypatch.setattr(sidecar.buffer, "MAX_CELLS_PER_BATCH", 4)
+    buffer = make_buffer()
+    for i in range(10):  # ten cells: ten seconds
+        buffer.add(make_sample(i, started=1_732_470_000_000.0 + i * 1000))
+    last = buffer.seal()
+    assert buffer.queued_batches == 3
+    bodies = []
+    while (batch := buffer.next_batch()) is not None:
+        bodies.append(decode(batch.body))
+        buffer.acknowledge(batch)
+    assert [len(b["summary"]) for b in bodies] == [4, 4, 2]
+    assert [len(b["stats"]) for b in bodies] == [0, 0, 10]  # the samples ride with the last
+    assert last is not None and bodies[-1]["batch"] == last.id
+    assert len({b["batch"] for b in bodies}) == 3
+    assert sum(sum(c["count"] for c in parse_stats(b).summary) for b in bodies) == 10
+
+
+def test_the_per_batch_cap_never_exceeds_what_the_dashboard_accepts() -> None:
+    from app.wire import MAX_SAMPLES
+
+    buffer = SampleBuffer("p", "a", max_bytes=10**9, max_samples_per_batch=10**6)
+    assert buffer.max_samples_per_batch == MAX_SAMPLES

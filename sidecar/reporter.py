@@ -173,8 +173,11 @@ class Reporter:
     async def _seal_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.stats_interval)
-            if self.buffer.seal() is not None:
-                self._wake.set()
+            try:
+                if self.buffer.seal() is not None:
+                    self._wake.set()
+            except Exception:  # a bug here must not end reporting for good
+                log.exception("sealing a stats batch failed")
 
     async def _deliver_loop(self) -> None:
         while True:
@@ -183,7 +186,13 @@ class Reporter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if await self._send_batch(batch, timeout=self.request_timeout):
+            try:
+                delivered = await self._send_batch(batch, timeout=self.request_timeout)
+            except Exception:
+                log.exception("sending stats batch %s failed", batch.id)
+                self.buffer.release(batch)
+                delivered = False
+            if delivered:
                 self._backoff.reset()
             else:
                 await asyncio.sleep(self._backoff.delay())

@@ -117,6 +117,26 @@ async def test_stats_are_posted_only_when_there_is_something_new(io_loop: Any, r
 
 
 @pytest.mark.gen_test(timeout=10)
+async def test_stats_follow_their_interval_under_steady_traffic(io_loop: Any, receiver: Receiver) -> None:
+    reporter = make_reporter(receiver.url, stats_interval=0.2)
+    reporter.start()
+    try:
+        started = time.monotonic()
+        i = 0
+        while time.monotonic() - started < 1.1:
+            reporter.buffer.add(make_sample(i, started=time.time() * 1000))
+            i += 1
+            await asyncio.sleep(0.01)
+        await until(lambda: receiver.counted()[0] == i)
+        times = [p.at for p in receiver.stats()]
+        assert 4 <= len(times) <= 7, len(times)  # one per 0.2 s, not one per sample
+        assert all(b - a >= 0.1 for a, b in itertools.pairwise(times))
+    finally:
+        await reporter.stop()
+        reporter.close()
+
+
+@pytest.mark.gen_test(timeout=10)
 async def test_resources_follow_their_interval_with_token_and_path_prefix(io_loop: Any) -> None:
     receiver = Receiver(prefix="/mothership").start()
     try:

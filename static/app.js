@@ -30,6 +30,7 @@
     scope: 'all',
     window: 300,
     errors: [],
+    lastError: '',
     parts: {}, // ms per view in the last update, and style+layout
   };
   window.__mothership = stats;
@@ -63,6 +64,13 @@
     return url.href;
   }
 
+  function scopeExists(ov, scope) {
+    if (scope === 'all') return true;
+    const name = scope.slice(4);
+    if (scope.startsWith('app:')) return (ov.apps || []).some((a) => a.app === name);
+    return (ov.pods || []).some((p) => p.pod === name);
+  }
+
   function scopeLabel(scope) {
     if (scope === 'all') return 'all apps and pods';
     return scope.startsWith('app:') ? 'app ' + scope.slice(4) : 'pod ' + scope.slice(4);
@@ -79,6 +87,7 @@
     let lastSeriesAt = 0;
     let seriesFetch = null;
     let fallbackTimer = null;
+    let awaitingScope = null;
 
     const totals = new M.Totals($('totals'));
     const overview = new M.OverviewTable($('overview-body'), (s) => setScope(s));
@@ -148,6 +157,7 @@
     }
 
     function subscribe() {
+      awaitingScope = null;
       buffer.reset(scope, win);
       renderCharts();
       conn.send({ type: 'subscribe', scope, window: win });
@@ -259,8 +269,18 @@
           void document.body.offsetHeight; // count style and layout in this update's time
           stats.parts.layout = performance.now() - beforeLayout;
         }
-        if (Date.now() - lastSeriesAt > 2 * SERIES_FALLBACK_MS && buffer.length > 0) fetchSeries();
+        if (awaitingScope === scope && scopeExists(latest, scope)) {
+          awaitingScope = null;
+          subscribe();
+        } else if (Date.now() - lastSeriesAt > 2 * SERIES_FALLBACK_MS && buffer.length > 0) {
+          fetchSeries();
+        }
         record('update', performance.now() - t0);
+      } else if (msg.type === 'error') {
+        // The server refused our subscribe: most often a pod or app that has
+        // not reported yet. Ask again once it shows up in an update.
+        stats.lastError = String(msg.error || '');
+        awaitingScope = scope;
       } else if (msg.type === 'series' && msg.data && typeof msg.data === 'object') {
         stats.series += 1;
         const s = msg.scope !== undefined ? msg.scope : msg.data.scope;

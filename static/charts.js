@@ -135,7 +135,8 @@
       });
 
       const memOptions = baseOptions(theme, F.bytes);
-      memOptions.plugins.legend.labels.filter = (item) => item.text !== 'limit' || buffer.memoryLimit !== null;
+      memOptions.plugins.legend.labels.filter = (item) => item.text !== 'limit' || this.limitCol.length > 0;
+      this.memCaption = canvases.memory.closest('figure').querySelector('figcaption');
       this.memory = new window.Chart(canvases.memory, {
         type: 'line',
         data: {
@@ -153,9 +154,14 @@
     render() {
       const b = this.buffer;
       const n = b.t.length;
-      // The limit line: one value per point, rebuilt in place.
+      // The limit line: one value per point, rebuilt in place. A limit far
+      // above the usage would flatten the line, so it is then only named.
       this.limitCol.length = 0;
-      if (b.memoryLimit !== null) for (let i = 0; i < n; i += 1) this.limitCol.push(b.memoryLimit);
+      let memMax = 0;
+      for (const v of b.cols.memory) if (v !== null && v > memMax) memMax = v;
+      const limit = b.memoryLimit;
+      if (limit !== null && memMax >= limit * 0.2) for (let i = 0; i < n; i += 1) this.limitCol.push(limit);
+      M.dom.setText(this.memCaption, limit !== null ? 'memory \u00b7 limit ' + F.bytes(limit) : 'memory');
       // A fixed window on x, so a new scope's first points do not fill the width.
       const max = n ? b.t[n - 1] : Date.now() / 1000;
       const min = max - b.window;

@@ -30,7 +30,7 @@
       this.ceiling = null;
     }
 
-    // values: numbers or null, oldest first. ceiling: a fixed top (e.g. a
+    // values: numbers or null, oldest first. ceiling: the least top (e.g. a
     // memory limit or 100 % CPU) so rows compare; else the line's own max.
     // fromMin: scale from the line's own minimum, for values (memory with no
     // limit) whose movement is small next to their size.
@@ -40,12 +40,13 @@
       this.values = values ? values.slice() : null;
       this.ceiling = top;
       const n = values ? values.length : 0;
+      // The ceiling is a floor for the top: a pod above its CPU share still fits.
       let max = top || 0;
       let min = Infinity;
       for (let i = 0; i < n; i += 1) {
         const v = values[i];
         if (typeof v !== 'number') continue;
-        if (top === null && v > max) max = v;
+        if (v > max) max = v;
         if (v < min) min = v;
       }
       const floor = fromMin && top === null && min < max ? min - (max - min) * 0.15 : 0;

@@ -128,17 +128,16 @@ def test_scope_window_trend_and_series() -> None:
     assert hour["rps"]["5xx"][at] == 2.5 and len(hour["t"]) == 360 and hour["rps"]["2xx"][at] == 7.5
 
 
-def test_step_one_series_falls_back_to_coarse_slots() -> None:
+def test_step_one_series_reads_fine_buckets_only() -> None:
     scope = Scope("all")
-    bucket = Bucket.from_json(Bucket().to_json())
-    assert bucket.count == 0
     samples = [sample(started=T0 + 1) for _ in range(10)]
     delta = TrafficDelta(cells_for(samples), T0 + 2, 3600)
     for t5, b in delta.coarse.items():
-        scope.load_bucket(COARSE, t5, b)  # as after a restart: coarse only
+        scope.load_bucket(COARSE, t5, b)
+    scope.add_resource(int(T0) + 2, 1.0, 1.0, None)  # a fine bucket with no traffic
     series = scope.series(T0 + 2, 300, 1)
-    at = series["t"].index(int(T0) + 1)
-    assert series["rps"]["2xx"][at] == 2.0  # 10 exchanges spread over the 5-second slot
+    assert series["rps"]["2xx"][-3:] == [None, None, 0.0]  # not the coarse slot spread over its seconds
+    assert scope.series(T0 + 2, 900, 5)["rps"]["2xx"][-1] == 2.0
 
 
 def test_eviction_bounds_every_tier() -> None:

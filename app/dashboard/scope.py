@@ -540,11 +540,7 @@ class Scope:
     def _span(self, t: int, step: int) -> tuple[Bucket | None, int]:
         """The bucket covering [t, t + step), and the seconds its counts are spread over."""
         if step == 1:
-            bucket = self.fine.get(t)
-            if bucket is not None:
-                return bucket, 1
-            # No fine data (past FINE_SPAN, or from before a restart): spread the coarse slot.
-            return self.coarse.get(t - t % COARSE), COARSE
+            return self.fine.get(t), 1
         if step == COARSE:
             return self.coarse.get(t), COARSE
         merged: Bucket | None = None

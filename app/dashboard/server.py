@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -187,6 +188,9 @@ def run(config: DashboardConfig) -> int:
                         stream=sys.stderr)
     try:
         asyncio.run(_serve(config))
+    except sqlite3.Error as exc:
+        print(f"python -m app: error: --data: cannot use {config.data!r} for history ({exc})", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"python -m app: error: --port: cannot listen on {config.host}:{config.port} ({exc.strerror})",
               file=sys.stderr)

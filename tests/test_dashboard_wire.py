@@ -1,0 +1,72 @@
+"""The dashboard's side of `app.wire`: fast paths agree with the full checks, and resource readings."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.histogram import OVERFLOW
+from app.summary import summarise
+from app.wire import WireError, parse_cell, parse_sample, parse_stats, resource_point
+from tests.dashboard_support import sample
+
+samples = st.builds(
+    lambda path, status, ms, ttfb, started, nbytes, flags, error: {
+        "endpoint": path, "route": path, "method": "GET", "response": {"status": status, "message": "m"},
+        "time": ms, "ttfb": ttfb, "started": started, "file": flags[0], "bytes_in": nbytes, "bytes_out": nbytes,
+        "probe": flags[1], "error": error},
+    st.from_regex(r"/[a-z0-9/]{0,20}", fullmatch=True), st.integers(0, 999),
+    st.floats(0, 86_400_000), st.none() | st.floats(0, 1e6), st.floats(0, 1e14), st.integers(0, 10**12),
+    st.tuples(st.booleans(), st.booleans()), st.sampled_from([None, "upstream_timeout", "client_closed"]))
+
+
+@given(samples)
+def test_a_sample_in_wire_shape_passes_as_it_is(item: dict[str, Any]) -> None:
+    parsed = parse_sample(item, "s")
+    assert parsed is item
+    slow = dict(item, extra=1)  # not exactly wire shape: the full check, same result less the extra key
+    assert parse_sample(slow, "s") == {**item, "time": float(item["time"])}
+
+
+@pytest.mark.parametrize("change", [
+    {"time": -1.0}, {"time": float("nan")}, {"time": float("inf")}, {"started": 1e15}, {"bytes_in": -1},
+    {"bytes_in": True}, {"response": {"status": 1000, "message": ""}}, {"response": {"status": "x", "message": ""}},
+    {"error": "boom"}, {"method": 5}, {"endpoint": "/" + "x" * 3000}, {"ttfb": -2.0},
+])
+def test_a_bad_sample_is_refused_whatever_the_path(change: dict[str, Any]) -> None:
+    with pytest.raises(WireError):
+        parse_sample({**sample(), **change}, "s")
+
+
+def test_cells_from_our_summaries_pass_as_they_are_and_bad_ones_do_not() -> None:
+    cells = summarise([sample(ms=float(i), status=200 + i % 2 * 300) for i in range(1, 50)])
+    for cell in cells:
+        assert parse_cell(cell, "c") is cell
+    for change in ({"count": 1}, {"hist": [[OVERFLOW + 1, 49]]}, {"status": {"2xx": 48}},
+                   {"status": {"9xx": 49}}, {"failures": -1}, {"min": float("nan")}, {"t": -5}):
+        bad = {**copy.deepcopy(cells[0]), **change}
+        with pytest.raises(WireError):
+            parse_cell(bad, "c")
+
+
+def test_parse_stats_refuses_the_whole_batch_for_one_bad_sample() -> None:
+    good = sample()
+    with pytest.raises(WireError, match=r"stats\[1\]\.time"):
+        parse_stats({"pod": "a-1-x", "stats": [good, {**good, "time": -3}]})
+
+
+def test_resource_point_prefers_the_container() -> None:
+    full = {"cpu_percent": 50.0, "memory": {"used": 4.0, "total": 8.0}, "cpu_percent_per_core": [1, "x", 2.5],
+            "container": {"cpu_percent": 20.0, "memory_usage": 1.0, "memory_limit": 2.0}}
+    point = resource_point(full)
+    assert (point.cpu, point.memory, point.memory_limit, point.cores) == (20.0, 1.0, 2.0, [1.0, 2.5])
+    node = resource_point({**full, "container": {"cgroup": None, "cpu_percent": None, "memory_limit": None}})
+    assert (node.cpu, node.memory, node.memory_limit) == (50.0, 4.0, 8.0)
+    article = resource_point({"free_memory": 3.0, "total_memory": 8.0, "cpus": []})
+    assert (article.cpu, article.memory, article.memory_limit, article.cores) == (None, 5.0, 8.0, None)
+    junk = resource_point({"container": "x", "memory": [], "cpu_percent": float("nan")})
+    assert (junk.cpu, junk.memory, junk.memory_limit) == (None, None, None)

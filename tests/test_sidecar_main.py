@@ -250,3 +250,29 @@ def test_a_wrong_token_keeps_batches_until_the_dashboard_accepts_them(run_app: A
     queued = [s.value for s in families["mothership_reporter_queue_samples"].samples]
     assert queued == [3]
     assert dashboard.proc.poll() is None
+
+
+def test_exchanges_past_the_grace_period_are_cut_and_still_reported(run_app: Any, target: int,
+                                                                    receiver: Receiver) -> None:
+    sidecar = start_sidecar(run_app, target, receiver.url, "--stats-interval", "60", "--grace-period", "0.5")
+    outcome: dict[str, Any] = {}
+
+    def slow_request() -> None:
+        try:
+            outcome["result"] = sidecar.get("/slow?ms=5000")
+        except (OSError, http.client.HTTPException) as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    sidecar.proc.proc.send_signal(signal.SIGTERM)
+    assert sidecar.proc.proc.wait(10) == 0
+    assert time.monotonic() - started < 3  # the grace period, not the 5 s exchange
+    thread.join(10)
+    assert "error" in outcome  # the client saw its connection cut
+    [post] = receiver.stats()
+    [sample] = post.body["stats"]
+    assert sample["endpoint"] == "/slow" and sample["time"] >= 500
+    assert "grace period" in sidecar.proc.log_path.read_text()

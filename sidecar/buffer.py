@@ -98,18 +98,19 @@ class SampleBuffer:
     def add(self, sample: Sample) -> None:
         self.stats.recorded += 1
         self._open_exchanges += 1
-        self._summary.add(sample)
+        summary = self._summary
+        summary.add(sample)
         size = estimate_bytes(sample)
         raw = self._raw
         if len(raw) >= self.max_samples_per_batch:
             # Beyond the cap a sample would be left out when sealing anyway;
             # keeping the newest makes the batch's samples the most recent.
-            _, old_size = raw.popleft()
-            self._raw_bytes -= old_size
+            self._raw_bytes -= raw.popleft()[1]
             self.stats.left_out += 1
         raw.append((sample, size))
         self._raw_bytes += size
-        if self.bytes > self.max_bytes:
+        # `self.bytes`, spelled out: this line runs once per exchange.
+        if self._sealed_bytes + self._raw_bytes + len(summary.cells) * CELL_BYTES > self.max_bytes:
             self._shed()
 
     # --- sizes ---------------------------------------------------------------

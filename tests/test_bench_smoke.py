@@ -149,6 +149,7 @@ def test_hotspots_rank_own_and_inclusive_time() -> None:
     assert spots.own == [("feed (framing.py)", 60), ("dumps (json.py)", 30)]
     # main and run are in every sample: left out as saying nothing
     assert spots.inclusive == [("handle (proxy.py)", 70), ("feed (framing.py)", 60)]
+    assert spots.files == [("framing.py", 60), ("json.py", 30)]
 
 
 # --- the scripts, run for seconds ------------------------------------------

@@ -23,6 +23,7 @@ class Scenario:
     path: str
     connections: int
     big: bool = False  # a large body: throughput is the figure that matters
+    pinned: bool = True  # proxy alone on its core; False lets the scheduler place every process
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,18 @@ def alive(pid: int) -> bool:
         return _stat_fields(pid)[0] != "Z"
     except OSError:
         return False
+
+
+def set_affinity(pids: Iterable[int], cores: Iterable[int]) -> None:
+    """Move every thread of the processes onto `cores` (as `taskset -a -p` does)."""
+    allowed = set(cores)
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(PROC / str(pid) / "task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, allowed)
+            except OSError:
+                continue  # the thread ended meanwhile

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,9 @@ TARGETS = ("direct", "nginx", "relay", "sidecar")
 
 def scenarios(file_connections: int) -> list[Scenario]:
     return [
-        Scenario("c1", "/", 1),
+        # One connection measures the latency of one hop: left to the scheduler,
+        # as in a pod, since pinning adds a cross-core wake-up to every proxy.
+        Scenario("c1", "/", 1, pinned=False),
         Scenario("c16", "/", 16),
         Scenario("c64", "/", 64),
         Scenario(f"1MiB c{file_connections}", "/1m", file_connections, big=True),
@@ -61,7 +64,8 @@ def measure(service: Service, proxied: bool, scenario: Scenario, round_no: int, 
         peak[0] = max(peak[0], procstat.rss_bytes(pids))
 
     cpu_before = procstat.cpu_seconds(pids)
-    report = run_wrk(service.url(scenario.path), scenario.connections, seconds, cores.load,
+    report = run_wrk(service.url(scenario.path), scenario.connections, seconds,
+                     cores.load if scenario.pinned else (),
                      during=sample if proxied else None)
     cpu = procstat.cpu_seconds(pids) - cpu_before
     return Run(
@@ -72,6 +76,13 @@ def measure(service: Service, proxied: bool, scenario: Scenario, round_no: int, 
         rss_max=peak[0] if proxied else None,
         errors=report.errors,
     )
+
+
+def place(placements: Sequence[tuple[int, tuple[int, ...]]], pinned: bool) -> None:
+    """Pin each started process tree to its cores, or let all of them run anywhere."""
+    everywhere = tuple(sorted(os.sched_getaffinity(0)))
+    for pid, cores in placements:
+        procstat.set_affinity(procstat.descendants(pid), cores if pinned and cores else everywhere)
 
 
 def profile(service: Service, plan: Sequence[Scenario], seconds: int, cores: Cores, out_dir: Path) -> None:
@@ -105,8 +116,12 @@ def profile(service: Service, plan: Sequence[Scenario], seconds: int, cores: Cor
 
 
 def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: bool,
-                  stats_interval: float) -> tuple[dict[str, Service], Service | None, str]:
-    """Start the backend and each target asked for; a sidecar that cannot start is left out, with a note."""
+                  stats_interval: float) -> tuple[dict[str, Service], Service | None, str,
+                                                  list[tuple[int, tuple[int, ...]]]]:
+    """Start the backend and each target asked for; a sidecar that cannot start is left out, with a note.
+
+    Also returns each process started with the cores it belongs on.
+    """
     backend = start_backend(fleet, cores)
     services: dict[str, Service] = {}
     receiver: Service | None = None
@@ -131,7 +146,11 @@ def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: b
                 fallback = "" if receiver.name == "dashboard" else " (the real dashboard did not start)"
                 notes.append(f"sidecar reports every {stats_interval:g}s to the {receiver.name} "
                              f"on 127.0.0.1:{receiver.port}{fallback}")
-    return services, receiver, "\n".join(notes)
+    placements = [(backend.pid, cores.backend)]
+    placements += [(s.pid, cores.proxy) for name, s in services.items() if name != "direct"]
+    if receiver is not None:
+        placements.append((receiver.pid, cores.backend))
+    return services, receiver, "\n".join(notes), placements
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -141,6 +160,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds over every target and scenario (3)")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk on each target before measuring (1)")
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated subset of {','.join(TARGETS)}")
+    parser.add_argument("--scenarios", default="c1,c16,c64,file", help="comma-separated subset of c1,c16,c64,file")
     parser.add_argument("--file-connections", type=int, default=4, help="connections for the 1 MiB file (4)")
     parser.add_argument("--stats-interval", type=float, default=1.0,
                         help="the sidecar's --stats-interval: how often it reports (1 s; its default is 5)")
@@ -158,6 +178,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     unknown = set(args.targets) - set(TARGETS)
     if unknown or not args.targets:
         parser.error(f"--targets: choose from {','.join(TARGETS)}")
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if not args.scenarios or set(args.scenarios) - {"c1", "c16", "c64", "file"}:
+        parser.error("--scenarios: choose from c1,c16,c64,file")
     if args.duration < 1 or args.rounds < 1:
         parser.error("--duration and --rounds must be at least 1")
     return args
@@ -169,13 +192,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("sidecar_bench: needs wrk and nginx (apt-get install wrk nginx-light)", file=sys.stderr)
         return 2
     cores = Cores.plan(pin=not args.no_pin)
-    plan = scenarios(args.file_connections)
+    plan = [sc for sc in scenarios(args.file_connections)
+            if (sc.name if not sc.big else "file") in args.scenarios]
     with Fleet() as fleet:
-        services, receiver, notes = start_targets(fleet, args.targets, cores, not args.no_telemetry,
+        services, receiver, notes, placements = start_targets(fleet, args.targets, cores, not args.no_telemetry,
                                                   args.stats_interval)
         order = [t for t in args.targets if t in services]
         budget = len(order) * (args.warmup + len(plan) * args.rounds * args.duration)
         print(f"targets: {' '.join(order)}; {cores.describe()}")
+        free = [sc.name for sc in plan if not sc.pinned]
+        if free and cores.proxy:
+            print(f"{', '.join(free)}: not pinned (the latency of one hop, placed by the scheduler)")
         if notes:
             print(notes)
         print(f"{args.rounds} round(s) x {len(plan)} scenarios x {len(order)} targets x {args.duration}s "
@@ -186,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.monotonic()
         for round_no in range(1, args.rounds + 1):
             for sc in plan:
+                place(placements, sc.pinned)
                 for name in order:
                     service = services[name]
                     if not procstat.alive(service.pid):
@@ -211,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(render_checks(found))
         if args.profile and "sidecar" in services:
+            place(placements, True)
             profile(services["sidecar"], plan, args.duration, cores, args.profile)
     if args.json:
         args.json.write_text(json.dumps(as_json(runs, table, found), indent=2))

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import procstat
@@ -115,13 +116,19 @@ def profile(service: Service, plan: Sequence[Scenario], seconds: int, cores: Cor
                               f"stacks in {raw}"))
 
 
-def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: bool,
-                  stats_interval: float) -> tuple[dict[str, Service], Service | None, str,
-                                                  list[tuple[int, tuple[int, ...]]]]:
-    """Start the backend and each target asked for; a sidecar that cannot start is left out, with a note.
+@dataclass
+class Lineup:
+    """What `start_targets` started."""
 
-    Also returns each process started with the cores it belongs on.
-    """
+    services: dict[str, Service]  # target name -> where to send traffic
+    receiver: Service | None  # the sidecar's dashboard (or stand-in)
+    notes: str
+    placements: list[tuple[int, tuple[int, ...]]]  # each process tree started, and the cores it belongs on
+
+
+def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: bool,
+                  stats_interval: float) -> Lineup:
+    """Start the backend and each target asked for; a sidecar that cannot start is left out, with a note."""
     backend = start_backend(fleet, cores)
     services: dict[str, Service] = {}
     receiver: Service | None = None
@@ -150,7 +157,7 @@ def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: b
     placements += [(s.pid, cores.proxy) for name, s in services.items() if name != "direct"]
     if receiver is not None:
         placements.append((receiver.pid, cores.backend))
-    return services, receiver, "\n".join(notes), placements
+    return Lineup(services, receiver, "\n".join(notes), placements)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -195,16 +202,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = [sc for sc in scenarios(args.file_connections)
             if (sc.name if not sc.big else "file") in args.scenarios]
     with Fleet() as fleet:
-        services, receiver, notes, placements = start_targets(fleet, args.targets, cores, not args.no_telemetry,
-                                                  args.stats_interval)
+        lineup = start_targets(fleet, args.targets, cores, not args.no_telemetry, args.stats_interval)
+        services, receiver, placements = lineup.services, lineup.receiver, lineup.placements
         order = [t for t in args.targets if t in services]
         budget = len(order) * (args.warmup + len(plan) * args.rounds * args.duration)
         print(f"targets: {' '.join(order)}; {cores.describe()}")
         free = [sc.name for sc in plan if not sc.pinned]
         if free and cores.proxy:
             print(f"{', '.join(free)}: not pinned (the latency of one hop, placed by the scheduler)")
-        if notes:
-            print(notes)
+        if lineup.notes:
+            print(lineup.notes)
         print(f"{args.rounds} round(s) x {len(plan)} scenarios x {len(order)} targets x {args.duration}s "
               f"(about {budget}s of load)", flush=True)
         for name in order if args.warmup else ():

@@ -12,8 +12,8 @@ PY=${PYTHON:-.venv/bin/python}
 scripts=(
   "sidecar_bench --duration 3 --rounds 3"
   "soak --minutes 1 --interval 5"
-  "dashboard_bench"
-  "page_bench"
+  "dashboard_bench --pods 500,2000 --duration 8 --warmup 3"
+  "page_bench --duration 30"
 )
 
 failed=()

@@ -147,9 +147,10 @@
       stats.window = win;
     }
 
+    // Charts off screen (scrolled away, or a hidden tab) are drawn when seen again.
     function renderCharts() {
       if (!charts) return;
-      if (document.hidden) { chartsDirty = true; return; }
+      if (document.hidden || !D.visibility.visible($('charts'))) { chartsDirty = true; return; }
       chartsDirty = false;
       charts.render();
       $('charts').classList.toggle('is-empty', buffer.length === 0);
@@ -247,13 +248,13 @@
       let msg;
       try {
         msg = JSON.parse(text);
-        stats.parts.parse = performance.now() - t0;
       } catch (err) {
         return;
       }
       if (!msg || typeof msg !== 'object') return;
       stats.lastMessageAt = Date.now();
       if ((msg.type === 'snapshot' || msg.type === 'update') && msg.data && typeof msg.data === 'object') {
+        stats.parts.parse = performance.now() - t0;
         latest = msg.data;
         if (msg.type === 'snapshot') stats.snapshots += 1;
         else stats.updates += 1;
@@ -316,6 +317,7 @@
     }
     status.addEventListener('click', () => conn.retryNow());
 
+    D.visibility.watch($('charts'), () => { if (chartsDirty) renderCharts(); });
     document.addEventListener('visibilitychange', () => {
       if (document.hidden) return;
       if (overviewDirty && latest) renderOverview();

@@ -20,7 +20,18 @@
     constructor(container, onSelect) {
       this.container = container;
       this.onSelect = onSelect;
-      this.list = new D.KeyedList(container, (key, pod) => this.createCard(key, pod), (rec, pod) => this.updateCard(rec, pod));
+      const draw = (rec, pod) => this.updateCard(rec, pod);
+      this.list = new D.KeyedList(container, (key, pod) => {
+        const rec = this.createCard(key, pod);
+        D.watchRecord(rec, draw);
+        return rec;
+      }, (rec, pod) => {
+        // data-stale is kept current on every card, seen or not: scripts read it.
+        const stale = Boolean(pod.stale);
+        D.setAttr(rec.el, 'data-stale', stale ? 'true' : 'false');
+        rec.el.classList.toggle('is-stale', stale);
+        D.drawIfVisible(rec, pod, draw);
+      }, D.unwatchRecord);
     }
 
     createCard(key, pod) {
@@ -134,7 +145,9 @@
       const top = routes.length > ROUTES_PER_CARD ? routes.slice().sort(compareRoutes).slice(0, ROUTES_PER_CARD)
         : routes.slice().sort(compareRoutes);
       rec.routes.render(top, routeKey);
-      const hidden = routes.length - top.length;
+      // A server may send only each pod's busiest routes and say how many it has.
+      const known = F.isNum(pod.route_count) ? Math.max(pod.route_count, routes.length) : routes.length;
+      const hidden = known - top.length;
       rec.more.hidden = hidden <= 0;
       if (hidden > 0) D.setText(rec.more, '+ ' + hidden + ' more route' + (hidden === 1 ? '' : 's') + ' in the routes table');
       rec.empty.hidden = routes.length > 0;

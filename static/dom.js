@@ -54,14 +54,87 @@
   function setWidth(node, fraction) { setFraction(node, 'width', fraction); }
   function setHeight(node, fraction) { setFraction(node, 'height', fraction); }
 
+  // Which elements are on screen (or nearly), so views can skip the DOM
+  // writes, style and layout of rows and cards nobody can see, and draw them
+  // when they scroll into view. Off-screen rows then cost a comparison only.
+  class Visibility {
+    constructor() {
+      this.shown = new WeakSet();
+      this.onShow = new WeakMap();
+      this.io = typeof IntersectionObserver === 'function'
+        ? new IntersectionObserver((entries) => this.changed(entries), { rootMargin: '200px 0px' })
+        : null;
+    }
+
+    changed(entries) {
+      for (const entry of entries) {
+        const el = entry.target;
+        if (!entry.isIntersecting) {
+          this.shown.delete(el);
+        } else if (!this.shown.has(el)) {
+          this.shown.add(el);
+          const show = this.onShow.get(el);
+          if (show) show();
+        }
+      }
+    }
+
+    watch(el, onShow) {
+      if (!this.io) return;
+      this.onShow.set(el, onShow);
+      this.io.observe(el);
+    }
+
+    unwatch(el) {
+      if (!this.io) return;
+      this.io.unobserve(el);
+      this.shown.delete(el);
+    }
+
+    visible(el) {
+      return this.io === null || this.shown.has(el);
+    }
+  }
+
+  const visibility = new Visibility();
+
+  // A record (with `el`) drawn by draw(record, item): now if it is on screen
+  // or was never drawn, else when it next scrolls into view.
+  function watchRecord(rec, draw) {
+    rec.behind = false;
+    rec.drawn = false;
+    visibility.watch(rec.el, () => {
+      if (rec.behind) {
+        rec.behind = false;
+        draw(rec, rec.item);
+      }
+    });
+  }
+
+  function drawIfVisible(rec, item, draw) {
+    rec.item = item;
+    if (rec.drawn && !visibility.visible(rec.el)) {
+      rec.behind = true;
+      return;
+    }
+    rec.drawn = true;
+    rec.behind = false;
+    draw(rec, item);
+  }
+
+  function unwatchRecord(rec) {
+    visibility.unwatch(rec.el);
+  }
+
   // Keeps `container`'s children equal to one node per item, in item order.
   // create(key, item) returns a record with an `el`; update(record, item)
-  // refreshes it. Records of keys that disappear are dropped.
+  // refreshes it; remove(record), if given, runs when its key disappears.
   class KeyedList {
-    constructor(container, create, update) {
+    constructor(container, create, update, remove) {
       this.container = container;
       this.create = create;
       this.update = update;
+      this.remove = remove || null;
       this.records = new Map();
     }
 
@@ -89,6 +162,7 @@
           if (!seen.has(key)) {
             rec.el.remove();
             this.records.delete(key);
+            if (this.remove) this.remove(rec);
           }
         }
       }
@@ -97,5 +171,8 @@
     get size() { return this.records.size; }
   }
 
-  M.dom = { el, setText, setAttr, setVariant, setWidth, setHeight, KeyedList };
+  M.dom = {
+    el, setText, setAttr, setVariant, setWidth, setHeight, KeyedList, Visibility, visibility,
+    watchRecord, drawIfVisible, unwatchRecord,
+  };
 })(window.Mothership = window.Mothership || {});

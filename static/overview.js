@@ -64,7 +64,12 @@
       this.onSelect = onSelect;
       this.collapsed = new Set();
       this.selected = 'all';
-      this.list = new D.KeyedList(tbody, (key, item) => this.createRow(key, item), (rec, item) => this.updateRow(rec, item));
+      const draw = (rec, item) => this.updateRow(rec, item);
+      this.list = new D.KeyedList(tbody, (key, item) => {
+        const rec = this.createRow(key, item);
+        D.watchRecord(rec, draw);
+        return rec;
+      }, (rec, item) => D.drawIfVisible(rec, item, draw), D.unwatchRecord);
     }
 
     createRow(key, item) {

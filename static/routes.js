@@ -20,7 +20,12 @@
       this.sortKey = 'rps';
       this.sortDesc = true;
       this.filter = '';
-      this.list = new D.KeyedList(body, () => this.createRow(), (rec, r) => this.updateRow(rec, r));
+      const draw = (rec, r) => this.updateRow(rec, r);
+      this.list = new D.KeyedList(body, () => {
+        const rec = this.createRow();
+        D.watchRecord(rec, draw);
+        return rec;
+      }, (rec, r) => D.drawIfVisible(rec, r, draw), D.unwatchRecord);
       for (const th of table.querySelectorAll('[data-sort]')) {
         th.tabIndex = 0;
         const pick = () => this.sortBy(th.dataset.sort);

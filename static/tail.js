@@ -7,8 +7,8 @@
 
   const F = M.format;
   const D = M.dom;
-  const MAX_BUFFER = 500;
-  const MAX_ROWS = 100;
+  const MAX_BUFFER = 500; // kept for the filters
+  const MAX_ROWS = 50; // in the DOM: every update may replace them all
 
   function sampleKey(s) {
     const status = s.response ? s.response.status : 0;

@@ -458,7 +458,7 @@ def test_buffers_stay_bounded_however_long_the_page_runs(dashboard: Callable[...
     assert sizes["length"] <= 301 and sizes["last"] == 1700000000 + 3600 and sizes["first"] >= sizes["last"] - 300
     assert sizes["sorted"] and sizes["lastRps"] == (1700000000 + 3600) % 7
     assert sizes["tail"] == 500 and sizes["keys"] == 500
-    assert sizes["rows"] == 100 and "/x4999" in sizes["newest"]
+    assert sizes["rows"] == 50 and "/x4999" in sizes["newest"]
 
 
 def test_screenshot_for_the_readme(run_app: Callable[..., AppProcess], open_page: Callable[..., PageWatch],

@@ -37,7 +37,7 @@ def test_write_then_load_restores_the_store(tmp_path: Path) -> None:
     store = PodStore(clock=clock)
     fill(store, clock)
     history = History(path)
-    assert history.write(store.drain()) > 0
+    assert history.write(store.drain(final=True)) > 0
     history.close()
 
     again = PodStore(clock=clock)
@@ -45,7 +45,8 @@ def test_write_then_load_restores_the_store(tmp_path: Path) -> None:
     again.restore(history.load(clock(), 3600, 600))
     history.close()
     assert again.overview() == store.overview()
-    assert again.series("pod:shop-0-x", 300) == store.series("pod:shop-0-x", 300)
+    assert again.series("app:shop", 300) == store.series("app:shop", 300)
+    assert again.series("pod:shop-0-x", 900) == store.series("pod:shop-0-x", 900)
 
 
 def test_prune_and_dropped_pods(tmp_path: Path) -> None:
@@ -54,16 +55,18 @@ def test_prune_and_dropped_pods(tmp_path: Path) -> None:
     store = PodStore(clock=clock, retention=600, drop_after=100)
     fill(store, clock, 30)
     history = History(path)
-    history.write(store.drain())
+    history.write(store.drain(final=True))
     db = sqlite3.connect(path)
-    assert db.execute("SELECT count(*) FROM buckets WHERE step = 1").fetchone()[0] >= 30 * 3  # pod, app, all
+    assert db.execute("SELECT count(*) FROM buckets WHERE step = 1").fetchone()[0] == 30 * 2  # app, all: not pods
+    assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 6
     clock.advance(400)  # past FINE_SPAN, not past the retention
     history.write(Changes(), prune_before=(int(clock()) - 300, int(clock()) - 600))
     assert db.execute("SELECT count(*) FROM buckets WHERE step = 1").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM buckets WHERE step = 5").fetchone()[0] > 0
     store.tick()  # both pods silent for 400 s > drop_after
     history.write(store.drain())
-    assert db.execute("SELECT count(*) FROM pods").fetchone()[0] == 0
+    for table in ("pods", "recent", "batches"):
+        assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
     assert db.execute("SELECT count(*) FROM buckets WHERE scope LIKE 'pod:%'").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM buckets WHERE scope = 'app:shop'").fetchone()[0] > 0
     db.close()
@@ -93,8 +96,8 @@ async def test_two_apps_on_one_file_show_the_same_after_a_restart(io_loop: Any, 
         clock.advance(1)
         first.app.dashboard.tick()
         before = {path: await first.get_json(path) for path in
-                  ("/stats", "/resources", "/api/overview", "/api/series?scope=pod:shop-1-a&window=300",
-                   "/api/series?scope=all&window=3600")}
+                  ("/stats", "/resources", "/api/overview", "/api/series?scope=pod:shop-1-a&window=900",
+                   "/api/series?scope=all&window=300", "/api/series?scope=app:shop&window=3600")}
     async with running(config, clock) as second:
         after = {path: await second.get_json(path) for path in before}
         assert after == before

@@ -23,7 +23,8 @@ RECENT = 100  # newest exchanges over all pods, in the overview
 RECENT_PER_POD = 50  # newest exchanges per pod, in GET /stats
 SLOWEST = 20
 SLOWEST_SPAN = 300  # seconds the slowest list looks back
-BATCH_IDS = 1024  # batch ids remembered per pod for deduplication
+BATCH_IDS = 256  # batch ids remembered per pod (20 minutes of 5-second batches) for deduplication
+SLOW_FLUSH = 30.0  # seconds between history writes of the bulky, slowly useful parts (recent lists, routes)
 SERIES_STEPS = {300: 1, 900: 5, 3600: 10}  # window -> step (docs/live-protocol.md)
 
 Clock = Callable[[], float]
@@ -79,7 +80,7 @@ class Pod:
     def __init__(self, name: str, app: str, now: float) -> None:
         self.name = name
         self.app = app
-        self.scope = Scope(f"pod:{name}")
+        self.scope = Scope(f"pod:{name}", persist_fine=False)
         self.first_seen = now
         self.seen = now
         self.stale = False
@@ -92,20 +93,20 @@ class Pod:
         self.batches: OrderedDict[str, None] = OrderedDict()
 
     def to_json(self) -> dict[str, Any]:
+        """The small part, written whenever the pod reports; `recent` and `batches` go separately."""
         return {"app": self.app, "first_seen": self.first_seen, "seen": self.seen, "dropped": self.dropped,
-                "total": self.total, "resource": self.resource, "resource_seen": self.resource_seen,
-                "recent": list(self.recent), "batches": list(self.batches)}
+                "total": self.total, "resource": self.resource, "resource_seen": self.resource_seen}
 
     @classmethod
-    def from_json(cls, name: str, data: dict[str, Any]) -> Pod:
+    def from_json(cls, name: str, data: dict[str, Any], recent: list[Sample], batches: list[str]) -> Pod:
         pod = cls(name, str(data["app"]), float(data["first_seen"]))
         pod.seen = float(data["seen"])
         pod.dropped, pod.total = int(data["dropped"]), int(data["total"])
         pod.resource, pod.resource_seen = data.get("resource"), float(data.get("resource_seen") or 0.0)
         if pod.resource is not None:
             pod.point = resource_point(pod.resource)
-        pod.recent.extend(data.get("recent") or [])
-        for batch in data.get("batches") or []:
+        pod.recent.extend(recent)
+        for batch in batches[-BATCH_IDS:]:
             pod.batches[str(batch)] = None
         return pod
 
@@ -139,6 +140,8 @@ class Changes:
     buckets: list[tuple[str, int, int, dict[str, Any]]] = field(default_factory=list)  # scope, step, t, data
     routes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # scope, data
     pods: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    recent: list[tuple[str, list[Sample]]] = field(default_factory=list)  # pod, its recent samples
+    batch_ids: list[tuple[str, str, float]] = field(default_factory=list)  # pod, batch id, when
     dropped_pods: list[str] = field(default_factory=list)
     samples: dict[str, Any] | None = None  # global recent and slowest lists
 
@@ -151,6 +154,8 @@ class Restored:
     routes: list[tuple[str, dict[str, Any]]]
     pods: list[tuple[str, dict[str, Any]]]
     samples: dict[str, Any] | None
+    recent: dict[str, list[Sample]] = field(default_factory=dict)
+    batch_ids: dict[str, list[str]] = field(default_factory=dict)  # oldest first
 
 
 def _tagged(sample: Sample, pod: str, app: str) -> dict[str, Any]:
@@ -180,6 +185,9 @@ class PodStore:
         self.duplicates = 0
         self._dirty_scopes: set[Scope] = set()
         self._dirty_pods: set[str] = set()
+        self._recent_pods: set[str] = set()
+        self._batch_ids: list[tuple[str, str, float]] = []
+        self._slow_written = clock()
         self._dropped_pods: list[str] = []
         self._samples_dirty = False
         self._last_tick = 0
@@ -196,6 +204,7 @@ class PodStore:
                 self.duplicates += 1
                 return Ack(duplicate=True)
             pod.batches[batch.batch] = None
+            self._batch_ids.append((pod.name, batch.batch, now))
             if len(pod.batches) > BATCH_IDS:
                 pod.batches.popitem(last=False)
         pod.dropped += batch.dropped
@@ -267,6 +276,7 @@ class PodStore:
 
     def _keep_samples(self, pod: Pod, samples: list[Sample], now: float) -> None:
         pod.recent.extend(samples)
+        self._recent_pods.add(pod.name)
         name, app = pod.name, pod.app
         self.recent.extend((name, app, s) for s in samples[-RECENT:])
         heap = self._slow.setdefault(int(now) // 60, [])
@@ -290,6 +300,7 @@ class PodStore:
                 self._leave(pod)
                 del self.pods[pod.name]
                 self._dirty_pods.discard(pod.name)
+                self._recent_pods.discard(pod.name)
                 self._dropped_pods.append(pod.name)
                 self.version += 1
             elif silent > self.stale_after and not pod.stale:
@@ -418,27 +429,33 @@ class PodStore:
 
     # --- history ----------------------------------------------------------
 
-    def drain(self) -> Changes:
-        """Everything changed since the last call, as plain data."""
+    def drain(self, final: bool = False) -> Changes:
+        """What changed since the last call, as plain data; `final` also takes slots still filling."""
+        now = self.clock()
         changes = Changes()
-        for scope in self._dirty_scopes:
-            for step, t in scope.dirty:
-                bucket = (scope.fine if step == 1 else scope.coarse).get(t)
-                if bucket is not None:
-                    changes.buckets.append((scope.name, step, t, bucket.to_json()))
-            scope.dirty.clear()
-            if scope.routes_dirty:
+        slow = final or now - self._slow_written >= SLOW_FLUSH
+        if slow:
+            self._slow_written = now
+        complete_before = None if final else int(now) - 1  # a second's late reports may still come
+        for scope in list(self._dirty_scopes):
+            for step, t, data in scope.drain_buckets(complete_before):
+                changes.buckets.append((scope.name, step, t, data))
+            if slow and scope.routes_dirty:
                 scope.routes_dirty = False
                 changes.routes.append((scope.name, {f"{m} {r}": s.to_json() for (r, m), s in scope.routes.items()}))
-        self._dirty_scopes.clear()
+            if not scope.dirty and not scope.routes_dirty:
+                self._dirty_scopes.discard(scope)
         for name in self._dirty_pods:
             changes.pods.append((name, self.pods[name].to_json()))
         self._dirty_pods.clear()
+        if slow:
+            changes.recent = [(name, list(self.pods[name].recent)) for name in self._recent_pods]
+            self._recent_pods.clear()
+            if self._samples_dirty:
+                self._samples_dirty = False
+                changes.samples = {"recent": self.recent_samples(), "slowest": self.slowest(now)}
+        changes.batch_ids, self._batch_ids = self._batch_ids, []
         changes.dropped_pods, self._dropped_pods = self._dropped_pods, []
-        if self._samples_dirty:
-            self._samples_dirty = False
-            now = self.clock()
-            changes.samples = {"recent": self.recent_samples(), "slowest": self.slowest(now)}
         return changes
 
     def restore(self, state: Restored) -> None:
@@ -447,7 +464,8 @@ class PodStore:
         for name, data in state.pods:
             if now - float(data["seen"]) > self.drop_after:
                 continue
-            pod = Pod.from_json(name, data)
+            pod = Pod.from_json(name, data, state.recent.get(name, []), state.batch_ids.get(name, []))
+            pod.scope.fine_since = int(now)  # pods' fine buckets are not kept: spread coarse slots before now
             pod.stale = False
             self.pods[name] = pod
             self._join(pod)

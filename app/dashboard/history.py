@@ -12,7 +12,7 @@ from typing import Any
 
 import ujson
 
-from app.dashboard.aggregate import Changes, Restored
+from app.dashboard.aggregate import BATCH_IDS, Changes, Restored
 from app.dashboard.scope import FINE_SPAN
 
 SCHEMA = """
@@ -23,6 +23,10 @@ CREATE TABLE IF NOT EXISTS buckets (
 CREATE INDEX IF NOT EXISTS buckets_by_time ON buckets (step, t);
 CREATE TABLE IF NOT EXISTS routes (scope TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pods (pod TEXT PRIMARY KEY, seen REAL NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recent (pod TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    pod TEXT NOT NULL, id TEXT NOT NULL, t REAL NOT NULL, PRIMARY KEY (pod, id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, data TEXT NOT NULL);
 """
 
@@ -51,7 +55,12 @@ class History:
             (int(now) - FINE_SPAN, int(now - retention)))]
         routes = [(scope, ujson.loads(data)) for scope, data in db.execute("SELECT scope, data FROM routes")]
         row = db.execute("SELECT data FROM meta WHERE key = 'samples'").fetchone()
-        return Restored(buckets=buckets, routes=routes, pods=pods, samples=ujson.loads(row[0]) if row else None)
+        recent = {pod: ujson.loads(data) for pod, data in db.execute("SELECT pod, data FROM recent")}
+        batch_ids: dict[str, list[str]] = {}
+        for pod, batch in db.execute("SELECT pod, id FROM batches ORDER BY t"):
+            batch_ids.setdefault(pod, []).append(batch)
+        return Restored(buckets=buckets, routes=routes, pods=pods, samples=ujson.loads(row[0]) if row else None,
+                        recent=recent, batch_ids={pod: ids[-BATCH_IDS:] for pod, ids in batch_ids.items()})
 
     def write(self, changes: Changes, prune_before: tuple[int, int] | None = None) -> int:
         """Write one drain in one transaction; with `prune_before` (fine, coarse), delete older buckets."""
@@ -71,8 +80,17 @@ class History:
                 db.executemany("INSERT OR REPLACE INTO pods (pod, seen, data) VALUES (?, ?, ?)",
                                [(p, d["seen"], _dumps(d)) for p, d in changes.pods])
                 rows += len(changes.pods)
+            if changes.recent:
+                db.executemany("INSERT OR REPLACE INTO recent (pod, data) VALUES (?, ?)",
+                               [(p, _dumps(samples)) for p, samples in changes.recent])
+                rows += len(changes.recent)
+            if changes.batch_ids:
+                db.executemany("INSERT OR REPLACE INTO batches (pod, id, t) VALUES (?, ?, ?)", changes.batch_ids)
+                rows += len(changes.batch_ids)
             for pod in changes.dropped_pods:
-                db.execute("DELETE FROM pods WHERE pod = ?", (pod,))
+                for sql in ("DELETE FROM pods WHERE pod = ?", "DELETE FROM recent WHERE pod = ?",
+                            "DELETE FROM batches WHERE pod = ?"):
+                    db.execute(sql, (pod,))
                 db.execute("DELETE FROM routes WHERE scope = ?", (f"pod:{pod}",))
                 db.execute("DELETE FROM buckets WHERE scope = ?", (f"pod:{pod}",))
             if changes.samples is not None:
@@ -82,6 +100,8 @@ class History:
             if prune_before is not None:
                 db.execute("DELETE FROM buckets WHERE step = 1 AND t < ?", (prune_before[0],))
                 db.execute("DELETE FROM buckets WHERE step > 1 AND t < ?", (prune_before[1],))
+                # Retries come within minutes; ids older than the retention can go.
+                db.execute("DELETE FROM batches WHERE t < ?", (prune_before[1],))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

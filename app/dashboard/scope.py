@@ -348,8 +348,12 @@ def window_start(now: float) -> tuple[int, float]:
 class Scope:
     """Fine and coarse buckets plus a route table for one pod, one app, or everything."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, persist_fine: bool = True) -> None:
         self.name = name  # "all", "app:NAME" or "pod:NAME"
+        # Pods' one-second buckets are not written to history (thousands of rows a second);
+        # after a restart their step-1 series spread the coarse slots over the seconds before it.
+        self.persist_fine = persist_fine
+        self.fine_since = 0  # epoch second from which `fine` is complete
         self.fine: dict[int, Bucket] = {}
         self.coarse: dict[int, Bucket] = {}
         self.routes: dict[RouteKey, RouteStat] = {}
@@ -369,7 +373,8 @@ class Scope:
         bucket = self.fine.get(t)
         if bucket is None:
             bucket = self.fine[t] = Bucket()
-        self.dirty.add((1, t))
+        if self.persist_fine:
+            self.dirty.add((1, t))
         return bucket
 
     def coarse_bucket(self, t5: int) -> Bucket:
@@ -433,6 +438,24 @@ class Scope:
 
     def load_bucket(self, step: int, t: int, bucket: Bucket) -> None:
         (self.fine if step == 1 else self.coarse)[t] = bucket
+
+    def drain_buckets(self, complete_before: int | None) -> list[tuple[int, int, dict[str, Any]]]:
+        """Changed buckets as (step, t, data); with `complete_before`, only slots ending by then.
+
+        A slot still filling would be rewritten on every flush; it waits until it is
+        complete (or the final flush), so each bucket is written about once.
+        """
+        out = []
+        keep: set[tuple[int, int]] = set()
+        for step, t in self.dirty:
+            if complete_before is not None and t + step > complete_before:
+                keep.add((step, t))
+                continue
+            bucket = (self.fine if step == 1 else self.coarse).get(t)
+            if bucket is not None:
+                out.append((step, t, bucket.to_json()))
+        self.dirty = keep
+        return out
 
     # --- reading ----------------------------------------------------------
 
@@ -540,7 +563,9 @@ class Scope:
     def _span(self, t: int, step: int) -> tuple[Bucket | None, int]:
         """The bucket covering [t, t + step), and the seconds its counts are spread over."""
         if step == 1:
-            return self.fine.get(t), 1
+            if t >= self.fine_since:
+                return self.fine.get(t), 1
+            return self.coarse.get(t - t % COARSE), COARSE
         if step == COARSE:
             return self.coarse.get(t), COARSE
         merged: Bucket | None = None

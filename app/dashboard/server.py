@@ -72,11 +72,11 @@ class Dashboard:
         self.store.tick()
         self.hub.push()
 
-    async def flush(self) -> int:
+    async def flush(self, final: bool = False) -> int:
         """Hand what changed to the history thread; skipped while the last write still runs."""
         if self.history is None or (self._writing is not None and not self._writing.done()):
             return 0
-        changes = self.store.drain()
+        changes = self.store.drain(final)
         now = self.clock()
         prune = None
         if now - self._last_prune >= PRUNE_EVERY:
@@ -106,7 +106,7 @@ class Dashboard:
         if self._writing is not None:
             await asyncio.wait([self._writing])
         if self.history is not None:
-            await self.flush()
+            await self.flush(final=True)
             self.history.close()
         self._executor.shutdown(wait=True)
 

@@ -227,9 +227,18 @@
       renderScopeOptions(ov);
       lap('other');
       D.setText($('updated'), 'updated ' + F.clock(ov.now || Date.now()));
-      $('pods-empty').hidden = (ov.pods || []).length > 0;
-      D.setText($('cards-count'), (ov.pods || []).length + ' pods');
+      showCardCount();
     }
+
+    function showCardCount() {
+      const total = (latest.pods || []).length;
+      $('pods-empty').hidden = total > 0;
+      D.setText($('cards-count'), cards.filter ? cards.shown + ' of ' + total + ' pods' : total + (total === 1 ? ' pod' : ' pods'));
+    }
+    $('card-filter').addEventListener('input', () => {
+      cards.setFilter($('card-filter').value.trim().toLowerCase());
+      if (latest) showCardCount();
+    });
 
     function record(kind, ms) {
       if (kind === 'series') {

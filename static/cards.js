@@ -20,6 +20,8 @@
     constructor(container, onSelect) {
       this.container = container;
       this.onSelect = onSelect;
+      this.filter = '';
+      this.shown = 0;
       const draw = (rec, pod) => this.updateCard(rec, pod);
       this.list = new D.KeyedList(container, (key, pod) => {
         const rec = this.createCard(key, pod);
@@ -111,12 +113,13 @@
     updateRoute(rec, r) {
       D.setText(rec.method, String(r.method || ''));
       D.setText(rec.path, String(r.route));
-      D.setAttr(rec.routeTd, 'title', (r.method || '') + ' ' + r.route);
       D.setText(rec.hits, F.count(r.count));
       D.setText(rec.avg, F.ms(r.avg));
       D.setText(rec.p95, F.ms(r.p95));
       D.setVariant(rec.dot, 'level-', F.latencyLevel(r.p95));
-      rec.el.classList.toggle('has-errors', (r.errors || 0) > 0);
+      // A route failing more than 5% of its exchanges is marked; a rare 500 is not.
+      rec.el.classList.toggle('has-errors', F.isNum(r.error_rate) && r.error_rate > 0.05);
+      D.setAttr(rec.routeTd, 'title', (r.method || '') + ' ' + r.route + (r.errors ? ' \u2013 ' + r.errors + ' errors' : ''));
     }
 
     updateCore(bar, value) {
@@ -184,9 +187,21 @@
       D.setText(rec.cpuVal, F.percent(pod.cpu) + (cores.length ? ' \u00b7 ' + cores.length + ' core' + (cores.length === 1 ? '' : 's') : ''));
     }
 
+    // Only pods whose name or app contains `text` (lower case) are shown.
+    setFilter(text) {
+      this.filter = text;
+      if (this.last) this.render(this.last);
+    }
+
     render(overview) {
+      this.last = overview;
       this.now = overview.now;
-      const pods = (overview.pods || []).slice().sort((a, b) => {
+      const f = this.filter;
+      const all = overview.pods || [];
+      const chosen = f ? all.filter((p) => String(p.pod).toLowerCase().includes(f) || String(p.app).toLowerCase().includes(f))
+        : all.slice();
+      this.shown = chosen.length;
+      const pods = chosen.sort((a, b) => {
         if (a.app !== b.app) return a.app < b.app ? -1 : 1;
         return a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0;
       });

@@ -379,6 +379,13 @@ def test_card_details_sorting_filters_and_window_choice(dashboard: Callable[...,
     assert memory["text"] == "128 MiB / 512 MiB (25%)", memory
     assert memory["width"] == "25%", memory  # the bar is the share of the limit
 
+    # The cards filter by pod or app name.
+    watch.page.fill("#card-filter", "no-such-pod")
+    watch.wait_for("() => document.querySelectorAll('.card[data-pod]').length === 0")
+    assert watch.page.inner_text("#cards-count") == "0 of 1 pods"
+    watch.page.fill("#card-filter", "QWERT")
+    watch.wait_for(f"() => {card(pod)}")
+
     # The routes table sorts by a click on p95 (slowest first), then on errors.
     first_route = "() => document.querySelector('#routes-body .drow .path').textContent"
     watch.page.click("#routes [data-sort='p95']")

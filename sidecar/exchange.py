@@ -14,7 +14,7 @@ from app import routes
 from app.wire import Sample
 from sidecar.http1 import Exchange
 
-PROBE_AGENT: Final = b"kube-probe/"  # the kubelet's User-Agent, as the tracker lower-cases it
+PROBE_AGENT: Final = b"kube-probe/"  # how the kubelet's User-Agent begins
 OTHER_METHOD: Final = "_OTHER"
 METHODS: Final = {m.encode(): m for m in (
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
@@ -25,8 +25,8 @@ STATIC_EXTENSIONS: Final = frozenset((
     "woff", "woff2", "ttf", "otf", "eot",
     "mp3", "mp4", "webm", "ogg", "wav", "pdf", "zip", "gz", "tar",
 ))
-MAX_REASON: Final = 64
 _CACHE_SIZE: Final = 4096  # distinct raw paths remembered; cleared when full
+_NO_TARGET: Final = ("", "", False)  # a request refused before its target could be read (not "/")
 
 
 def is_static(path: str) -> bool:
@@ -51,7 +51,7 @@ class SampleMaker:
         self.record_query = record_query
         self.route_cap = route_cap if route_cap is not None else routes.RouteCap()
         self.clock_offset = 0.0  # epoch seconds minus monotonic seconds
-        self._paths: dict[bytes, tuple[str, str, bool]] = {}
+        self._paths: dict[bytes, tuple[str, str, bool]] = {b"": _NO_TARGET}
 
     def describe(self, raw_path: bytes) -> tuple[str, str, bool]:
         """(endpoint, route, file) of a request target without its query."""
@@ -62,22 +62,22 @@ class SampleMaker:
         known = (path, self.route_cap(routes.template(path)), is_static(path))
         if len(self._paths) >= _CACHE_SIZE:
             self._paths.clear()
+            self._paths[b""] = _NO_TARGET
         self._paths[raw_path] = known
         return known
 
     def __call__(self, ex: Exchange) -> Sample:
         raw_path, mark, raw_query = ex.target.partition(b"?")
-        # A request refused before its target could be read has none (not "/").
-        endpoint, route, static = self.describe(raw_path) if ex.target else ("", "", False)
+        endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)
         if mark and self.record_query:
             endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
-        t_end = ex.t_end if ex.t_end is not None else ex.t_start
+        t_end = ex.t_end or ex.t_start
         t_first = ex.t_first
         return {
             "endpoint": endpoint,
             "route": route,
             "method": METHODS.get(ex.method, OTHER_METHOD),
-            "response": {"status": ex.status, "message": ex.reason[:MAX_REASON].decode("latin-1")},
+            "response": {"status": ex.status, "message": ex.reason},
             "time": (t_end - ex.t_start) * 1000.0,
             "ttfb": None if t_first is None else (t_first - ex.t_start) * 1000.0,
             "started": (ex.t_start + self.clock_offset) * 1000.0,

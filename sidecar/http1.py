@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 # Body framings (RFC 9112 section 6.3); a non-negative value is a Content-Length.
 CHUNKED: Final = -1
@@ -36,12 +36,14 @@ _REQUEST_HEAD = re.compile(
 _REQUEST_LINE = re.compile(_TCHAR + rb"+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r")
 _METHOD = re.compile(_TCHAR + rb"*")
 _TRAILER_LINE = re.compile(_TCHAR + rb"+:[^\x00-\x08\x0a-\x1f\x7f]*")
-# Only the fields framing and sampling need, found in the lower-cased head.
-_REQUEST_FIELDS = re.compile(rb"\n(content-length|transfer-encoding|connection|upgrade|user-agent):[ \t]*([^\r\n]*)")
+# Only the fields framing and sampling need; names match in any case and are
+# told apart by their length (10 is Connection or User-Agent).
+_REQUEST_FIELDS = re.compile(
+    rb"\n((?i:content-length|transfer-encoding|connection|upgrade|user-agent)):[ \t]*([^\r\n]*)")
 # Responses come from the application the sidecar serves: read leniently
 # (bare LF, space before the colon, no reason phrase), as clients do.
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?:[ \t]([^\r\n]*))?\r?\n")
-_RESPONSE_FIELDS = re.compile(rb"\n(content-length|transfer-encoding|connection)[ \t]*:[ \t]*([^\r\n]*)")
+_RESPONSE_FIELDS = re.compile(rb"\n((?i:content-length|transfer-encoding|connection))[ \t]*:[ \t]*([^\r\n]*)")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 
 _NOTHING: Final[tuple[()]] = ()
@@ -64,33 +66,30 @@ class Exchange:
     (1xx interim responses included), `t_end` when its last byte went out.
     """
 
-    __slots__ = (
-        "bytes_in", "bytes_out", "error", "head_done", "keep_alive", "method", "orphan", "reason",
-        "refused", "request_done", "response_done", "status", "t_end", "t_first", "t_start", "target",
-        "tunnel", "upgrade", "user_agent", "version",
-    )
+    # Class-level defaults: a new exchange sets only its start time (this is
+    # made once per request, on the hot path); the rest is set as it is seen.
+    t_first: float | None = None
+    t_end: float | None = None
+    method = b""
+    target = b""
+    version = 1  # minor version: HTTP/1.0 or HTTP/1.1
+    user_agent = b""
+    keep_alive = True
+    upgrade = False  # asked for Upgrade (with Connection: upgrade)
+    status = 0
+    reason = ""  # the reason phrase, or why the proxy refused the request
+    bytes_in = 0
+    bytes_out = 0
+    error: str | None = None
+    head_done = False
+    request_done = False
+    response_done = False
+    tunnel = False
+    refused = False
+    orphan = False  # a response nobody asked for: forwarded, never reported
 
     def __init__(self, t_start: float) -> None:
         self.t_start = t_start
-        self.t_first: float | None = None
-        self.t_end: float | None = None
-        self.method = b""
-        self.target = b""
-        self.version = 1  # minor version: HTTP/1.0 or HTTP/1.1
-        self.user_agent = b""  # lower-cased
-        self.keep_alive = True
-        self.upgrade = False  # asked for Upgrade (with Connection: upgrade)
-        self.status = 0
-        self.reason = b""
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.error: str | None = None
-        self.head_done = False
-        self.request_done = False
-        self.response_done = False
-        self.tunnel = False
-        self.refused = False
-        self.orphan = False  # a response nobody asked for: forwarded, never reported
 
     def __repr__(self) -> str:
         return (f"<Exchange {self.method.decode('latin-1')} {self.target[:80]!r} -> {self.status}"
@@ -159,10 +158,89 @@ def persistent(version: int, connection: bytes) -> bool:
     """Whether a message leaves the connection open (RFC 9112 9.3)."""
     if not connection:
         return version == 1
-    tokens = {t.strip(b" \t") for t in connection.lower().split(b",")}
+    connection = connection.lower()
+    if connection == b"keep-alive":
+        return True
+    if connection == b"close":
+        return False
+    tokens = {t.strip(b" \t") for t in connection.split(b",")}
     if version == 0:
         return b"keep-alive" in tokens and b"close" not in tokens
     return b"close" not in tokens
+
+
+# Heads repeat (the same client asks the same thing; the same app answers
+# alike), and a byte-identical head always parses the same: parses of short
+# heads are remembered, which keeps most of the parsing off the hot path.
+MEMO_HEAD_BYTES: Final = 1024  # longer heads are parsed every time
+MEMO_ENTRIES: Final = 512  # per direction; the memo starts afresh when full
+MAX_REASON: Final = 64
+
+RequestHead = tuple[bytes, bytes, int, bool, bool, bytes, int]  # method, target, version, keep_alive, upgrade, UA, body
+ResponseHead = tuple[int, str, int, bool]  # status, reason, body framing (unless HEAD or CONNECT), keep-alive
+_request_memo: dict[bytes, RequestHead] = {}
+_response_memo: dict[bytes, ResponseHead | None] = {}
+_UNKNOWN: Final[Any] = object()
+_METHODS_FRAMING_RESPONSES: Final = frozenset((b"HEAD", b"CONNECT"))
+
+
+def parse_request_head(head: bytes) -> RequestHead:
+    """Check a complete request head strictly and read what framing needs; raises Refusal."""
+    match = _REQUEST_HEAD.fullmatch(head)
+    if match is None:
+        raise Refusal(400, "malformed request head")
+    method, target, minor = match.groups()
+    lengths: list[bytes] = []
+    transfer_encoding: bytes | None = None
+    connection = b""
+    upgrade = False
+    user_agent = b""
+    for name, value in _REQUEST_FIELDS.findall(head):
+        size = len(name)
+        if size == 14:
+            lengths.append(value)
+        elif size == 17:
+            transfer_encoding = value if transfer_encoding is None else transfer_encoding + b"," + value
+        elif size == 7:
+            upgrade = True
+        elif name[0] in b"cC":
+            connection = connection + b"," + value if connection else value
+        else:
+            user_agent = value
+    version = 1 if minor == b"1" else 0
+    framing = request_framing(version, lengths, transfer_encoding)
+    return (method, target, version, persistent(version, connection),
+            upgrade and b"upgrade" in connection.lower(), user_agent, framing)
+
+
+def parse_response_head(head: bytes, method: bytes) -> ResponseHead | None:
+    """Read a complete response head (leniently); None if it is not HTTP/1.x."""
+    match = _STATUS_LINE.match(head)
+    if match is None:
+        return None
+    minor, code, reason = match.groups()
+    status = int(code)
+    lengths: list[bytes] = []
+    transfer_encoding: bytes | None = None
+    connection = b""
+    for name, value in _RESPONSE_FIELDS.findall(head, match.end() - 1):
+        size = len(name)
+        if size == 14:
+            lengths.append(value)
+        elif size == 17:
+            transfer_encoding = value if transfer_encoding is None else transfer_encoding + b"," + value
+        else:
+            connection = connection + b"," + value if connection else value
+    text = reason.rstrip(b" \t")[:MAX_REASON].decode("latin-1") if reason else ""
+    return (status, text, response_framing(method, status, lengths, transfer_encoding),
+            persistent(1 if minor == b"1" else 0, connection))
+
+
+def _remember(memo: dict[bytes, Any], head: bytes, parsed: Any) -> None:
+    if len(head) <= MEMO_HEAD_BYTES:
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()
+        memo[head] = parsed
 
 
 def simple_response(status: int, reason: str, text: str) -> bytes:
@@ -391,16 +469,15 @@ class ExchangeTracker:
                         pos += 2  # an empty line before a request-line is ignored (RFC 9112 2.2)
                         continue
                     else:
-                        i = data.find(b"\r\n\r\n", pos)
-                        if i < 0 or i + 4 - pos > self.max_head:
+                        i = data.find(b"\r\n\r\n", pos) + 4
+                        if i < 4 or i - pos > self.max_head:
                             stop = pos
                             self._hold_head(data, pos, now)
                             break
-                        ex = Exchange(now)
+                        self._rq_ex = ex = Exchange(now)
                         self._live.append(ex)
-                        self._rq_ex = ex
-                        self._begin_request(ex, data[pos:i + 4])
-                        pos = i + 4
+                        self._begin_request(ex, data if pos == 0 and i == end else data[pos:i])
+                        pos = i
                 elif state == _R_LENGTH:
                     ex = self._rq_ex
                     assert ex is not None
@@ -465,6 +542,9 @@ class ExchangeTracker:
         buf.clear()
         ex = self._rq_ex
         assert ex is not None
+        if len(head) > self.max_head:
+            raise Refusal(431, "request head too large")
+        ex.bytes_in -= len(head) - len(head.lstrip(b"\r\n"))  # empty lines before it belong to no request
         self._begin_request(ex, head)
         return released, i + 4 - old
 
@@ -496,33 +576,16 @@ class ExchangeTracker:
             raise Refusal(400, "not an HTTP request")
 
     def _begin_request(self, ex: Exchange, head: bytes) -> None:
-        ex.bytes_in += len(head.lstrip(b"\r\n"))  # empty lines before it belong to no request
-        if len(head) > self.max_head:
-            raise Refusal(431, "request head too large")
-        match = _REQUEST_HEAD.fullmatch(head)
-        if match is None:
-            _guess_request_line(ex, head)
-            raise Refusal(400, "malformed request head")
-        ex.method, ex.target, minor = match.groups()
-        ex.version = version = 1 if minor == b"1" else 0
-        lengths: list[bytes] = []
-        transfer_encoding: bytes | None = None
-        connection = b""
-        upgrade = False
-        for name, value in _REQUEST_FIELDS.findall(head.lower()):
-            if name == b"content-length":
-                lengths.append(value)
-            elif name == b"transfer-encoding":
-                transfer_encoding = value if transfer_encoding is None else transfer_encoding + b"," + value
-            elif name == b"connection":
-                connection = connection + b"," + value if connection else value
-            elif name == b"upgrade":
-                upgrade = True
-            else:
-                ex.user_agent = value
-        framing = request_framing(version, lengths, transfer_encoding)
-        ex.keep_alive = persistent(version, connection)
-        ex.upgrade = upgrade and b"upgrade" in connection
+        ex.bytes_in += len(head)
+        parsed = _request_memo.get(head)
+        if parsed is None:
+            try:
+                parsed = parse_request_head(head)
+            except Refusal:
+                _guess_request_line(ex, head)
+                raise
+            _remember(_request_memo, head, parsed)
+        ex.method, ex.target, ex.version, ex.keep_alive, ex.upgrade, ex.user_agent, framing = parsed
         ex.head_done = True
         self._unanswered.append(ex)
         if framing == 0:
@@ -543,7 +606,10 @@ class ExchangeTracker:
             self._rq_raw = False
             return
         self._rq_ex = None
-        self._rq_state = _R_HEAD if ex.keep_alive else _R_DISCARD
+        if not ex.keep_alive:
+            self._rq_state = _R_DISCARD
+        elif self._rq_state != _R_HEAD:
+            self._rq_state = _R_HEAD
 
     def _refuse(self, refusal: Refusal, now: float) -> None:
         ex = self._rq_ex
@@ -556,7 +622,7 @@ class ExchangeTracker:
         ex.refused = True
         ex.error = "bad_request"
         ex.status = refusal.status
-        ex.reason = refusal.why.encode()
+        ex.reason = refusal.why
         self.refused = ex
         self._rq_ex = None
         self._rq_state = _R_REFUSED
@@ -588,12 +654,10 @@ class ExchangeTracker:
                 if pos < 0:
                     return completed
                 state = self._rs_state
-                if state == _S_TUNNEL:
-                    ex.bytes_out += end - pos
-                    return completed
-                if state != _S_LENGTH or self._rs_left:
-                    continue  # an interim response, or a body to walk
-            elif state == _S_LENGTH:
+                if state == _S_HEAD:
+                    continue  # an interim response: the final one follows
+            # The body, if any, in the same pass.
+            if state == _S_LENGTH:
                 left = self._rs_left
                 if end - pos < left:
                     self._rs_left = left - (end - pos)
@@ -613,16 +677,24 @@ class ExchangeTracker:
                 ex.bytes_out += pos - start
                 if not self._rs_chunks.done:
                     return completed
-            else:  # _S_UNTIL_CLOSE
+            else:  # _S_UNTIL_CLOSE or _S_TUNNEL: everything from here on
                 ex.bytes_out += end - pos
                 return completed
             # The response in progress is complete.
+            ex.response_done = True
+            self._rs_ex = None
             if not ex.orphan:
                 completed.append(ex)
-            self._response_done(ex)
-            state = self._rs_state
-            if state in (_S_DONE, _S_TUNNEL):
+            if not self._rs_keep:
+                self.must_close = True
+                self._rs_state = _S_DONE
                 break
+            self._rs_state = state = _S_HEAD
+            if self._rq_state == _R_WAIT and self._rq_ex is ex:
+                self._upgrade_declined()
+                state = self._rs_state
+                if state == _S_TUNNEL:
+                    break
         return completed
 
     def _response_head(self, ex: Exchange, data: bytes, pos: int) -> int:
@@ -631,61 +703,70 @@ class ExchangeTracker:
         if buf:
             old = len(buf)
             buf += data
-            head_end = _find_head_end(buf, max(0, old - 3))
-            if head_end < 0:
+            after = _find_head_end(buf, max(0, old - 3))
+            if after < 0:
                 ex.bytes_out += len(data)
                 if len(buf) > 16 * self.max_head:
                     self._opaque_response(ex)
                 return -1
-            head = bytes(buf[:head_end])
+            head = bytes(buf[:after])
             buf.clear()
-            after = head_end - old
+            self._apply_response_head(ex, self._parse_response_head(head, ex.method))
+            ex.bytes_out += after - old
+            return after - old
+        after = data.find(b"\r\n\r\n", pos) + 4
+        if after >= 4:
+            head = data[pos:after]
+            # A remembered head ends at its first empty line, so it cannot hide a bare-LF one.
+            parsed = _response_memo.get(head, _UNKNOWN)
+            if parsed is _UNKNOWN or ex.method in _METHODS_FRAMING_RESPONSES:
+                bare = data.find(b"\n\n", pos, after)
+                if bare >= 0:
+                    after = bare + 2
+                    head = data[pos:after]
+                parsed = self._parse_response_head(head, ex.method)
         else:
-            head_end = _find_head_end(data, pos)
-            if head_end < 0:
+            after = _find_head_end(data, pos)
+            if after < 0:
                 buf += data[pos:]
                 ex.bytes_out += len(data) - pos
                 return -1
-            head = data[pos:head_end]
-            after = head_end
+            parsed = self._parse_response_head(data[pos:after], ex.method)
         ex.bytes_out += after - pos
-        match = _STATUS_LINE.match(head)
-        if match is None:
+        self._apply_response_head(ex, parsed)
+        return after
+
+    @staticmethod
+    def _parse_response_head(head: bytes, method: bytes) -> ResponseHead | None:
+        parsed = parse_response_head(head, method)
+        if method not in _METHODS_FRAMING_RESPONSES:  # the framing depends on them: not remembered
+            _remember(_response_memo, head, parsed)
+        return parsed
+
+    def _apply_response_head(self, ex: Exchange, parsed: ResponseHead | None) -> None:
+        """Act on a response head: status, framing, persistence."""
+        if parsed is None:
             self._opaque_response(ex)
-            return after
-        minor, code, reason = match.groups()
-        status = int(code)
-        if 100 <= status < 200 and status != 101:
-            return after  # interim (100 Continue, 103 Early Hints): the final head follows
-        lengths: list[bytes] = []
-        transfer_encoding: bytes | None = None
-        connection = b""
-        for name, value in _RESPONSE_FIELDS.findall(head.lower()):
-            if name == b"content-length":
-                lengths.append(value)
-            elif name == b"transfer-encoding":
-                transfer_encoding = value if transfer_encoding is None else transfer_encoding + b"," + value
-            else:
-                connection = connection + b"," + value if connection else value
+            return
+        status, ex.reason, framing, keep = parsed
+        if status < 200 and status != 101:
+            return  # interim (100 Continue, 103 Early Hints): the final head follows
         ex.status = status
-        ex.reason = (reason or b"").rstrip(b" \t")
-        framing = response_framing(ex.method, status, lengths, transfer_encoding)
-        self._rs_keep = persistent(1 if minor == b"1" else 0, connection) and ex.keep_alive
-        if framing == TUNNEL:
-            self._start_tunnel(ex)
-        elif framing == UNTIL_CLOSE:
-            self._rs_keep = False
-            self._rs_state = _S_UNTIL_CLOSE
+        self._rs_keep = keep and ex.keep_alive
+        if framing > 0:
+            self._rs_left = framing
+            self._rs_state = _S_LENGTH
+        elif framing == 0:  # no body: complete at once
+            self._rs_left = 0
+            self._rs_state = _S_LENGTH
         elif framing == CHUNKED:
             self._rs_chunks.reset()
             self._rs_state = _S_CHUNKED
-        elif framing > 0:
-            self._rs_left = framing
-            self._rs_state = _S_LENGTH
-        else:  # no body: complete at once
-            self._rs_state = _S_LENGTH
-            self._rs_left = 0
-        return after
+        elif framing == UNTIL_CLOSE:
+            self._rs_keep = False
+            self._rs_state = _S_UNTIL_CLOSE
+        else:
+            self._start_tunnel(ex)
 
     def _opaque_response(self, ex: Exchange) -> None:
         """Not an HTTP response: pass it through until the app closes; the sample says so."""
@@ -705,22 +786,13 @@ class ExchangeTracker:
             self._drop(other)
         self._unanswered.clear()
 
-    def _response_done(self, ex: Exchange) -> None:
-        ex.response_done = True
-        self._rs_ex = None
-        if not self._rs_keep:
-            self.must_close = True
-            self._rs_state = _S_DONE
-            return
-        self._rs_state = _S_HEAD
-        if self._rq_state == _R_WAIT and self._rq_ex is ex:  # the upgrade was declined
-            if self._rq_raw:  # and the client did not wait: the rest cannot be framed
-                self._rq_ex = None
-                self._rq_state = _R_TUNNEL
-                self._rs_state = _S_TUNNEL
-            else:
-                self._rq_ex = None
-                self._rq_state = _R_HEAD
+    def _upgrade_declined(self) -> None:
+        self._rq_ex = None
+        if self._rq_raw:  # and the client did not wait: the rest cannot be framed
+            self._rq_state = _R_TUNNEL
+            self._rs_state = _S_TUNNEL
+        else:
+            self._rq_state = _R_HEAD
 
     # --- ends -------------------------------------------------------------------
 
@@ -734,7 +806,7 @@ class ExchangeTracker:
     def conclude(self, ex: Exchange, status: int, reason: str, error: str, bytes_out: int, now: float) -> None:
         """The proxy answered `ex` itself (400, 431, 502, 504): it is over."""
         ex.status = status
-        ex.reason = reason.encode()
+        ex.reason = reason
         ex.error = error
         ex.bytes_out += bytes_out
         if ex.t_first is None:

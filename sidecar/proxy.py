@@ -66,15 +66,23 @@ monotonic = time.monotonic
 class ProxyCounters:
     """Totals for /metrics; the proxy writes them, everyone else only reads."""
 
-    connections_open: int = 0
+    connections: set[_Connection] = field(default_factory=set, repr=False)
     connections_total: int = 0
-    exchanges_in_flight: int = 0
     exchanges_total: int = 0
     upstream_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UPSTREAM_ERRORS, 0))
     client_closed: int = 0
     bad_requests: int = 0
     timeouts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("idle", "header", "body"), 0))
     sample_errors: int = 0
+
+    @property
+    def connections_open(self) -> int:
+        return len(self.connections)
+
+    @property
+    def exchanges_in_flight(self) -> int:
+        """Counted when asked (a scrape, a drain), so the relay does no bookkeeping per exchange."""
+        return sum(conn.tracker.live for conn in self.connections)
 
 
 class SidecarServer(TCPServer):
@@ -85,10 +93,10 @@ class SidecarServer(TCPServer):
         self.config = config
         self.on_sample = on_sample
         self.counters = ProxyCounters()
+        self._connections = self.counters.connections
         self.draining = False
         self.samples = SampleMaker(record_query=config.record_query, route_cap=RouteCap(MAX_ROUTES))
         self.samples.clock_offset = time.time() - monotonic()
-        self._connections: set[_Connection] = set()
         self._sweeper: PeriodicCallback | None = None
         self._connect_timeout = timedelta(seconds=config.connect_timeout)
         try:
@@ -107,7 +115,6 @@ class SidecarServer(TCPServer):
             self._sweeper.start()
         conn = _Connection(self, stream)
         self._connections.add(conn)
-        self.counters.connections_open += 1
         self.counters.connections_total += 1
         await conn.run()
 
@@ -173,9 +180,7 @@ class SidecarServer(TCPServer):
                 log.error("on_sample failed (%d times so far)", n, exc_info=True)
 
     def forget(self, conn: _Connection) -> None:
-        if conn in self._connections:
-            self._connections.discard(conn)
-            self.counters.connections_open -= 1
+        self._connections.discard(conn)
 
     def _sweep(self) -> None:
         now = monotonic()
@@ -187,7 +192,7 @@ class SidecarServer(TCPServer):
 class _Connection:
     """One client connection, its connection to the app, and the two pumps between them."""
 
-    __slots__ = ("_connected", "_live", "_refusing", "_tasks", "client", "closed", "connect_error",
+    __slots__ = ("_connected", "_refusing", "_tasks", "client", "closed", "connect_error",
                  "last_client", "last_upstream", "server", "tracker", "upstream")
 
     def __init__(self, server: SidecarServer, client: IOStream) -> None:
@@ -198,7 +203,6 @@ class _Connection:
         self.closed = False
         self.connect_error = "upstream_unavailable"
         self.last_client = self.last_upstream = monotonic()
-        self._live = 0  # this connection's share of counters.exchanges_in_flight
         self._refusing = False
         self._connected: asyncio.Future[IOStream | None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -255,8 +259,6 @@ class _Connection:
                 return
             now = self.last_client = monotonic()
             out = tracker.feed_request(data, now)
-            if tracker.live != self._live:
-                self._sync_live()
             if out:
                 upstream = self.upstream
                 if upstream is None:
@@ -336,7 +338,7 @@ class _Connection:
             return
         ex = self.tracker.refused
         assert ex is not None
-        why = ex.reason.decode("latin-1")
+        why = ex.reason
         await self._answer(ex, ex.status, why, "bad_request",
                            f"mothership sidecar: {REASONS.get(ex.status, 'Bad Request').lower()}: {why}\n")
 
@@ -359,12 +361,6 @@ class _Connection:
         record = self.server.record
         for ex in self.tracker.take_finished():
             record(ex)
-        self._sync_live()
-
-    def _sync_live(self) -> None:
-        live = self.tracker.live
-        self.server.counters.exchanges_in_flight += live - self._live
-        self._live = live
 
     def check_timeouts(self, now: float) -> None:
         config, tracker, timeouts = self.server.config, self.tracker, self.server.counters.timeouts

@@ -10,7 +10,7 @@ from sidecar.http1 import Exchange, ExchangeTracker
 
 def exchange(target: bytes = b"/users/42?token=abc", method: bytes = b"GET", status: int = 200) -> Exchange:
     ex = Exchange(100.0)
-    ex.method, ex.target, ex.status, ex.reason = method, target, status, b"OK"
+    ex.method, ex.target, ex.status, ex.reason = method, target, status, "OK"
     ex.t_first, ex.t_end = 100.0015, 100.0042
     ex.bytes_in, ex.bytes_out = 80, 1200
     return ex
@@ -60,7 +60,7 @@ def test_static_files_and_probes() -> None:
 
 def test_an_exchange_without_a_response() -> None:
     ex = exchange()
-    ex.status, ex.reason, ex.t_first, ex.error = 0, b"", None, "client_closed"
+    ex.status, ex.reason, ex.t_first, ex.error = 0, "", None, "client_closed"
     sample = SampleMaker()(ex)
     assert (sample["ttfb"], sample["error"]) == (None, "client_closed")
     assert sample["response"] == {"status": 0, "message": ""}

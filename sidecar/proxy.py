@@ -98,6 +98,7 @@ class SidecarServer(TCPServer):
         self.samples = SampleMaker(record_query=config.record_query, route_cap=RouteCap(MAX_ROUTES))
         self.samples.clock_offset = time.time() - monotonic()
         self._sweeper: PeriodicCallback | None = None
+        self.lingering: set[IOStream] = set()  # clients being read out after an error response
         self._connect_timeout = timedelta(seconds=config.connect_timeout)
         try:
             ip = ipaddress.ip_address(config.target_host)
@@ -138,6 +139,8 @@ class SidecarServer(TCPServer):
         """Close every connection now (exchanges cut short are reported) and stop the timers."""
         for conn in list(self._connections):
             conn.close("error")
+        for client in list(self.lingering):
+            client.close()
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
@@ -192,7 +195,7 @@ class SidecarServer(TCPServer):
 class _Connection:
     """One client connection, its connection to the app, and the two pumps between them."""
 
-    __slots__ = ("_connected", "_refusing", "_tasks", "client", "closed", "connect_error",
+    __slots__ = ("_connected", "_failed_at", "_refusing", "_retried", "_tasks", "client", "closed", "connect_error",
                  "last_client", "last_upstream", "server", "tracker", "upstream")
 
     def __init__(self, server: SidecarServer, client: IOStream) -> None:
@@ -204,6 +207,8 @@ class _Connection:
         self.connect_error = "upstream_unavailable"
         self.last_client = self.last_upstream = monotonic()
         self._refusing = False
+        self._failed_at = 0.0  # when connecting to the app last failed
+        self._retried = False
         self._connected: asyncio.Future[IOStream | None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -229,11 +234,9 @@ class _Connection:
         try:
             try:
                 upstream = await self.server.open_upstream()
-            except TimeoutError:
-                self.connect_error = "upstream_timeout"
-                self._connected.set_result(None)
-                return
-            except (StreamClosedError, OSError):
+            except (TimeoutError, StreamClosedError, OSError) as exc:
+                self.connect_error = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_unavailable"
+                self._failed_at = monotonic()
                 self._connected.set_result(None)
                 return
             if self.closed:
@@ -263,6 +266,12 @@ class _Connection:
                 upstream = self.upstream
                 if upstream is None:
                     upstream = await self._connected
+                    if upstream is None and not self._retried and self._failed_at < now:
+                        # The app was down when the client connected; it may be up by now.
+                        self._retried = True
+                        self._connected = asyncio.get_running_loop().create_future()
+                        self._spawn(self._connect_and_relay())
+                        upstream = await self._connected
                     if upstream is None:
                         await self._answer_unreachable()
                         return
@@ -364,6 +373,9 @@ class _Connection:
 
     def check_timeouts(self, now: float) -> None:
         config, tracker, timeouts = self.server.config, self.tracker, self.server.counters.timeouts
+        if self.server.draining and tracker.live == 0:
+            self.close("done")
+            return
         head_started = tracker.head_started
         if head_started is not None:
             if now - head_started > config.header_timeout:  # slowloris: a head that never ends
@@ -387,6 +399,7 @@ class _Connection:
         if self.upstream is not None:
             self.upstream.close()
         if linger and not self.client.closed():
+            self.server.lingering.add(self.client)
             self._spawn(self._linger())
         else:
             self.client.close()
@@ -397,14 +410,16 @@ class _Connection:
         unread bytes do not make the kernel reset the connection before the response is read."""
         client = self.client
         try:
-            client.socket.shutdown(socket.SHUT_WR)
-            deadline = IOLoop.current().time() + LINGER_SECONDS
-            dropped = 0
-            while dropped < LINGER_BYTES:
-                data = await gen.with_timeout(deadline, client.read_bytes(CHUNK, partial=True),
-                                              quiet_exceptions=(StreamClosedError,))
-                dropped += len(data)
+            if client.socket is not None:
+                client.socket.shutdown(socket.SHUT_WR)
+                deadline = IOLoop.current().time() + LINGER_SECONDS
+                dropped = 0
+                while dropped < LINGER_BYTES:
+                    data = await gen.with_timeout(deadline, client.read_bytes(CHUNK, partial=True),
+                                                  quiet_exceptions=(StreamClosedError,))
+                    dropped += len(data)
         except (StreamClosedError, TimeoutError, OSError):
             pass
         finally:
             client.close()
+            self.server.lingering.discard(client)

@@ -65,9 +65,9 @@ Handler = Callable[[Peer], None]
 class RawBackend:
     """A TCP server in a thread: each connection runs `handler(peer)` in a thread of its own, then closes."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, port: int = 0) -> None:
         self.handler = handler
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", port))
         self.port: int = self.listener.getsockname()[1]
         self.peers: list[Peer] = []
         self._threads: list[threading.Thread] = []

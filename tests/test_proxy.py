@@ -68,9 +68,9 @@ def closing() -> Iterator[list[Any]]:
 
 
 @pytest.fixture
-def backend(closing: list[Any]) -> Callable[[Callable[[Peer], None]], RawBackend]:
-    def start(handler: Callable[[Peer], None]) -> RawBackend:
-        server = RawBackend(handler)
+def backend(closing: list[Any]) -> Callable[..., RawBackend]:
+    def start(handler: Callable[[Peer], None], port: int = 0) -> RawBackend:
+        server = RawBackend(handler, port)
         closing.append(server)
         return server
     return start
@@ -323,6 +323,26 @@ async def test_connect_timeout_gives_504(io_loop: Any, sidecar: Any) -> None:
     assert 0.25 <= waited < 2
     [sample] = await proxy.wait_samples(1)
     assert (sample["response"]["status"], sample["error"]) == (504, "upstream_timeout")
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_an_app_that_came_up_after_the_client_connected_is_tried_again(
+        io_loop: Any, backend: Any, sidecar: Any) -> None:
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+        proxy = sidecar(port)
+        client = socket.create_connection(("127.0.0.1", proxy.port))  # the app is down: connecting fails
+    try:
+        await eventually(lambda: proxy.counters.connections_open == 1)
+        await asyncio.sleep(0.1)
+        backend(answer(len(GET), OK), port=port)  # now it is up
+        client.sendall(GET)
+        assert await in_thread(read_all, client, len(OK)) == OK
+    finally:
+        client.close()
+    [sample] = await proxy.wait_samples(1)
+    assert (sample["response"]["status"], sample["error"]) == (200, None)
 
 
 @pytest.mark.gen_test(timeout=10)

@@ -83,8 +83,8 @@ class RawBackend:
             peer = Peer(sock)
             self.peers.append(peer)
             thread = threading.Thread(target=self._serve, args=(peer,), daemon=True)
-            self._threads.append(thread)
             thread.start()
+            self._threads.append(thread)
 
     def _serve(self, peer: Peer) -> None:
         try:
@@ -98,6 +98,7 @@ class RawBackend:
         with suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
+        self._accepting.join(TIMEOUT)
         for thread in self._threads:
             thread.join(TIMEOUT)
 

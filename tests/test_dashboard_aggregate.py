@@ -21,7 +21,7 @@ def post(store: PodStore, body: dict[str, Any]) -> Any:
 
 
 def test_counts_come_from_the_summary_not_the_capped_raw_samples() -> None:
-    clock = FakeClock(T0 + 10)
+    clock = FakeClock(T0 + 20)
     store = make_store(clock)
     samples = [sample(started=T0 + 1 + i % 5, ms=float(i % 50 + 1)) for i in range(1000)]
     ack = post(store, stats_body("shop-1-a", samples, raw=50, batch="b1"))

@@ -125,7 +125,7 @@ def test_a_real_process_restarted_with_the_same_data_keeps_history(run_app: Any,
     args = ["--mode", "dashboard", "--port", str(port), "--host", "127.0.0.1", "--data", data]
     first = run_app(args, wait_ports=[port])
     now = time.time()
-    batch = stats_body("shop-1-abcde", [sample(ms=7.0, started=now - 2)] * 6, batch="once")
+    batch = stats_body("shop-1-abcde", [sample(ms=7.0, started=now - 10)] * 6, batch="once")
     assert post(port, "/stats", batch)["duplicate"] is False
     post(port, "/resources", resource_body("shop-1-abcde"))
     before = get(port, "/stats")

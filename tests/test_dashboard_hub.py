@@ -59,7 +59,7 @@ async def test_snapshot_first_then_a_post_shows_within_a_second(io_loop: Any) ->
 
 @pytest.mark.gen_test(timeout=30)
 async def test_updates_are_coalesced_to_one_per_tick(io_loop: Any) -> None:
-    async with running(clock=FakeClock(T0 + 10)) as server:
+    async with running(clock=FakeClock(T0 + 20)) as server:
         ws = await connect(server)
         await read(ws)
         for i in range(30):

@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.dashboard.scope import COARSE, FINE_SPAN, Bucket, RouteStat, Scope, TrafficDelta
+import ujson
+
+from app.dashboard.jsontext import dumps
+from app.dashboard.scope import COARSE, FINE_SPAN, Bucket, BucketRow, RouteStat, Scope, TrafficDelta
 from app.wire import ResourcePoint, ResourceReport, Sample, StatsBatch, resource_point
 
 RECENT = 100  # newest exchanges over all pods, in the overview
@@ -25,6 +28,7 @@ SLOWEST = 20
 SLOWEST_SPAN = 300  # seconds the slowest list looks back
 BATCH_IDS = 256  # batch ids remembered per pod (20 minutes of 5-second batches) for deduplication
 SLOW_FLUSH = 30.0  # seconds between history writes of the bulky, slowly useful parts (recent lists, routes)
+POD_FLUSH = 10.0  # seconds between writes of pods' own rows (last seen, latest resources, counters)
 SERIES_STEPS = {300: 1, 900: 5, 3600: 10}  # window -> step (docs/live-protocol.md)
 
 Clock = Callable[[], float]
@@ -137,7 +141,7 @@ class Ack:
 class Changes:
     """What changed since the last `drain()`, for `history.py` to write."""
 
-    buckets: list[tuple[str, int, int, dict[str, Any]]] = field(default_factory=list)  # scope, step, t, data
+    buckets: list[tuple[str, int, int, BucketRow]] = field(default_factory=list)  # scope, step, t, columns
     routes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # scope, data
     pods: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     recent: list[tuple[str, list[Sample]]] = field(default_factory=list)  # pod, its recent samples
@@ -150,7 +154,7 @@ class Changes:
 class Restored:
     """What `history.py` read back, for `PodStore.restore()`."""
 
-    buckets: list[tuple[str, int, int, dict[str, Any]]]
+    buckets: list[tuple[str, int, int, BucketRow]]
     routes: list[tuple[str, dict[str, Any]]]
     pods: list[tuple[str, dict[str, Any]]]
     samples: dict[str, Any] | None
@@ -187,7 +191,7 @@ class PodStore:
         self._dirty_pods: set[str] = set()
         self._recent_pods: set[str] = set()
         self._batch_ids: list[tuple[str, str, float]] = []
-        self._slow_written = clock()
+        self._slow_written = self._pods_written = clock()
         self._dropped_pods: list[str] = []
         self._samples_dirty = False
         self._last_tick = 0
@@ -332,23 +336,26 @@ class PodStore:
     # --- reading ----------------------------------------------------------
 
     def overview(self) -> dict[str, Any]:
-        """The page's Overview (docs/live-protocol.md)."""
+        """The page's Overview (docs/live-protocol.md) as data."""
+        return ujson.loads(self.overview_json())  # type: ignore[no-any-return]
+
+    def overview_json(self) -> str:
+        """The Overview as JSON text, assembled from pieces each scope keeps encoded until it changes.
+
+        At thousands of pods the overview is megabytes: building and encoding it
+        whole every second would cost more than the ingest it reports on.
+        """
         now = self.clock()
         pods_out = []
         dropped = 0
         for pod in self._sorted_pods():
-            scope = pod.scope
-            entry: dict[str, Any] = {"pod": pod.name, "app": pod.app, "stale": pod.stale,
-                                     "seen": round(pod.seen * 1000), "dropped": pod.dropped}
-            entry.update(scope.window(now).headline())
-            point = pod.point
-            entry["cpu"] = None if point.cpu is None else round(point.cpu, 2)
-            entry["cores"] = point.cores
-            entry["memory"] = None if point.memory is None else round(point.memory)
-            entry["memory_limit"] = None if point.memory_limit is None else round(point.memory_limit)
-            entry["trend"] = scope.trend(now)
-            entry["routes"] = scope.route_rows(now)
-            pods_out.append(entry)
+            scope, point = pod.scope, pod.point
+            head = {"pod": pod.name, "app": pod.app, "stale": pod.stale, "seen": round(pod.seen * 1000),
+                    "dropped": pod.dropped, **scope.window(now).headline(),
+                    "cpu": None if point.cpu is None else round(point.cpu, 2), "cores": point.cores,
+                    "memory": None if point.memory is None else round(point.memory),
+                    "memory_limit": None if point.memory_limit is None else round(point.memory_limit)}
+            pods_out.append(f'{dumps(head)[:-1]},"trend":{scope.trend_json(now)},"routes":{scope.routes_json(now)}}}')
             dropped += pod.dropped
         apps_out = []
         routes_out = []
@@ -356,19 +363,18 @@ class PodStore:
             if not app.pods:
                 continue
             scope = app.scope
-            entry = {"app": app.name, "pods": sorted(app.pods),
-                     "stale": all(self.pods[p].stale for p in app.pods)}
-            entry.update(scope.window(now).headline())
-            entry.update(cpu=app.totals.cpu, memory=app.totals.memory, memory_limit=app.totals.memory_limit,
-                         trend=scope.trend(now))
-            apps_out.append(entry)
-            for row in scope.route_rows(now):
-                routes_out.append({"app": app.name, **row})
-        totals = {"pods": len(self.pods), "apps": len(apps_out), "dropped": dropped}
-        totals.update(self.all.window(now).headline())
-        return {"now": round(now * 1000), "totals": totals, "apps": apps_out, "pods": pods_out,
-                "routes": routes_out, "recent": self.recent_samples(),
-                "slowest": self.slowest(now)}
+            head = {"app": app.name, "pods": sorted(app.pods), "stale": all(self.pods[p].stale for p in app.pods),
+                    **scope.window(now).headline(), "cpu": app.totals.cpu, "memory": app.totals.memory,
+                    "memory_limit": app.totals.memory_limit}
+            apps_out.append(f'{dumps(head)[:-1]},"trend":{scope.trend_json(now)}}}')
+            routes = scope.routes_json(now, app.name)
+            if routes != "[]":
+                routes_out.append(routes[1:-1])
+        totals = {**self.all.window(now).headline(), "pods": len(self.pods), "apps": len(apps_out),
+                  "dropped": dropped}
+        return (f'{{"now":{round(now * 1000)},"totals":{dumps(totals)},"apps":[{",".join(apps_out)}],'
+                f'"pods":[{",".join(pods_out)}],"routes":[{",".join(routes_out)}],'
+                f'"recent":{dumps(self.recent_samples())},"slowest":{dumps(self.slowest(now))}}}')
 
     def recent_samples(self) -> list[dict[str, Any]]:
         tagged = [_tagged(sample, pod, app) for pod, app, sample in self.recent]
@@ -445,9 +451,10 @@ class PodStore:
                 changes.routes.append((scope.name, {f"{m} {r}": s.to_json() for (r, m), s in scope.routes.items()}))
             if not scope.dirty and not scope.routes_dirty:
                 self._dirty_scopes.discard(scope)
-        for name in self._dirty_pods:
-            changes.pods.append((name, self.pods[name].to_json()))
-        self._dirty_pods.clear()
+        if final or now - self._pods_written >= POD_FLUSH:
+            self._pods_written = now
+            changes.pods = [(name, self.pods[name].to_json()) for name in self._dirty_pods]
+            self._dirty_pods.clear()
         if slow:
             changes.recent = [(name, list(self.pods[name].recent)) for name in self._recent_pods]
             self._recent_pods.clear()
@@ -474,7 +481,7 @@ class PodStore:
                 self.apps[pod.app].totals.add(pod.point, -1)
                 self.totals.add(pod.point, -1)
         fine_from, coarse_from = int(now) - FINE_SPAN, int(now - self.retention)
-        for scope_name, step, t, data in state.buckets:
+        for scope_name, step, t, row in state.buckets:
             if t < (fine_from if step == 1 else coarse_from) or step not in (1, COARSE):
                 continue
             scope = self.scope(scope_name)
@@ -482,7 +489,7 @@ class PodStore:
                 app_name = scope_name[4:]
                 scope = self.apps.setdefault(app_name, AppGroup(app_name)).scope
             if scope is not None:
-                scope.load_bucket(step, t, Bucket.from_json(data))
+                scope.load_bucket(step, t, Bucket.from_row(row))
         for scope_name, data in state.routes:
             scope = self.scope(scope_name)
             if scope is None:

@@ -18,7 +18,8 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 from app import paths
 from app.dashboard import auth
 from app.dashboard.aggregate import SERIES_STEPS, PodStore
-from app.dashboard.hub import LiveHub, dumps
+from app.dashboard.hub import LiveHub
+from app.dashboard.jsontext import dumps
 from app.dashboard.metrics import DashboardMetrics
 from app.options import DashboardConfig
 from app.wire import WireError, parse_resources, parse_stats

@@ -17,7 +17,10 @@ from app.dashboard.scope import FINE_SPAN
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
-    scope TEXT NOT NULL, step INTEGER NOT NULL, t INTEGER NOT NULL, data TEXT NOT NULL,
+    scope TEXT NOT NULL, step INTEGER NOT NULL, t INTEGER NOT NULL,
+    count INTEGER NOT NULL, status BLOB NOT NULL, failures INTEGER NOT NULL, hist BLOB NOT NULL,
+    total REAL NOT NULL, low REAL, high REAL, bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL,
+    cpu_sum REAL NOT NULL, cpu_n INTEGER NOT NULL, mem_sum REAL NOT NULL, mem_n INTEGER NOT NULL, mem_limit REAL,
     PRIMARY KEY (scope, step, t)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS buckets_by_time ON buckets (step, t);
@@ -29,6 +32,11 @@ CREATE TABLE IF NOT EXISTS batches (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, data TEXT NOT NULL);
 """
+
+
+BUCKET_COLUMNS = ("count, status, failures, hist, total, low, high, bytes_in, bytes_out, "
+                  "cpu_sum, cpu_n, mem_sum, mem_n, mem_limit")  # the order of `Bucket.to_row`
+_BUCKET_PLACEHOLDERS = ", ".join("?" for _ in BUCKET_COLUMNS.split(","))
 
 
 def _dumps(value: Any) -> str:
@@ -50,9 +58,9 @@ class History:
         db = self.db
         pods = [(pod, ujson.loads(data)) for pod, data in
                 db.execute("SELECT pod, data FROM pods WHERE seen >= ?", (now - drop_after,))]
-        buckets = [(scope, step, t, ujson.loads(data)) for scope, step, t, data in db.execute(
-            "SELECT scope, step, t, data FROM buckets WHERE (step = 1 AND t >= ?) OR (step > 1 AND t >= ?)",
-            (int(now) - FINE_SPAN, int(now - retention)))]
+        buckets = [(row[0], row[1], row[2], row[3:]) for row in db.execute(
+            f"SELECT scope, step, t, {BUCKET_COLUMNS} FROM buckets "
+            "WHERE (step = 1 AND t >= ?) OR (step > 1 AND t >= ?)", (int(now) - FINE_SPAN, int(now - retention)))]
         routes = [(scope, ujson.loads(data)) for scope, data in db.execute("SELECT scope, data FROM routes")]
         row = db.execute("SELECT data FROM meta WHERE key = 'samples'").fetchone()
         recent = {pod: ujson.loads(data) for pod, data in db.execute("SELECT pod, data FROM recent")}
@@ -69,8 +77,9 @@ class History:
         db.execute("BEGIN")
         try:
             if changes.buckets:
-                db.executemany("INSERT OR REPLACE INTO buckets (scope, step, t, data) VALUES (?, ?, ?, ?)",
-                               [(s, step, t, _dumps(d)) for s, step, t, d in changes.buckets])
+                db.executemany(f"INSERT OR REPLACE INTO buckets (scope, step, t, {BUCKET_COLUMNS}) "
+                               f"VALUES (?, ?, ?, {_BUCKET_PLACEHOLDERS})",
+                               [(s, step, t, *row) for s, step, t, row in changes.buckets])
                 rows += len(changes.buckets)
             if changes.routes:
                 db.executemany("INSERT OR REPLACE INTO routes (scope, data) VALUES (?, ?)",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import ujson
@@ -20,6 +19,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from app.dashboard import auth
 from app.dashboard.aggregate import SERIES_STEPS, PodStore
+from app.dashboard.jsontext import dumps
 from app.dashboard.metrics import DashboardMetrics
 
 log = logging.getLogger("mothership.dashboard")
@@ -27,10 +27,6 @@ log = logging.getLogger("mothership.dashboard")
 TAIL_SECONDS = 30  # series points re-sent with each update
 MAX_SCOPE_CHARS = 300
 MAX_CLIENT_MESSAGES = 20  # per second; a client sending more is closed
-
-
-def dumps(value: Any) -> str:
-    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
 
 
 class LiveHub:
@@ -50,7 +46,7 @@ class LiveHub:
         if cached is not None and cached[0] == version:
             return cached[1]
         started = time.perf_counter()
-        encoded = dumps(self.store.overview())
+        encoded = self.store.overview_json()
         self.metrics.render_seconds.observe(time.perf_counter() - started)
         self._overview = (version, encoded)
         return encoded

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 import sys
+import zlib
 from array import array
 from collections.abc import Iterable
 from typing import Any
 
-from app.histogram import Histogram
+from app.dashboard.jsontext import dumps
+from app.histogram import Histogram, bucket_range
 from app.routes import OVERFLOW_ROUTE
 from app.wire import STATUS_CLASSES
 
@@ -71,6 +73,35 @@ def unpack_status(packed: int) -> dict[str, int]:
 
 def to_pairs(packed: int) -> list[list[int]]:
     return [[i, n] for i, n in enumerate(unpack(packed)) if n]
+
+
+QUANTILES = (0.50, 0.95, 0.99)
+
+
+def quantiles(hist: int, count: int, low: float, high: float) -> tuple[float | None, float | None, float | None]:
+    """p50, p95, p99 of a packed histogram in one pass, exactly as `Histogram.quantile` computes them."""
+    if not count:
+        return None, None, None
+    ranks = [q * count for q in QUANTILES]
+    out: list[float | None] = []
+    seen = 0
+    for index, n in enumerate(unpack(hist)):
+        if not n:
+            continue
+        while len(out) < 3 and seen + n >= ranks[len(out)]:
+            lo, hi = bucket_range(index)
+            lo, hi = max(lo, low), min(hi, high)
+            if hi <= lo or lo <= 0:
+                value = min(max(hi, low), high)
+            else:
+                value = float(lo * (hi / lo) ** ((ranks[len(out)] - seen) / n))
+            out.append(round(value, 3))
+        if len(out) == 3:
+            break
+        seen += n
+    while len(out) < 3:
+        out.append(round(high, 3))
+    return out[0], out[1], out[2]
 
 
 # --- buckets ----------------------------------------------------------------
@@ -132,24 +163,30 @@ class Traffic:
     def traffic_json(self) -> dict[str, Any]:
         if not self.count:
             return {}
-        return {"c": self.count, "s": [n for n in unpack_status(self.status).values()], "f": self.failures,
-                "h": to_pairs(self.hist), "sum": self.total, "min": self.low, "max": self.high,
-                "bi": self.bytes_in, "bo": self.bytes_out}
+        return {"c": self.count, "s": format(self.status, "x"), "f": self.failures, "h": format(self.hist, "x"),
+                "sum": self.total, "min": self.low, "max": self.high, "bi": self.bytes_in, "bo": self.bytes_out}
 
     def load_traffic(self, data: dict[str, Any]) -> None:
         if "c" not in data:
             return
         self.count, self.failures = int(data["c"]), int(data["f"])
-        self.status = pack_status(dict(zip(STATUS_CLASSES, (int(n) for n in data["s"]), strict=False)))
-        self.hist = pack_pairs(data["h"])
+        self.status, self.hist = int(data["s"], 16), int(data["h"], 16)
         self.total, self.low, self.high = float(data["sum"]), float(data["min"]), float(data["max"])
         self.bytes_in, self.bytes_out = int(data["bi"]), int(data["bo"])
+
+
+BucketRow = tuple[Any, ...]  # the columns of history's `buckets` table after (scope, step, t)
+TrendPoint = tuple[float, float | None, float | None, float | None]  # rps, p95, cpu, memory
+
+
+def _blob(packed: int) -> bytes:
+    return packed.to_bytes((packed.bit_length() + 7) // 8, "little")
 
 
 class Bucket(Traffic):
     """Traffic plus averaged resource readings for one time slot."""
 
-    __slots__ = ("cpu_n", "cpu_sum", "mem_limit", "mem_n", "mem_sum")
+    __slots__ = ("_point", "cpu_n", "cpu_sum", "mem_limit", "mem_n", "mem_sum")
 
     def __init__(self) -> None:
         super().__init__()
@@ -158,8 +195,14 @@ class Bucket(Traffic):
         self.mem_sum = 0.0
         self.mem_n = 0
         self.mem_limit: float | None = None
+        self._point: TrendPoint | None = None
+
+    def merge(self, other: Traffic) -> None:
+        self._point = None
+        super().merge(other)
 
     def add_resource(self, cpu: float | None, memory: float | None, limit: float | None) -> None:
+        self._point = None
         if cpu is not None:
             self.cpu_sum += cpu
             self.cpu_n += 1
@@ -170,6 +213,7 @@ class Bucket(Traffic):
             self.mem_limit = limit
 
     def merge_resources(self, other: Bucket) -> None:
+        self._point = None
         self.cpu_sum += other.cpu_sum
         self.cpu_n += other.cpu_n
         self.mem_sum += other.mem_sum
@@ -185,24 +229,31 @@ class Bucket(Traffic):
     def memory(self) -> float | None:
         return self.mem_sum / self.mem_n if self.mem_n else None
 
-    def to_json(self) -> dict[str, Any]:
-        out = self.traffic_json()
-        if self.cpu_n:
-            out.update(cs=self.cpu_sum, cn=self.cpu_n)
-        if self.mem_n:
-            out.update(ms=self.mem_sum, mn=self.mem_n)
-        if self.mem_limit is not None:
-            out["ml"] = self.mem_limit
-        return out
+    def trend_point(self, seconds: int) -> TrendPoint:
+        """(rps, p95, cpu, memory), kept until the bucket changes: complete slots are read many times."""
+        point = self._point
+        if point is None:
+            cpu, memory = self.cpu, self.memory
+            point = self._point = (round(self.count / seconds, 3),
+                                   quantiles(self.hist, self.count, self.low, self.high)[1],
+                                   None if cpu is None else round(cpu, 2), None if memory is None else round(memory))
+        return point
+
+    def to_row(self) -> BucketRow:
+        """Plain columns (packed counts as little-endian blobs): no JSON to encode, thousands a second."""
+        counted = self.count > 0
+        return (self.count, _blob(self.status), self.failures, _blob(self.hist), self.total,
+                self.low if counted else None, self.high if counted else None, self.bytes_in, self.bytes_out,
+                self.cpu_sum, self.cpu_n, self.mem_sum, self.mem_n, self.mem_limit)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Bucket:
+    def from_row(cls, row: BucketRow) -> Bucket:
         bucket = cls()
-        bucket.load_traffic(data)
-        bucket.cpu_sum, bucket.cpu_n = float(data.get("cs", 0.0)), int(data.get("cn", 0))
-        bucket.mem_sum, bucket.mem_n = float(data.get("ms", 0.0)), int(data.get("mn", 0))
-        limit = data.get("ml")
-        bucket.mem_limit = None if limit is None else float(limit)
+        (bucket.count, status, bucket.failures, hist, bucket.total, low, high, bucket.bytes_in, bucket.bytes_out,
+         bucket.cpu_sum, bucket.cpu_n, bucket.mem_sum, bucket.mem_n, bucket.mem_limit) = row
+        bucket.status, bucket.hist = int.from_bytes(status, "little"), int.from_bytes(hist, "little")
+        if low is not None:
+            bucket.low, bucket.high = low, high
         return bucket
 
 
@@ -219,14 +270,11 @@ class Window(Traffic):
     def quantiles(self) -> tuple[float | None, float | None, float | None]:
         """p50, p95, p99, computed once (a window is rebuilt, not changed, when data comes)."""
         if self._quantiles is None:
-            if not self.count:
-                self._quantiles = (None, None, None)
-            else:
-                hist = self.histogram()
-                self._quantiles = (_r(hist.quantile(0.50)), _r(hist.quantile(0.95)), _r(hist.quantile(0.99)))
+            self._quantiles = quantiles(self.hist, self.count, self.low, self.high)
         return self._quantiles
 
     def headline(self) -> dict[str, Any]:
+        """rps, success, p50, p95, p99: what every pod, app and the totals show."""
         count = self.count
         p50, p95, p99 = self.quantiles()
         return {"rps": round(count / self.seconds, 3),
@@ -262,10 +310,10 @@ class RouteStat:
         if last_seen > self.last_seen:
             self.last_seen = last_seen
 
-    def window(self, start: int, seconds: float) -> Window:
-        out = Window(seconds)
+    def window(self, start: int, end: int) -> Window:
+        out = Window(end - start)
         for t5, cell in self.cells.items():
-            if t5 >= start:
+            if start <= t5 < end:
                 out.merge(cell)
         return out
 
@@ -338,11 +386,14 @@ class TrafficDelta:
             acc.merge(bucket)
 
 
-def window_start(now: float) -> tuple[int, float]:
-    """First coarse slot of the overview window, and the seconds the window covers."""
-    current = int(now) - int(now) % COARSE
-    start = current - WINDOW + COARSE
-    return start, now - start
+def window_start(now: float) -> tuple[int, int]:
+    """The overview window: the last WINDOW seconds of complete coarse slots, as [start, end).
+
+    Sidecars report every few seconds, so the slot still filling would read low;
+    leaving it out also keeps every figure fixed (and cached) for a whole slot.
+    """
+    end = int(now) - int(now) % COARSE
+    return end - WINDOW, end
 
 
 class Scope:
@@ -363,9 +414,11 @@ class Scope:
         self._fine_floor = 0
         self._coarse_floor = 0
         self._route_floor = 0
-        self._window: tuple[tuple[int, int], Window] | None = None
-        self._trend: tuple[tuple[int, int], dict[str, list[float | None]]] | None = None
-        self._routes_cache: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
+        self.phase = zlib.crc32(name.encode("utf-8", "replace")) % (COARSE * 100) / 100
+        self._window: tuple[int, int, Window] | None = None  # (start, version, value)
+        self._trend: tuple[int, int, str] | None = None
+        self._routes_cache: tuple[int, int, list[dict[str, Any]]] | None = None
+        self._routes_json: tuple[list[dict[str, Any]], str, str] | None = None  # (rows encoded, app, text)
 
     # --- writing ----------------------------------------------------------
 
@@ -424,7 +477,7 @@ class Scope:
         if coarse_cut > self._coarse_floor:
             _drop_before(self.coarse, self._coarse_floor, coarse_cut, COARSE)
             self._coarse_floor = coarse_cut
-        start, _ = window_start(now)
+        start = window_start(now)[0] - COARSE  # one slot more: a scope's phase can put its window back one
         if start == self._route_floor:
             return
         self._route_floor = start
@@ -439,7 +492,7 @@ class Scope:
     def load_bucket(self, step: int, t: int, bucket: Bucket) -> None:
         (self.fine if step == 1 else self.coarse)[t] = bucket
 
-    def drain_buckets(self, complete_before: int | None) -> list[tuple[int, int, dict[str, Any]]]:
+    def drain_buckets(self, complete_before: int | None) -> list[tuple[int, int, BucketRow]]:
         """Changed buckets as (step, t, data); with `complete_before`, only slots ending by then.
 
         A slot still filling would be rewritten on every flush; it waits until it is
@@ -453,42 +506,52 @@ class Scope:
                 continue
             bucket = (self.fine if step == 1 else self.coarse).get(t)
             if bucket is not None:
-                out.append((step, t, bucket.to_json()))
+                out.append((step, t, bucket.to_row()))
         self.dirty = keep
         return out
 
     # --- reading ----------------------------------------------------------
+    #
+    # The overview reads every scope every second; what it reads is cached and
+    # rebuilt when the scope's data changed, or when the window has moved on by
+    # more than one slot. An active pod's figures are thus rebuilt once per
+    # report, at the moment it reports, and idle scopes move on at their own
+    # phase: thousands of pods never all rebuild in the same second.
+
+    def view(self, now: float) -> tuple[int, int]:
+        """This scope's overview window, [start, end) (see `window_start`), at its own phase."""
+        return window_start(now - self.phase)
+
+    def _reusable(self, start: int, version: int, current: int) -> bool:
+        return version == self.version and 0 <= current - start <= COARSE
 
     def window(self, now: float) -> Window:
-        """Traffic over the overview window (the last minute, in coarse slots)."""
-        start, seconds = window_start(now)
-        key = (start, self.version)
+        """Traffic over the overview window."""
+        start, end = self.view(now)
         cached = self._window
-        if cached is not None and cached[0] == key:
-            cached[1].seconds = seconds
-            return cached[1]
-        out = Window(seconds)
+        if cached is not None and self._reusable(cached[0], cached[1], start):
+            return cached[2]
+        out = Window(end - start)
         coarse = self.coarse
-        for t5 in range(start, start + WINDOW, COARSE):
+        for t5 in range(start, end, COARSE):
             bucket = coarse.get(t5)
             if bucket is not None:
                 out.merge(bucket)
-        self._window = (key, out)
+        self._window = (start, self.version, out)
         return out
 
-    def trend(self, now: float) -> dict[str, list[float | None]]:
-        """One point per coarse slot over the last five minutes, complete slots only."""
-        current = int(now) - int(now) % COARSE
-        key = (current, self.version)
+    def trend_json(self, now: float) -> str:
+        """One point per coarse slot over the five minutes before the window's end, as JSON text."""
+        start, end = self.view(now)
         cached = self._trend
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        if cached is not None and self._reusable(cached[0], cached[1], start):
+            return cached[2]
         rps: list[float | None] = []
         p95: list[float | None] = []
         cpu: list[float | None] = []
         memory: list[float | None] = []
         coarse = self.coarse
-        for t5 in range(current - TREND_POINTS * COARSE, current, COARSE):
+        for t5 in range(end - TREND_POINTS * COARSE, end, COARSE):
             bucket = coarse.get(t5)
             if bucket is None:
                 rps.append(None)
@@ -496,31 +559,39 @@ class Scope:
                 cpu.append(None)
                 memory.append(None)
                 continue
-            count = bucket.count
-            rps.append(round(count / COARSE, 3))
-            p95.append(_r(bucket.histogram().quantile(0.95)) if count else None)
-            cpu.append(_r(bucket.cpu, 2))
-            mem = bucket.memory
-            memory.append(None if mem is None else round(mem))
-        out = {"rps": rps, "p95": p95, "cpu": cpu, "memory": memory}
-        self._trend = (key, out)
-        return out
+            point = bucket.trend_point(COARSE)
+            rps.append(point[0])
+            p95.append(point[1])
+            cpu.append(point[2])
+            memory.append(point[3])
+        text = dumps({"rps": rps, "p95": p95, "cpu": cpu, "memory": memory})
+        self._trend = (start, self.version, text)
+        return text
 
     def route_rows(self, now: float) -> list[dict[str, Any]]:
         """The route table over the overview window, busiest first."""
-        start, seconds = window_start(now)
-        key = (start, self.version)
+        start, end = self.view(now)
         cached = self._routes_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        if cached is not None and self._reusable(cached[0], cached[1], start):
+            return cached[2]
         rows = []
         for (route, method), stat in self.routes.items():
-            numbers = stat.window(start, seconds).numbers()
+            numbers = stat.window(start, end).numbers()
             numbers.update(route=route, method=method, last_seen=stat.last_seen, total=stat.total)
             rows.append(numbers)
         rows.sort(key=lambda r: (-r["count"], r["route"], r["method"]))
-        self._routes_cache = (key, rows)
+        self._routes_cache = (start, self.version, rows)
         return rows
+
+    def routes_json(self, now: float, app: str = "") -> str:
+        """`route_rows` as JSON text, each row tagged with `app` when one is given."""
+        rows = self.route_rows(now)
+        cached = self._routes_json
+        if cached is not None and cached[0] is rows and cached[1] == app:
+            return cached[2]
+        text = dumps([{"app": app, **row} for row in rows] if app else rows)
+        self._routes_json = (rows, app, text)
+        return text
 
     def series(self, now: float, window: int, step: int) -> dict[str, Any]:
         """Per-step rates by status class, percentiles and resources over `window` seconds."""

@@ -8,6 +8,7 @@ tick (staleness, live push) and the history writer on the current IOLoop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sqlite3
@@ -55,6 +56,10 @@ class Dashboard:
             self.store.restore(self.history.load(clock(), config.retention, config.drop_after))
             log.info("history restored from %s in %.2fs: %d pods", config.data, time.perf_counter() - started,
                      len(self.store.pods))
+        # What was restored lives long: keep the collector from walking it again and again
+        # (a full collection over millions of buckets pauses the loop for a noticeable time).
+        gc.collect()
+        gc.freeze()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="mothership-history")
         self._writing: asyncio.Future[int] | None = None
         self._last_prune = 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from typing import Any
 
 import pytest
@@ -216,8 +217,10 @@ async def test_page_is_served_with_its_content_security_policy(io_loop: Any) -> 
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_view_token_protects_the_page_and_reads_but_not_health(io_loop: Any) -> None:
+async def test_view_token_protects_the_page_and_reads_but_not_health(io_loop: Any,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     config = DashboardConfig(data=":memory:", view_token="look")
+    caplog.set_level(logging.INFO)
     async with running(config, FakeClock(T0 + 10)) as server:
         for path in ("/", "/api/overview", "/api/series", "/stats", "/resources"):
             response = await server.fetch(path)
@@ -238,3 +241,5 @@ async def test_view_token_protects_the_page_and_reads_but_not_health(io_loop: An
         assert (await server.fetch("/stats", headers={"Authorization": f"Basic {basic}"})).code == 200
         wrong = base64.b64encode(b"anyone:nope").decode()
         assert (await server.fetch("/stats", headers={"Authorization": f"Basic {wrong}"})).code == 401
+        assert "401 GET /api/overview" in caplog.text  # refusals are logged, tokens in queries are not
+        assert "token=" not in caplog.text and "look" not in caplog.text

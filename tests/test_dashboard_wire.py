@@ -70,3 +70,32 @@ def test_resource_point_prefers_the_container() -> None:
     assert (article.cpu, article.memory, article.memory_limit, article.cores) == (None, 5.0, 8.0, None)
     junk = resource_point({"container": "x", "memory": [], "cpu_percent": float("nan")})
     assert (junk.cpu, junk.memory, junk.memory_limit) == (None, None, None)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20)
+sample_keys = st.sampled_from(["endpoint", "route", "method", "response", "time", "ttfb", "started", "file",
+                               "bytes_in", "bytes_out", "probe", "error", "status"])
+
+
+@given(st.dictionaries(sample_keys, json_values, max_size=12), json_values, json_values)
+def test_any_body_is_either_a_batch_or_a_wire_error(item: dict[str, Any], pod: Any, cells: Any) -> None:
+    """Whatever arrives, parsing ends in a batch the store can take, or in WireError: nothing else escapes."""
+    from app.dashboard.aggregate import PodStore
+    from app.dashboard.jsontext import dumps
+    from tests.dashboard_support import T0, FakeClock
+
+    for body in ({"pod": "a-1-x", "stats": [item]}, {"pod": pod, "stats": []},
+                 {"pod": "a-1-x", "summary": cells}, {"pod": "a-1-x", "summary": [item]}, item):
+        try:
+            batch = parse_stats(body)
+        except WireError:
+            continue
+        store = PodStore(clock=FakeClock(T0))
+        store.ingest_stats(batch)
+        store.tick()
+        dumps(store.overview()).encode("utf-8", "surrogatepass")
+        store.drain(final=True)

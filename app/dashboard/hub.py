@@ -109,6 +109,9 @@ class LiveSocket(WebSocketHandler):
             self.set_header("WWW-Authenticate", 'Basic realm="mothership"')
             self.finish({"error": "the view token is missing or wrong"})
 
+    def _request_summary(self) -> str:
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"  # no query: it may hold a token
+
     def check_origin(self, origin: str) -> bool:
         """Same host as the page, or listed in --allowed-origins (a browser always sends Origin)."""
         if origin.rstrip("/") in self.allowed_origins:

@@ -122,7 +122,8 @@ def _log_request(handler: RequestHandler) -> None:
     if status >= 400:
         request = handler.request
         level = logging.ERROR if status >= 500 else logging.WARNING
-        access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.uri, request.remote_ip,
+        # The path only: query strings can carry the view token.
+        access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.path, request.remote_ip,
                        1000.0 * request.request_time())
 
 

@@ -340,6 +340,8 @@ class _Connection:
             return
         decision = self.tracker.refusal_ready()
         if decision == "wait":
+            # Nothing more is read from the client, so learn of its leaving this way.
+            self.client.set_close_callback(self._client_gone)
             return
         self._refusing = True
         if decision == "close":  # the app already began answering it: just end
@@ -350,6 +352,9 @@ class _Connection:
         why = ex.reason
         await self._answer(ex, ex.status, why, "bad_request",
                            f"mothership sidecar: {REASONS.get(ex.status, 'Bad Request').lower()}: {why}\n")
+
+    def _client_gone(self) -> None:
+        self.close("client")
 
     async def _answer(self, ex: Exchange, status: int, reason: str, error: str, text: str) -> None:
         response = simple_response(status, REASONS[status], text)

@@ -431,6 +431,23 @@ async def test_good_request_before_a_bad_one_is_answered_first(io_loop: Any, bac
 
 
 @pytest.mark.gen_test(timeout=10)
+async def test_a_client_leaving_while_its_bad_request_waits_is_noticed(
+        io_loop: Any, backend: Any, sidecar: Any) -> None:
+    def silent_app(peer: Peer) -> None:
+        peer.read_until_close()
+
+    app = backend(silent_app)
+    proxy = sidecar(app.port)
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(GET + BAD["obs-fold"])  # the 400 must wait for GET's answer, which never comes
+        await eventually(lambda: proxy.counters.bad_requests == 1)
+    samples = await proxy.wait_samples(2)
+    assert sorted((s["response"]["status"], s["error"]) for s in samples) == [(0, "bad_request"), (0, "client_closed")]
+    await eventually(lambda: app.peers[0].closed_by_peer.is_set(), timeout=2, what="the app's connection closed")
+    await proxy.settled(timeout=2)
+
+
+@pytest.mark.gen_test(timeout=10)
 async def test_oversized_head_gets_431(io_loop: Any, backend: Any, sidecar: Any) -> None:
     app = backend(answer(1, OK))
     proxy = sidecar(app.port, max_header_bytes=1024)

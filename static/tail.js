@@ -7,8 +7,11 @@
 
   const F = M.format;
   const D = M.dom;
-  const MAX_BUFFER = 500; // kept for the filters
-  const MAX_ROWS = 50; // in the DOM: every update may replace them all
+  const MAX_BUFFER = 500; // kept for the filters and for browsing while paused
+  // Rows in the DOM. Live, each update may replace them all, so only about a
+  // screenful is kept; paused, nothing churns and the whole buffer can show.
+  const LIVE_ROWS = 25;
+  const PAUSED_ROWS = 200;
 
   function sampleKey(s) {
     const status = s.response ? s.response.status : 0;
@@ -136,7 +139,8 @@
       }
       if (!this.paused) this.unseen = 0;
       const rows = [];
-      for (let i = this.buffer.length - 1; i >= 0 && rows.length < MAX_ROWS; i -= 1) {
+      const limit = this.paused ? PAUSED_ROWS : LIVE_ROWS;
+      for (let i = this.buffer.length - 1; i >= 0 && rows.length < limit; i -= 1) {
         const s = this.buffer[i];
         if (this.podFilter && s.pod !== this.podFilter) continue;
         if (!matchesStatus(s, this.statusFilter)) continue;

@@ -347,7 +347,8 @@ def show(r: dict[str, Any]) -> None:
     rate = r["sent"] / max(1e-9, r.get("duration", 1))
     print(f"{r['target']:>9} {r['pods']:>5} pods: {rate:7.0f} POST/s, p50 {r['p50_ms']:6.1f} ms, "
           f"p99 {r['p99_ms']:7.1f} ms (stats {r['stats_p99_ms']:.1f}, resources {r['resources_p99_ms']:.1f}), "
-          f"errors {r['errors']}, server CPU {100 * r['cpu']:5.1f}%, RSS {r['rss_mb']:6.1f} MB, generator CPU "
+          f"errors {r['errors']}, server CPU {100 * r['cpu']:5.1f}% ({1e6 * r['cpu'] / r['pods']:.0f} us/s a pod), "
+          f"RSS {r['rss_mb']:6.1f} MB, generator CPU "
           f"{100 * r['generator_cpu']:.0f}%{live}  {'ok' if r['ok'] else 'FAIL'}", flush=True)
 
 

@@ -175,6 +175,17 @@ def render_ratios(scenarios: Sequence[Scenario], targets: Sequence[str], table: 
                             else (row[subject].rps, row[t].rps))
             cells.append(f"{mine / theirs:>9.2f}x" if theirs else f"{'-':>10}")
         lines.append(f"  {sc.name:<49}" + "".join(cells))
+    # CPU per request barely moves when other work shares the machine, unlike
+    # requests/s: its inverse ratio estimates requests/s on a core of one's own.
+    cpu_cells = []
+    for sc in scenarios:
+        row = table.get(sc.name, {})
+        own, floor = row.get(subject), row.get("relay")
+        if own and floor and own.cpu_per_1k and floor.cpu_per_1k:
+            cpu_cells.append(f"{sc.name} {floor.cpu_per_1k / own.cpu_per_1k:.2f}x")
+    if cpu_cells:
+        lines.append(f"relay's CPU per request / {subject}'s (requests/s each could do on a core of its own): "
+                     + "  ".join(cpu_cells))
     for sc in scenarios:
         row = table.get(sc.name, {})
         if sc.connections != 1 or sc.big or direct not in row:

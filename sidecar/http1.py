@@ -354,7 +354,7 @@ class ChunkedBody:
 _R_HEAD = 0  # between requests or inside a head (held in _rq_buf)
 _R_LENGTH = 1  # a Content-Length body; _rq_left bytes to go
 _R_CHUNKED = 2
-_R_WAIT = 3  # Upgrade/CONNECT asked: bytes pass unparsed until the response decides
+_R_WAIT = 3  # Upgrade/CONNECT asked: bytes are held until the response decides what they are
 _R_TUNNEL = 4
 _R_DISCARD = 5  # after a request that closes the connection: nothing more goes on
 _R_REFUSED = 6
@@ -391,7 +391,8 @@ class ExchangeTracker:
         self._rq_buf = bytearray()
         self._rq_line_ok = False
         self._rq_left = 0
-        self._rq_raw = False  # bytes passed while waiting on an upgrade
+        self._rq_held = bytearray()  # what came behind an Upgrade/CONNECT request, held in _R_WAIT
+        self.released = bytearray()  # held request bytes the response side cleared to go to the app
         self._rq_chunks = ChunkedBody(strict=True, max_trailer=max_head)
         self._rs_state = _S_HEAD
         self._rs_ex: Exchange | None = None
@@ -446,14 +447,14 @@ class ExchangeTracker:
         """Take bytes from the client; return those that may be forwarded now."""
         state = self._rq_state
         if state >= _R_WAIT:
-            if state >= _R_DISCARD:
-                return b""
-            ex = self._rq_ex
-            if ex is not None:
-                ex.bytes_in += len(data)
+            if state == _R_TUNNEL:
+                ex = self._rq_ex
+                if ex is not None:
+                    ex.bytes_in += len(data)
+                return data
             if state == _R_WAIT:
-                self._rq_raw = True
-            return data
+                self._rq_held += data
+            return b""
         end = len(data)
         pos = 0
         stop = end  # bytes from here on are held or dropped
@@ -503,12 +504,16 @@ class ExchangeTracker:
                 elif state == _R_DISCARD:
                     stop = pos
                     break
-                else:  # _R_WAIT or _R_TUNNEL: the rest is not HTTP
+                elif state == _R_WAIT:
+                    # Until the app answers the Upgrade (or CONNECT), what follows may be
+                    # another protocol or more requests: held, neither forwarded nor framed.
+                    self._rq_held += data[pos:]
+                    stop = pos
+                    break
+                else:  # _R_TUNNEL: the rest is not HTTP
                     ex = self._rq_ex
                     if ex is not None:
                         ex.bytes_in += end - pos
-                    if state == _R_WAIT:
-                        self._rq_raw = True
                     break
                 state = self._rq_state
         except Refusal as refusal:
@@ -603,7 +608,6 @@ class ExchangeTracker:
             self._finish(ex)
         if (ex.upgrade or ex.method == b"CONNECT") and not ex.response_done:
             self._rq_state = _R_WAIT
-            self._rq_raw = False
             return
         self._rq_ex = None
         if not ex.keep_alive:
@@ -691,10 +695,7 @@ class ExchangeTracker:
                 break
             self._rs_state = state = _S_HEAD
             if self._rq_state == _R_WAIT and self._rq_ex is ex:
-                self._upgrade_declined()
-                state = self._rs_state
-                if state == _S_TUNNEL:
-                    break
+                self._upgrade_declined(now)
         return completed
 
     def _response_head(self, ex: Exchange, data: bytes, pos: int) -> int:
@@ -781,18 +782,33 @@ class ExchangeTracker:
         self._rq_state = _R_TUNNEL
         self._rq_ex = ex
         self._rq_buf.clear()
+        if self._rq_held:  # what the client sent early belongs to the new protocol
+            ex.bytes_in += len(self._rq_held)
+            self.released += self._rq_held
+            self._rq_held.clear()
         # Requests pipelined behind the one that switched protocols are now tunnel bytes.
         for other in self._unanswered:
             self._drop(other)
         self._unanswered.clear()
 
-    def _upgrade_declined(self) -> None:
+    def _upgrade_declined(self, now: float) -> None:
+        """The app answered an Upgrade or CONNECT without switching: HTTP goes on, held bytes included."""
         self._rq_ex = None
-        if self._rq_raw:  # and the client did not wait: the rest cannot be framed
-            self._rq_state = _R_TUNNEL
-            self._rs_state = _S_TUNNEL
-        else:
-            self._rq_state = _R_HEAD
+        self._rq_state = _R_HEAD
+        if self._rq_held:
+            held = bytes(self._rq_held)
+            self._rq_held.clear()
+            self.released += self.feed_request(held, now)
+
+    @property
+    def awaiting_upgrade(self) -> bool:
+        """The request side holds what comes until the app answers an Upgrade or CONNECT."""
+        return self._rq_state == _R_WAIT
+
+    def take_released(self) -> bytes:
+        released = bytes(self.released)
+        self.released.clear()
+        return released
 
     # --- ends -------------------------------------------------------------------
 
@@ -870,7 +886,7 @@ class ExchangeTracker:
 
 def _guess_request_line(ex: Exchange, head: bytes | bytearray) -> None:
     """Method and target of a refused head, when its first line is readable (for the sample)."""
-    line = bytes(head[:4096]).lstrip(b"\r\n").split(b"\r\n", 1)[0]
+    line = bytes(head[:4096]).lstrip(b"\r\n").split(b"\n", 1)[0].rstrip(b"\r")
     parts = line.split(b" ")
     if len(parts) == 3 and _METHOD.fullmatch(parts[0]) and parts[2].startswith(b"HTTP/"):
         ex.method, ex.target = parts[0][:_MAX_METHOD], parts[1]

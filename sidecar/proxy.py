@@ -23,6 +23,20 @@ Public surface:
         bad_requests      requests refused with 400 or 431
         timeouts          {"idle" | "header" | "body": n} connections closed
         sample_errors     exceptions raised by on_sample (logged, swallowed)
+
+Behaviour worth knowing:
+- The app is dialled when a client connects (overlapping the request's
+  arrival); if that failed before the request came, it is tried once more.
+  Still unreachable: 502 (504 after connect_timeout) to the first request.
+- Requests the tracker refuses get 400 (431 for heads over
+  max_header_bytes) once the responses before them are out; the client's
+  connection is then half-closed and read out for a moment, so it sees the
+  response instead of a reset.
+- A tunnel (101, CONNECT) is one exchange, reported when the connection
+  ends; `ttfb` counts from the first response byte, interim 1xx included.
+- header_timeout runs from a head's first byte; idle_timeout closes a
+  connection with nothing in flight (or a tunnel) that is silent both ways,
+  and a request body that stalls. Waiting on the app has no time limit.
 """
 
 from __future__ import annotations
@@ -195,7 +209,8 @@ class SidecarServer(TCPServer):
 class _Connection:
     """One client connection, its connection to the app, and the two pumps between them."""
 
-    __slots__ = ("_connected", "_failed_at", "_refusing", "_retried", "_tasks", "client", "closed", "connect_error",
+    __slots__ = ("_connected", "_decided", "_failed_at", "_refusing", "_retried", "_tasks", "client", "closed",
+                 "connect_error",
                  "last_client", "last_upstream", "server", "tracker", "upstream")
 
     def __init__(self, server: SidecarServer, client: IOStream) -> None:
@@ -206,9 +221,10 @@ class _Connection:
         self.closed = False
         self.connect_error = "upstream_unavailable"
         self.last_client = self.last_upstream = monotonic()
-        self._refusing = False
+        self._refusing = 0  # 1: a refused request is waiting, 2: it is being answered
         self._failed_at = 0.0  # when connecting to the app last failed
         self._retried = False
+        self._decided: asyncio.Future[None] | None = None  # set while reading waits on an Upgrade's answer
         self._connected: asyncio.Future[IOStream | None] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -283,9 +299,14 @@ class _Connection:
             if tracker.finished:
                 self._emit()
             if tracker.refused is not None:
-                self.server.counters.bad_requests += 1
                 await self._try_refusal()
                 return  # nothing more is read from this client
+            if tracker.awaiting_upgrade and not self.closed:
+                # Read no further until the app says what the next bytes are; learn of the
+                # client's leaving meanwhile from the close callback.
+                self._decided = asyncio.get_running_loop().create_future()
+                self.client.set_close_callback(self._client_gone)
+                await self._decided
             if self.closed:
                 return
 
@@ -310,6 +331,15 @@ class _Connection:
             if done:
                 tracker.sent(done, monotonic())
                 self._emit()
+            if tracker.released:  # bytes held behind an Upgrade, now cleared to go
+                try:
+                    await upstream.write(tracker.take_released())
+                except StreamClosedError:
+                    self.close("upstream")
+                    return
+            if self._decided is not None and not tracker.awaiting_upgrade:
+                self._decided.set_result(None)
+                self._decided = None
             if tracker.must_close:
                 self.close("done")
                 return
@@ -336,14 +366,17 @@ class _Connection:
 
     async def _try_refusal(self) -> None:
         """Answer a refused request once the responses before it are out."""
-        if self._refusing or self.closed:
+        if self._refusing == 0:
+            self._refusing = 1
+            self.server.counters.bad_requests += 1
+        if self._refusing == 2 or self.closed:
             return
         decision = self.tracker.refusal_ready()
         if decision == "wait":
             # Nothing more is read from the client, so learn of its leaving this way.
             self.client.set_close_callback(self._client_gone)
             return
-        self._refusing = True
+        self._refusing = 2
         if decision == "close":  # the app already began answering it: just end
             self.close("done")
             return
@@ -401,6 +434,8 @@ class _Connection:
         self.closed = True
         self.tracker.close(cause, monotonic())
         self._emit()
+        if self._decided is not None and not self._decided.done():
+            self._decided.set_result(None)
         if self.upstream is not None:
             self.upstream.close()
         if linger and not self.client.closed():

@@ -243,12 +243,42 @@ def test_declined_upgrade_goes_on_as_http() -> None:
 def test_connect_tunnels_after_2xx() -> None:
     request = b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n"
     tracker = ExchangeTracker()
-    assert tracker.feed_request(request + b"\x00\x01raw", 1.0) == request + b"\x00\x01raw"
+    assert tracker.feed_request(request + b"\x00\x01raw", 1.0) == request  # the rest waits for the answer
+    assert tracker.awaiting_upgrade
     tracker.feed_response(b"HTTP/1.1 200 Connection established\r\n\r\n\x05", 2.0)
-    assert tracker.tunnel
+    assert tracker.tunnel and tracker.take_released() == b"\x00\x01raw"
     tracker.close("upstream", 3.0)
     [ex] = tracker.take_finished()
     assert (ex.method, ex.status, ex.error, ex.bytes_in) == (b"CONNECT", 200, None, len(request) + 5)
+
+
+UPGRADE = b"GET /chat HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+
+def test_bytes_behind_an_upgrade_wait_for_its_answer() -> None:
+    behind = b"\x81\x80early frame"
+    for switch in (True, False):
+        tracker = ExchangeTracker()
+        assert tracker.feed_request(UPGRADE + behind[:4], 1.0) == UPGRADE
+        assert tracker.feed_request(behind[4:], 2.0) == b""
+        answer = b"HTTP/1.1 101 Switching Protocols\r\n\r\n" if switch else OK
+        tracker.feed_response(answer, 3.0)
+        if switch:  # the new protocol's bytes, all of them, in order
+            assert tracker.take_released() == behind and tracker.tunnel
+        else:  # HTTP goes on: the held bytes are framed like any others, and these are not HTTP
+            assert tracker.take_released() == b"" and tracker.refused is not None
+
+
+def test_requests_behind_a_declined_upgrade_are_framed_and_checked() -> None:
+    smuggled = b"POST /smuggled HTTP/1.1\nHost: a\n\n"
+    for behind, released, refused in ((GET, GET, False), (GET + smuggled, GET, True)):
+        tracker = ExchangeTracker()
+        assert tracker.feed_request(UPGRADE + behind, 1.0) == UPGRADE
+        tracker.sent(tracker.feed_response(OK, 2.0), 2.5)  # declined: a plain 200
+        assert tracker.take_released() == released
+        assert (tracker.refused is not None) == refused
+        tracker.sent(tracker.feed_response(OK, 3.0), 3.5)
+        assert [ex.target for ex in tracker.take_finished()] == [b"/chat", b"/users/42?token=secret"]
 
 
 def test_empty_lines_before_a_request_are_passed_over() -> None:

@@ -294,6 +294,57 @@ async def test_websocket_is_one_exchange(io_loop: Any, sidecar: Any, closing: li
     await proxy.settled()
 
 
+UPGRADE = b"GET /chat HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+
+@pytest.mark.gen_test(timeout=10)
+@pytest.mark.parametrize("smuggle", [False, True])
+async def test_requests_behind_a_declined_upgrade_are_framed(
+        io_loop: Any, backend: Any, sidecar: Any, smuggle: bool) -> None:
+    behind = b"POST /smuggled HTTP/1.1\nHost: a\n\n" if smuggle else GET
+
+    def declining_app(peer: Peer) -> None:
+        peer.read_until(len(UPGRADE))
+        peer.send(OK)  # no switch: HTTP goes on
+        if peer.read_until(len(UPGRADE) + len(GET)):
+            peer.send(OK)
+        peer.read_until_close()
+
+    app = backend(declining_app)
+    proxy = sidecar(app.port)
+    got = await in_thread(talk, proxy.port, UPGRADE + behind, until=2 * len(OK), timeout=2)
+    samples = await proxy.wait_samples(2)
+    if smuggle:
+        assert got.startswith(OK + b"HTTP/1.1 400 Bad Request\r\n")
+        assert bytes(app.peers[0].received) == UPGRADE  # the smuggled request never reached the app
+        assert [(s["endpoint"], s["error"]) for s in samples] == [("/chat", None), ("/smuggled", "bad_request")]
+    else:
+        assert got == OK + OK
+        assert bytes(app.peers[0].received) == UPGRADE + GET
+        assert [(s["endpoint"], s["error"]) for s in samples] == [("/chat", None), ("/users/42", None)]
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_bytes_sent_early_behind_an_upgrade_reach_the_new_protocol(
+        io_loop: Any, backend: Any, sidecar: Any) -> None:
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+    def switching_app(peer: Peer) -> None:
+        peer.read_until(len(UPGRADE))
+        time.sleep(0.1)  # the early bytes are at the sidecar by now
+        peer.send(switch)
+        peer.read_until(len(UPGRADE) + 6)
+        peer.send(b"pong!!")
+
+    app = backend(switching_app)
+    proxy = sidecar(app.port)
+    assert await in_thread(talk, proxy.port, UPGRADE + b"ping!!") == switch + b"pong!!"
+    assert bytes(app.peers[0].received) == UPGRADE + b"ping!!"
+    [sample] = await proxy.wait_samples(1)
+    assert (sample["response"]["status"], sample["bytes_in"], sample["bytes_out"]) == (
+        101, len(UPGRADE) + 6, len(switch) + 6)
+
+
 # --- the app unreachable -------------------------------------------------------------------
 
 

@@ -34,6 +34,9 @@ Behaviour worth knowing:
   response instead of a reset.
 - A tunnel (101, CONNECT) is one exchange, reported when the connection
   ends; `ttfb` counts from the first response byte, interim 1xx included.
+  Bytes sent behind an Upgrade or CONNECT request are held (and the client
+  is not read) until the app answers: a switch makes them tunnel bytes,
+  anything else frames and checks them as HTTP.
 - header_timeout runs from a head's first byte; idle_timeout closes a
   connection with nothing in flight (or a tunnel) that is silent both ways,
   and a request body that stalls. Waiting on the app has no time limit.

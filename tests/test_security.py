@@ -200,8 +200,8 @@ def test_no_secret_reaches_the_api_metrics_logs_or_history(run_app: Any, tmp_pat
         seen["dashboard log"] = dashboard.proc.output
         files = sorted(tmp_path.glob("history.sqlite3*"))
         assert data in files and data.stat().st_size > 0
-        for path in files:
-            seen[path.name] = path.read_bytes().decode("latin-1")
+        for file in files:
+            seen[file.name] = file.read_bytes().decode("latin-1")
         assert "/users/{id}" in seen["history.sqlite3"] + seen.get("history.sqlite3-wal", "")  # history was written
 
         secrets = {**SECRETS, "ingest token": INGEST}

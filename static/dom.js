@@ -126,9 +126,34 @@
     visibility.unwatch(rec.el);
   }
 
+  // Indices (into `seq`) of a longest strictly increasing subsequence of the
+  // non-negative values of `seq`: the nodes that can stay where they are.
+  function longestIncreasing(seq) {
+    const tails = []; // tails[k]: index in seq of the smallest tail of a run of length k+1
+    const prev = new Array(seq.length);
+    for (let i = 0; i < seq.length; i += 1) {
+      const v = seq[i];
+      if (v < 0) continue;
+      let lo = 0;
+      let hi = tails.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (seq[tails[mid]] < v) lo = mid + 1;
+        else hi = mid;
+      }
+      prev[i] = lo > 0 ? tails[lo - 1] : -1;
+      tails[lo] = i;
+    }
+    const keep = new Set();
+    for (let i = tails.length ? tails[tails.length - 1] : -1; i >= 0; i = prev[i]) keep.add(i);
+    return keep;
+  }
+
   // Keeps `container`'s children equal to one node per item, in item order.
   // create(key, item) returns a record with an `el`; update(record, item)
   // refreshes it; remove(record), if given, runs when its key disappears.
+  // Reordering moves as few nodes as possible (those off the longest run
+  // already in order): a moved node is laid out and painted again.
   class KeyedList {
     constructor(container, create, update, remove) {
       this.container = container;
@@ -136,11 +161,12 @@
       this.update = update;
       this.remove = remove || null;
       this.records = new Map();
+      this.order = []; // records in their DOM order
     }
 
     render(items, keyOf) {
+      const next = [];
       const seen = new Set();
-      let cursor = this.container.firstChild;
       for (const item of items) {
         const key = keyOf(item);
         if (seen.has(key)) continue;
@@ -148,14 +174,11 @@
         let rec = this.records.get(key);
         if (rec === undefined) {
           rec = this.create(key, item);
+          rec.__pos = -1;
           this.records.set(key, rec);
         }
         this.update(rec, item);
-        if (rec.el === cursor) {
-          cursor = cursor.nextSibling;
-        } else {
-          this.container.insertBefore(rec.el, cursor);
-        }
+        next.push(rec);
       }
       if (seen.size !== this.records.size) {
         for (const [key, rec] of this.records) {
@@ -166,6 +189,19 @@
           }
         }
       }
+      const old = this.order;
+      for (let i = 0; i < old.length; i += 1) old[i].__pos = i;
+      const positions = next.map((rec) => (rec.el.parentNode === this.container ? rec.__pos : -1));
+      const keep = longestIncreasing(positions);
+      // Place from the end, each node before the one that follows it.
+      let anchor = null;
+      for (let i = next.length - 1; i >= 0; i -= 1) {
+        const el = next[i].el;
+        if (!keep.has(i)) this.container.insertBefore(el, anchor);
+        anchor = el;
+      }
+      for (const rec of next) rec.__pos = -1;
+      this.order = next;
     }
 
     get size() { return this.records.size; }

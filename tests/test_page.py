@@ -473,6 +473,44 @@ def test_buffers_stay_bounded_however_long_the_page_runs(dashboard: Callable[...
     assert sizes["rows"] == 25 and sizes["pausedRows"] == 200 and "/x4999" in sizes["newest"]
 
 
+def test_keyed_lists_keep_order_and_move_few_nodes(dashboard: Callable[..., Dashboard],
+                                                   open_page: Callable[..., PageWatch]) -> None:
+    d = dashboard()
+    watch = open_page(d.url)
+    watch.wait_for(LIVE)
+    result = watch.page.evaluate("""() => {
+        const c = document.createElement('div');
+        let moves = 0;
+        const insert = c.insertBefore.bind(c);
+        c.insertBefore = (node, before) => { moves += 1; return insert(node, before); };
+        let removed = 0;
+        const list = new window.Mothership.dom.KeyedList(c,
+            (key) => ({el: Object.assign(document.createElement('i'), {textContent: key})}), () => {},
+            () => { removed += 1; });
+        const show = (keys) => {
+            moves = 0;
+            list.render(keys, (k) => k);
+            const got = [...c.children].map((n) => n.textContent).join(',');
+            return got === [...new Set(keys)].join(',') ? moves : 'wrong order: ' + got;  // repeats once
+        };
+        const out = [show(['a', 'b', 'c', 'd', 'e']), show(['b', 'c', 'd', 'e', 'a']), show(['a', 'b', 'c', 'd', 'e']),
+                     show(['x', 'a', 'c', 'y']), show(['x', 'x', 'a']), show([])];
+        let random = 0;
+        let seed = 7;
+        const rnd = () => { seed = (seed * 16807) % 2147483647; return seed / 2147483647; };
+        for (let t = 0; t < 300; t += 1) {
+            const keys = [...'abcdefghijklmnopqrst'].filter(() => rnd() < 0.7).sort(() => rnd() - 0.5);
+            if (typeof show(keys) === 'string') return {out, random: 'wrong order for ' + keys};
+            random += 1;
+        }
+        return {out, random, removed};
+    }""")
+    # One node moved for one item moved, new ones inserted, the rest left in place.
+    assert result["out"] == [5, 1, 1, 2, 0, 0]
+    assert result["random"] == 300
+    assert result["removed"] > 0
+
+
 def test_screenshot_for_the_readme(run_app: Callable[..., AppProcess], open_page: Callable[..., PageWatch],
                                    tmp_path: Path) -> None:
     """The demo (dashboard, sample-app pods behind real sidecars, traffic) as a user first sees it."""

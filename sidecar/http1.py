@@ -446,6 +446,18 @@ class ExchangeTracker:
     def feed_request(self, data: bytes, now: float) -> bytes:
         """Take bytes from the client; return those that may be forwarded now."""
         state = self._rq_state
+        if state == _R_HEAD and len(data) <= MEMO_HEAD_BYTES and not self._rq_buf:
+            # The commonest chunk: exactly one bodiless request head seen before.
+            parsed = _request_memo.get(data)
+            if parsed is not None and parsed[6] == 0 and data[0] != 13:
+                self._rq_ex = fresh = Exchange(now)
+                fresh.method, fresh.target, fresh.version, fresh.keep_alive, fresh.upgrade, fresh.user_agent, _ = parsed
+                fresh.bytes_in = len(data)
+                fresh.head_done = True
+                self._live.append(fresh)
+                self._unanswered.append(fresh)
+                self._request_done(fresh)
+                return data
         if state >= _R_WAIT:
             if state == _R_TUNNEL:
                 ex = self._rq_ex

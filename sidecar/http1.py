@@ -381,6 +381,7 @@ class ExchangeTracker:
 
     def __init__(self, max_head: int = 65536) -> None:
         self.max_head = max_head
+        self._memo_limit = min(max_head, MEMO_HEAD_BYTES)
         self.finished: list[Exchange] = []
         self.refused: Exchange | None = None
         self.must_close = False  # the response side ended the connection
@@ -446,7 +447,7 @@ class ExchangeTracker:
     def feed_request(self, data: bytes, now: float) -> bytes:
         """Take bytes from the client; return those that may be forwarded now."""
         state = self._rq_state
-        if state == _R_HEAD and len(data) <= MEMO_HEAD_BYTES and not self._rq_buf:
+        if state == _R_HEAD and len(data) <= self._memo_limit and not self._rq_buf:
             # The commonest chunk: exactly one bodiless request head seen before.
             parsed = _request_memo.get(data)
             if parsed is not None and parsed[6] == 0 and data[0] != 13:

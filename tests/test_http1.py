@@ -407,6 +407,14 @@ def test_oversized_heads_get_431() -> None:
         assert tracker.refused.method == b"GET"
 
 
+def test_a_remembered_head_is_still_too_large_for_a_smaller_limit() -> None:
+    head = b"GET / HTTP/1.1\r\nX: " + b"a" * 300 + b"\r\n\r\n"
+    assert ExchangeTracker().feed_request(head, 1.0) == head  # now remembered
+    small = ExchangeTracker(max_head=100)
+    assert small.feed_request(head, 1.0) == b""
+    assert small.refused is not None and small.refused.status == 431
+
+
 def test_a_refused_partial_head_still_names_its_request() -> None:
     tracker = ExchangeTracker()
     tracker.feed_request(b"GET /x HTTP/1.1\r\nX: 1\nY", 1.0)

@@ -377,6 +377,8 @@ class ExchangeTracker:
     returns the exchanges whose response ended in `data`; once those bytes
     are written, `sent(exchanges, now)` stamps them. Exchanges that are over
     (both sides done, or the connection closed) collect in `finished`.
+    While `awaiting_upgrade`, request bytes are held; the response that
+    settles it leaves them in `released` (to forward, via `take_released`).
     """
 
     def __init__(self, max_head: int = 65536) -> None:

@@ -36,6 +36,7 @@ class Peer:
     sock: socket.socket
     received: bytearray = field(default_factory=bytearray)
     closed_by_peer: threading.Event = field(default_factory=threading.Event)
+    handled: threading.Event = field(default_factory=threading.Event)  # the handler returned (or failed)
 
     def read_until(self, size: int, timeout: float = TIMEOUT) -> bool:
         """Read until `size` bytes have come in all told; False if the peer closed first."""
@@ -93,6 +94,7 @@ class RawBackend:
             pass
         finally:
             peer.sock.close()
+            peer.handled.set()
 
     def close(self) -> None:
         with suppress(OSError):

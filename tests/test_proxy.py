@@ -272,6 +272,27 @@ async def test_client_gone_mid_exchange(io_loop: Any, backend: Any, sidecar: Any
 
 
 @pytest.mark.gen_test(timeout=10)
+async def test_client_gone_mid_download(io_loop: Any, backend: Any, sidecar: Any) -> None:
+    size = 32 << 20
+
+    def big_app(peer: Peer) -> None:
+        peer.read_until(len(GET))
+        peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        block = b"z" * 65536
+        for _ in range(size // len(block)):
+            peer.send(block)
+
+    app = backend(big_app)
+    proxy = sidecar(app.port)
+    assert len(await in_thread(talk, proxy.port, GET, until=100_000)) >= 100_000  # then hangs up
+    [sample] = await proxy.wait_samples(1)
+    assert (sample["response"]["status"], sample["error"]) == (200, "client_closed")
+    assert 100_000 <= sample["bytes_out"] < size
+    await eventually(app.peers[0].handled.is_set, what="the app's sending cut off")
+    await proxy.settled()
+
+
+@pytest.mark.gen_test(timeout=10)
 async def test_websocket_is_one_exchange(io_loop: Any, sidecar: Any, closing: list[Any]) -> None:
     class Echo(WebSocketHandler):
         def on_message(self, message: str | bytes) -> None:

@@ -389,11 +389,14 @@ def test_card_details_sorting_filters_and_window_choice(dashboard: Callable[...,
     watch.wait_for(f"() => {card(pod)}")
 
     # The routes table sorts by a click on p95 (slowest first), then on errors.
-    first_route = "() => document.querySelector('#routes-body .drow .path').textContent"
+    watch.wait_for("() => [...document.querySelectorAll('#routes-body .col-p95')]"
+                   ".filter((c) => /s$/.test(c.textContent)).length === 4")  # each route has its p95, app-wide
+    first_route = "(want) => document.querySelector('#routes-body .drow .path').textContent === want"
     watch.page.click("#routes [data-sort='p95']")
-    assert watch.page.evaluate(first_route) == "/slow"
+    watch.wait_for(first_route, arg="/slow", timeout=3)
+    assert watch.page.get_attribute("#routes [data-sort='p95']", "aria-sort") == "descending"
     watch.page.click("#routes [data-sort='errors']")
-    assert watch.page.evaluate(first_route) == "/boom"
+    watch.wait_for(first_route, arg="/boom", timeout=3)
 
     # The tail filters by status and pauses.
     watch.page.select_option("#tail-status", "5xx")

@@ -18,9 +18,11 @@ from app.dashboard.scope import (
     Scope,
     TrafficDelta,
     Window,
+    freeze,
     pack_pairs,
     pack_status,
     quantiles,
+    thaw,
     to_pairs,
     unpack_status,
     window_start,
@@ -205,3 +207,43 @@ def test_one_pass_quantiles_equal_the_shared_histograms(times: list[float]) -> N
     packed = pack_pairs(sorted(expected.counts.items()))
     got = quantiles(packed, expected.count, expected.low, expected.high)
     assert got == tuple(round(expected.quantile(q), 3) for q in (0.5, 0.95, 0.99))  # type: ignore[arg-type]
+
+
+@given(pairs, st.dictionaries(st.sampled_from(["2xx", "4xx", "5xx", "none"]), st.integers(0, 10**9), max_size=4),
+       st.integers(0, 10**12), st.floats(0, 1e9), st.booleans())
+def test_freeze_and_thaw_round_trip(hist: dict[int, int], status: dict[str, int], nbytes: int, ms: float,
+                                    with_resources: bool) -> None:
+    bucket = Bucket()
+    bucket.hist, bucket.status = pack_pairs(sorted(hist.items())), pack_status(status)
+    bucket.count = sum(hist.values())
+    if bucket.count:
+        bucket.total, bucket.low, bucket.high = ms, ms / 2, ms
+    bucket.bytes_in = bucket.bytes_out = nbytes
+    if with_resources:
+        bucket.add_resource(12.5, 1e9, 2e9)
+    frozen = freeze(bucket)
+    assert isinstance(frozen, bytes) and thaw(frozen).to_row() == bucket.to_row()
+
+
+def test_old_buckets_are_frozen_and_read_the_same() -> None:
+    hot, cold = Scope("pod:hot"), Scope("pod:cold")
+    for second in range(0, 1200):
+        now = T0 + second
+        cells = cells_for([sample(started=now - 2, ms=float(1 + second % 97), status=200 + 300 * (second % 7 == 0))])
+        for scope in (hot, cold):
+            scope.add_traffic(TrafficDelta(cells, now, 3600), now)
+            scope.add_resource(int(now), float(second % 50), 1e6 + second, 2e6)
+        cold.evict(now, 3600)
+    frozen = sum(type(v) is bytes for v in (*cold.fine.values(), *cold.coarse.values()))
+    assert frozen > 400 and all(type(v) is not bytes for v in hot.fine.values())
+    now = T0 + 1200
+    hot.evict(now, 3600)  # the same eviction of old slots, and the same freezing
+    for window, step in ((300, 1), (900, 5), (3600, 10)):
+        assert cold.series(now, window, step) == hot.series(now, window, step)
+    assert cold.trend_json(now) == hot.trend_json(now)
+    assert cold.window(now).headline() == hot.window(now).headline()
+    # Late data for a frozen slot thaws it and counts.
+    late = cells_for([sample(started=T0 + 100)])
+    cold.add_traffic(TrafficDelta(late, now, 3600), now)
+    bucket = cold.bucket(COARSE, int(T0) + 100)
+    assert bucket is not None and bucket.count == 6

@@ -12,6 +12,7 @@ clock (callers pass `now` in epoch seconds).
 from __future__ import annotations
 
 import math
+import struct
 import sys
 import zlib
 from array import array
@@ -29,6 +30,8 @@ WINDOW = 60  # seconds the overview's rates and percentiles cover
 TREND_POINTS = 60  # coarse buckets in a trend (5 minutes)
 ROUTE_LIMIT = 200  # distinct (route, method) per scope; more go to {other}
 MAX_SKEW = 60  # seconds a sender's clock may run ahead before its cells are counted now
+FINE_HOT = 30  # seconds a one-second bucket stays an object; older ones are packed into bytes
+COARSE_HOT = TREND_POINTS * COARSE + 2 * COARSE  # the trend reads coarse buckets this far back, often
 
 WIDTH = 64  # bits per packed slot: no count in a slot comes near 2**64
 _MASK = (1 << WIDTH) - 1
@@ -257,6 +260,46 @@ class Bucket(Traffic):
         return bucket
 
 
+_FROZEN = struct.Struct("<QQQQIIddddddHH")  # the fixed part of a frozen bucket, then status and histogram
+
+
+def freeze(bucket: Bucket) -> bytes:
+    """A complete bucket as about a quarter of its memory: fixed fields, then the packed counts as bytes.
+
+    The histogram's empty low slots are left out (latencies cluster), the rest is
+    the packed int's own little-endian bytes. `thaw` gives the bucket back.
+    """
+    hist = bucket.hist
+    skip = ((hist & -hist).bit_length() - 1) // WIDTH if hist else 0  # empty slots below the first count
+    status_bytes, hist_bytes = _blob(bucket.status), _blob(hist >> (skip * WIDTH))
+    limit = math.nan if bucket.mem_limit is None else bucket.mem_limit
+    low = bucket.low if bucket.count else math.nan
+    head = _FROZEN.pack(bucket.count, bucket.failures, bucket.bytes_in, bucket.bytes_out, bucket.cpu_n,
+                        bucket.mem_n, bucket.total, low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit,
+                        skip, len(status_bytes))
+    return head + status_bytes + hist_bytes
+
+
+def thaw(frozen: bytes) -> Bucket:
+    bucket = Bucket()
+    (bucket.count, bucket.failures, bucket.bytes_in, bucket.bytes_out, bucket.cpu_n, bucket.mem_n, bucket.total,
+     low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit, skip, status_len) = _FROZEN.unpack_from(frozen)
+    if bucket.count:
+        bucket.low = low
+    bucket.mem_limit = None if math.isnan(limit) else limit
+    start = _FROZEN.size
+    bucket.status = int.from_bytes(frozen[start:start + status_len], "little")
+    bucket.hist = int.from_bytes(frozen[start + status_len:], "little") << (skip * WIDTH)
+    return bucket
+
+
+Slot = Bucket | bytes  # a tier holds objects while hot, frozen bytes after
+
+
+def _read(slot: Slot | None) -> Bucket | None:
+    return thaw(slot) if type(slot) is bytes else slot  # type: ignore[return-value]
+
+
 class Window(Traffic):
     """Traffic over a span of `seconds`, reduced to the numbers people read."""
 
@@ -405,8 +448,8 @@ class Scope:
         # after a restart their step-1 series spread the coarse slots over the seconds before it.
         self.persist_fine = persist_fine
         self.fine_since = 0  # epoch second from which `fine` is complete
-        self.fine: dict[int, Bucket] = {}
-        self.coarse: dict[int, Bucket] = {}
+        self.fine: dict[int, Slot] = {}
+        self.coarse: dict[int, Slot] = {}
         self.routes: dict[RouteKey, RouteStat] = {}
         self.dirty: set[tuple[int, int]] = set()  # (step, t) changed since the last history write
         self.routes_dirty = False
@@ -414,6 +457,8 @@ class Scope:
         self._fine_floor = 0
         self._coarse_floor = 0
         self._route_floor = 0
+        self._fine_frozen = 0  # below these, tiers hold frozen bytes
+        self._coarse_frozen = 0
         self.phase = zlib.crc32(name.encode("utf-8", "replace")) % (COARSE * 100) / 100
         self._window: tuple[int, int, Window] | None = None  # (start, version, value)
         self._trend: tuple[int, int, str] | None = None
@@ -423,17 +468,19 @@ class Scope:
     # --- writing ----------------------------------------------------------
 
     def fine_bucket(self, t: int) -> Bucket:
-        bucket = self.fine.get(t)
+        bucket = _read(self.fine.get(t))
         if bucket is None:
-            bucket = self.fine[t] = Bucket()
+            bucket = Bucket()
+        self.fine[t] = bucket
         if self.persist_fine:
             self.dirty.add((1, t))
         return bucket
 
     def coarse_bucket(self, t5: int) -> Bucket:
-        bucket = self.coarse.get(t5)
+        bucket = _read(self.coarse.get(t5))
         if bucket is None:
-            bucket = self.coarse[t5] = Bucket()
+            bucket = Bucket()
+        self.coarse[t5] = bucket
         self.dirty.add((COARSE, t5))
         return bucket
 
@@ -477,6 +524,10 @@ class Scope:
         if coarse_cut > self._coarse_floor:
             _drop_before(self.coarse, self._coarse_floor, coarse_cut, COARSE)
             self._coarse_floor = coarse_cut
+        self._fine_frozen = _freeze_before(self.fine, max(self._fine_frozen, fine_cut), int(now) - FINE_HOT, 1)
+        cold = int(now) - COARSE_HOT
+        self._coarse_frozen = _freeze_before(self.coarse, max(self._coarse_frozen, coarse_cut),
+                                             cold - cold % COARSE, COARSE)
         start = window_start(now)[0] - COARSE  # one slot more: a scope's phase can put its window back one
         if start == self._route_floor:
             return
@@ -492,6 +543,10 @@ class Scope:
     def load_bucket(self, step: int, t: int, bucket: Bucket) -> None:
         (self.fine if step == 1 else self.coarse)[t] = bucket
 
+    def bucket(self, step: int, t: int) -> Bucket | None:
+        """The bucket of a tier at `t`, for reading (a frozen one is thawed, not kept thawed)."""
+        return _read((self.fine if step == 1 else self.coarse).get(t))
+
     def drain_buckets(self, complete_before: int | None) -> list[tuple[int, int, BucketRow]]:
         """Changed buckets as (step, t, data); with `complete_before`, only slots ending by then.
 
@@ -504,7 +559,7 @@ class Scope:
             if complete_before is not None and t + step > complete_before:
                 keep.add((step, t))
                 continue
-            bucket = (self.fine if step == 1 else self.coarse).get(t)
+            bucket = self.bucket(step, t)
             if bucket is not None:
                 out.append((step, t, bucket.to_row()))
         self.dirty = keep
@@ -534,7 +589,7 @@ class Scope:
         out = Window(end - start)
         coarse = self.coarse
         for t5 in range(start, end, COARSE):
-            bucket = coarse.get(t5)
+            bucket = _read(coarse.get(t5))
             if bucket is not None:
                 out.merge(bucket)
         self._window = (start, self.version, out)
@@ -552,7 +607,7 @@ class Scope:
         memory: list[float | None] = []
         coarse = self.coarse
         for t5 in range(end - TREND_POINTS * COARSE, end, COARSE):
-            bucket = coarse.get(t5)
+            bucket = _read(coarse.get(t5))
             if bucket is None:
                 rps.append(None)
                 p95.append(None)
@@ -635,13 +690,13 @@ class Scope:
         """The bucket covering [t, t + step), and the seconds its counts are spread over."""
         if step == 1:
             if t >= self.fine_since:
-                return self.fine.get(t), 1
-            return self.coarse.get(t - t % COARSE), COARSE
+                return _read(self.fine.get(t)), 1
+            return _read(self.coarse.get(t - t % COARSE)), COARSE
         if step == COARSE:
-            return self.coarse.get(t), COARSE
+            return _read(self.coarse.get(t)), COARSE
         merged: Bucket | None = None
         for t5 in range(t, t + step, COARSE):
-            bucket = self.coarse.get(t5)
+            bucket = _read(self.coarse.get(t5))
             if bucket is not None:
                 if merged is None:
                     merged = Bucket()
@@ -650,7 +705,22 @@ class Scope:
         return merged, step
 
 
-def _drop_before(buckets: dict[int, Bucket], floor: int, cut: int, step: int) -> None:
+def _freeze_before(slots: dict[int, Slot], floor: int, cut: int, step: int) -> int:
+    """Freeze the buckets in [floor, cut); the new floor. Called every tick, so usually one slot."""
+    if cut <= floor:
+        return floor
+    if (cut - floor) // step > len(slots):  # a long gap (a restart, a silence): scan instead
+        times: Iterable[int] = [t for t, slot in slots.items() if t < cut and type(slot) is not bytes]
+    else:
+        times = range(floor - floor % step, cut, step)
+    for t in times:
+        slot = slots.get(t)
+        if slot is not None and type(slot) is not bytes:
+            slots[t] = freeze(slot)  # type: ignore[arg-type]
+    return cut
+
+
+def _drop_before(buckets: dict[int, Slot], floor: int, cut: int, step: int) -> None:
     if (cut - floor) // step > len(buckets):  # a long gap: scanning is cheaper than counting up
         for t in [t for t in buckets if t < cut]:
             del buckets[t]

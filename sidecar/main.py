@@ -27,6 +27,9 @@ from sidecar.resources import ResourceSampler
 log = logging.getLogger("mothership.sidecar")
 
 FLUSH_TIMEOUT = 5.0  # seconds for the final batch on shutdown, after the drain
+# Tornado's default of 128 makes a burst of new connections beyond it wait for a
+# 1 s SYN retransmit while the loop is busy; the kernel caps it at somaxconn.
+LISTEN_BACKLOG = 4096
 
 
 class Sidecar:
@@ -53,7 +56,7 @@ class Sidecar:
 
     def start(self) -> None:
         config = self.config
-        self.server.listen(config.port, config.host)
+        self.server.listen(config.port, config.host, backlog=LISTEN_BACKLOG)
         self.admin.listen(config.admin_port, config.host)
         self.reporter.start()
         where = (f"reporting to {config.dashboard} every {config.stats_interval:g}s"

@@ -516,6 +516,18 @@ def test_keyed_lists_keep_order_and_move_few_nodes(dashboard: Callable[..., Dash
     assert result["removed"] > 0
 
 
+def test_page_bench_runs_and_reads_the_page_s_own_timings() -> None:
+    """bench/page_bench.py, briefly and small, so that it cannot rot."""
+    done = subprocess.run([sys.executable, "-m", "bench.page_bench", "--duration", "4", "--every", "2", "--warmup", "2",
+                           "--pods", "6", "--apps", "2", "--routes", "20"], cwd=ROOT, env=app_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "page with 6 pods and 20 routes" in out, out
+    assert "work per update (parse + DOM + style/layout, in the page): median" in out, out
+    assert "JS heap after GC" in out and "verdict:" in out, out
+
+
 def test_screenshot_for_the_readme(run_app: Callable[..., AppProcess], open_page: Callable[..., PageWatch],
                                    tmp_path: Path) -> None:
     """The demo (dashboard, sample-app pods behind real sidecars, traffic) as a user first sees it."""

@@ -8,6 +8,7 @@ what the dashboard counted: every exchange once, or counted as dropped.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
@@ -192,7 +193,7 @@ def test_dashboard_outage_within_the_buffer_loses_nothing_and_the_proxy_does_not
           f"median latency up {up:.2f} ms, down {down:.2f} ms (max {max(down_latencies):.1f} ms); "
           f"sidecar RSS up {max(rss['up']) / 1e6:.1f} MB, down {max(rss['down']) / 1e6:.1f} MB")
     assert down < up * 1.5 + 0.5
-    assert max(down_latencies) < 250
+    assert max(down_latencies) < 500  # no request waited on the dashboard (a loaded test machine adds noise)
     assert growth < 5e6  # bounded by what is queued (about 1 MB here), not by the outage
     assert tracebacks(sidecar.proc.output) == []
 
@@ -358,3 +359,21 @@ def test_sigterm_on_the_dashboard_under_load_loses_nothing_acknowledged(run_app:
           f"{[dashboard.counted(s.pod) for s in sidecars]}")
     assert [dashboard.counted(s.pod) for s in sidecars] == [(n, 0) for n in sent]
     assert took < 5
+
+
+@pytest.mark.xfail(strict=True, reason="app/dashboard/aggregate.py PodStore.drain writes batch ids and buckets every "
+                   "flush (2 s) but pods' rows only every POD_FLUSH (10 s), and restore() attaches batch ids to "
+                   "restored pods only: after a crash (SIGKILL, OOM kill) a pod first seen in its last 10 s is gone "
+                   "with its batch ids, so a batch the sidecar retries is counted a second time in the history")
+def test_a_batch_retried_after_a_dashboard_crash_counts_once(run_app: Any, tmp_path: Path) -> None:
+    dashboard = start_dashboard(run_app, data=str(tmp_path / "history.sqlite3"))
+    now = time.time()
+    body = json.dumps({"pod": "crash-1-x", "batch": "only-once", "stats": [
+        {"endpoint": "/x", "time": 5.0, "started": now * 1000, "response": {"status": 200}}] * 10}).encode()
+    assert dashboard.post("/stats", body).json()["duplicate"] is False
+    time.sleep(4.5)  # two history writes: buckets and batch ids are on disk
+    assert dashboard.proc.stop(signal.SIGKILL) == -signal.SIGKILL
+    dashboard = restart_dashboard(run_app, dashboard)
+    # The sidecar never heard the first answer (the crash), so it sends the same batch again.
+    assert dashboard.post("/stats", body).json()["duplicate"] is True
+    assert served(dashboard) == 10

@@ -42,6 +42,8 @@ class Sidecar:
         self.reporter = Reporter(config, self.buffer, self.sampler, self.metrics)
         # With nowhere to send them, exchanges only feed /metrics: a buffer
         # that is never sealed would just fill up and count drops.
+        self._add = self.buffer.add  # bound once: on_sample runs once per exchange
+        self._observe = self.metrics.observe
         self.server = SidecarServer(config, self.on_sample if config.dashboard else self.metrics.observe)
         self.admin_state = AdminState(config.target_host, config.target_port)
         self.admin = HTTPServer(make_admin_app(self.metrics.registry, self.admin_state))
@@ -51,8 +53,8 @@ class Sidecar:
     def on_sample(self, sample: Sample) -> None:
         """Called by the proxy once per finished exchange, on its hot path (it
         catches, counts and logs what this raises)."""
-        self.buffer.add(sample)
-        self.metrics.observe(sample)
+        self._add(sample)
+        self._observe(sample)
 
     def start(self) -> None:
         config = self.config

@@ -1,12 +1,12 @@
 """`SidecarMetrics`: the sidecar's Prometheus registry and what it exposes on /metrics.
 
-Exchanges are observed as they finish (one cached set of label children per
-route, method and status class, so the hot path is a dict lookup and four
-increments). Everything else — proxy connection counters, the reporter's
-queue, resource gauges — is read from its owner at scrape time by a custom
-collector, so it costs nothing between scrapes. Names follow Prometheus
-conventions (base units, `_total` on counters) and OpenTelemetry's HTTP
-semantic conventions where one fits (`http.server.request.duration` ->
+Exchanges are counted as they finish in plain numbers
+(`sidecar.exchange_metrics`) that become metric families at scrape time.
+Everything else — proxy connection counters, the reporter's queue, resource
+gauges — is read from its owner at scrape time by a custom collector, so it
+costs nothing between scrapes. Names follow Prometheus conventions (base
+units, `_total` on counters) and OpenTelemetry's HTTP semantic conventions
+where one fits (`http.server.request.duration` ->
 `http_server_request_duration_seconds`, `http.route` -> label `route`).
 """
 
@@ -15,24 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from app.routes import RouteCap
-from app.wire import Sample, status_class
+from app.wire import Sample
 from sidecar.buffer import SampleBuffer
+from sidecar.exchange_metrics import MAX_ROUTES, ExchangeMetrics
 
-# Seconds; reaching past 60 s as DESIGN.md asks, dense where web latencies live.
-DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    30.0, 60.0, 120.0)
-SIZE_BUCKETS = tuple(float(4**i * 64) for i in range(11))  # 64 B .. 64 MiB
-# OpenTelemetry's rule: known methods as they are, anything else as _OTHER, so
-# a client cannot mint label values.
-METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
-MAX_ROUTES = 100  # distinct route labels before new ones become {other}
-_CACHE_LIMIT = 4096
+__all__ = ["MAX_ROUTES", "ProxyCounters", "SidecarMetrics"]
+
 POST_FAILURE_REASONS = ("timeout", "connection", "status_4xx", "status_5xx", "other")
 
 
@@ -57,27 +50,15 @@ class ProxyCounters(Protocol):
     def sample_errors(self) -> int: ...
 
 
-_Children = tuple[Any, Any, Any, Any]  # requests counter, duration, request size, response size
-
-
 class SidecarMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, max_routes: int = MAX_ROUTES) -> None:
         # A registry of our own, never the global one: two sidecars in one
         # process (the tests, the demo) must not share or clash.
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self._routes = RouteCap(max_routes)
-        self._children: dict[tuple[str, str, str], _Children] = {}
-        labels = ("route", "method", "status_class")
-        self.requests = Counter("http_server_requests", "HTTP exchanges that passed through the sidecar.",
-                                labels, registry=self.registry)
-        self.duration = Histogram(
-            "http_server_request_duration_seconds",
-            "Time from the request's first byte in to the response's last byte out.",
-            labels, buckets=DURATION_BUCKETS, registry=self.registry)
-        self.request_size = Histogram("http_server_request_size_bytes", "Bytes received from the client.",
-                                      ("route", "method"), buckets=SIZE_BUCKETS, registry=self.registry)
-        self.response_size = Histogram("http_server_response_size_bytes", "Bytes sent to the client.",
-                                       ("route", "method"), buckets=SIZE_BUCKETS, registry=self.registry)
+        self.exchanges = ExchangeMetrics(max_routes)
+        self.registry.register(self.exchanges)
+        # The hot path: the proxy calls this once per exchange.
+        self.observe: Callable[[Sample], None] = self.exchanges.observe
         self.posts = Counter("mothership_reporter_posts", "POSTs the dashboard acknowledged (2xx).",
                              ("endpoint",), registry=self.registry)
         self.failed_posts = Counter("mothership_reporter_failed_posts", "POSTs to the dashboard that failed.",
@@ -101,32 +82,6 @@ class SidecarMetrics:
             self._live.proxy = proxy
         if resources is not None:
             self._live.resources = resources
-
-    # --- the hot path ---------------------------------------------------------
-
-    def observe(self, sample: Sample) -> None:
-        response = sample.get("response")
-        key = (sample.get("route", "/"), sample.get("method", "GET"),
-               status_class(response["status"] if response else 0))
-        children = self._children.get(key)
-        if children is None:
-            children = self._child(key)
-        requests, duration, request_size, response_size = children
-        requests.inc()
-        duration.observe(sample.get("time", 0.0) / 1000.0)
-        request_size.observe(sample.get("bytes_in", 0))
-        response_size.observe(sample.get("bytes_out", 0))
-
-    def _child(self, key: tuple[str, str, str]) -> _Children:
-        route, method, klass = key
-        route = self._routes(route)
-        method = method if method in METHODS else "_OTHER"
-        children = (self.requests.labels(route, method, klass), self.duration.labels(route, method, klass),
-                    self.request_size.labels(route, method), self.response_size.labels(route, method))
-        if len(self._children) >= _CACHE_LIMIT:
-            self._children.clear()  # raw routes past the cap are unbounded; the cache must not be
-        self._children[key] = children
-        return children
 
     # --- the reporter's outcomes ----------------------------------------------
 

@@ -1,0 +1,153 @@
+"""`ExchangeMetrics`: the per-exchange Prometheus series (request count, duration, request and response size).
+
+Each finished exchange bumps plain numbers in a cell found with one dict
+lookup: no lock and no prometheus_client object is touched per exchange.
+The cells become metric families only when /metrics is scraped (this is a
+custom collector), rendered exactly as prometheus_client's own `Counter` and
+`Histogram` would render them. Not thread-safe, and it need not be: the proxy
+and the admin app that scrapes it run on the same event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from typing import Final
+
+from prometheus_client.core import Metric
+from prometheus_client.utils import floatToGoString
+
+from app.routes import RouteCap
+from app.wire import Sample, status_class
+
+# Seconds; reaching past 60 s as DESIGN.md asks, dense where web latencies live.
+DURATION_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                           30.0, 60.0, 120.0)
+SIZE_BUCKETS: Final = tuple(float(4**i * 64) for i in range(11))  # 64 B .. 64 MiB
+# OpenTelemetry's rule: known methods as they are, anything else as _OTHER, so
+# a client cannot mint label values.
+METHODS: Final = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
+MAX_ROUTES: Final = 100  # distinct route labels before new ones become {other}
+_KEY_CACHE_LIMIT: Final = 4096  # raw (route, method, status) keys remembered; cleared when full
+
+REQUESTS: Final = ("http_server_requests", "HTTP exchanges that passed through the sidecar.")
+DURATION: Final = ("http_server_request_duration_seconds",
+                   "Time from the request's first byte in to the response's last byte out.")
+REQUEST_SIZE: Final = ("http_server_request_size_bytes", "Bytes received from the client.")
+RESPONSE_SIZE: Final = ("http_server_response_size_bytes", "Bytes sent to the client.")
+
+
+class _Sizes:
+    """Request and response size histograms of one (route, method); bucket counts are not cumulative."""
+
+    __slots__ = ("count", "created", "in_buckets", "in_sum", "out_buckets", "out_sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.in_sum = 0
+        self.out_sum = 0
+        self.in_buckets = [0] * (len(SIZE_BUCKETS) + 1)  # the last one is +Inf
+        self.out_buckets = [0] * (len(SIZE_BUCKETS) + 1)
+        self.created = time.time()
+
+
+class _Cell:
+    """Request count and duration histogram of one (route, method, status class)."""
+
+    __slots__ = ("buckets", "count", "created", "seconds", "sizes")
+
+    def __init__(self, sizes: _Sizes) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self.sizes = sizes
+        self.created = time.time()
+
+
+class ExchangeMetrics:
+    """Counts exchanges by `observe(sample)`; a prometheus_client collector (`collect`, `describe`)."""
+
+    def __init__(self, max_routes: int = MAX_ROUTES) -> None:
+        self._routes = RouteCap(max_routes)
+        self._by_key: dict[tuple[str, str, int], _Cell] = {}  # raw key -> its cell (a cache)
+        self._cells: dict[tuple[str, str, str], _Cell] = {}  # label values -> cell, for good
+        self._sizes: dict[tuple[str, str], _Sizes] = {}
+
+    # --- the hot path: once per exchange ------------------------------------------
+
+    def observe(self, sample: Sample) -> None:
+        response = sample.get("response")
+        key = (sample.get("route", "/"), sample.get("method", "GET"), response["status"] if response else 0)
+        cell = self._by_key.get(key)
+        if cell is None:
+            cell = self._cell(key)
+        seconds = sample.get("time", 0.0) / 1000.0
+        cell.count += 1
+        cell.seconds += seconds
+        # `le` buckets: a value equal to a bound counts in that bound's bucket.
+        cell.buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        sizes = cell.sizes
+        received = sample.get("bytes_in", 0)
+        sent = sample.get("bytes_out", 0)
+        sizes.count += 1
+        sizes.in_sum += received
+        sizes.in_buckets[bisect_left(SIZE_BUCKETS, received)] += 1
+        sizes.out_sum += sent
+        sizes.out_buckets[bisect_left(SIZE_BUCKETS, sent)] += 1
+
+    def _cell(self, key: tuple[str, str, int]) -> _Cell:
+        route, method, status = key
+        route = self._routes(route)
+        method = method if method in METHODS else "_OTHER"
+        labels = (route, method, status_class(status))
+        cell = self._cells.get(labels)
+        if cell is None:
+            sizes = self._sizes.get((route, method))
+            if sizes is None:
+                sizes = self._sizes[route, method] = _Sizes()
+            cell = self._cells[labels] = _Cell(sizes)
+        if len(self._by_key) >= _KEY_CACHE_LIMIT:
+            self._by_key.clear()  # raw routes past the cap are unbounded; the cache must not be
+        self._by_key[key] = cell
+        return cell
+
+    # --- scrape time ----------------------------------------------------------------
+
+    def describe(self) -> list[Metric]:
+        return [Metric(*REQUESTS, "counter"), Metric(*DURATION, "histogram"),
+                Metric(*REQUEST_SIZE, "histogram"), Metric(*RESPONSE_SIZE, "histogram")]
+
+    def collect(self) -> Iterator[Metric]:
+        requests, duration, request_size, response_size = self.describe()
+        requests_total, requests_created = f"{REQUESTS[0]}_total", f"{REQUESTS[0]}_created"
+        for (route, method, klass), cell in self._cells.items():
+            labels = {"route": route, "method": method, "status_class": klass}
+            requests.add_sample(requests_total, labels, cell.count)
+            requests.add_sample(requests_created, labels, cell.created)
+            _add_histogram(duration, labels, _DURATION_LE, cell.buckets, cell.count, cell.seconds, cell.created)
+        for (route, method), sizes in self._sizes.items():
+            labels = {"route": route, "method": method}
+            _add_histogram(request_size, labels, _SIZE_LE, sizes.in_buckets, sizes.count, sizes.in_sum,
+                           sizes.created)
+            _add_histogram(response_size, labels, _SIZE_LE, sizes.out_buckets, sizes.count, sizes.out_sum,
+                           sizes.created)
+        yield from (requests, duration, request_size, response_size)
+
+
+_go_float: Callable[[float], str] = floatToGoString  # how prometheus_client writes an `le` bound
+_DURATION_LE: Final = tuple(_go_float(bound) for bound in (*DURATION_BUCKETS, float("inf")))
+_SIZE_LE: Final = tuple(_go_float(bound) for bound in (*SIZE_BUCKETS, float("inf")))
+
+
+def _add_histogram(family: Metric, labels: dict[str, str], bounds: tuple[str, ...], counts: list[int],
+                   count: int, total: float, created: float) -> None:
+    """One label set's samples, in prometheus_client's order: cumulative buckets, count, sum, created."""
+    name = family.name
+    cumulative = 0
+    for le, n in zip(bounds, counts, strict=True):
+        cumulative += n
+        family.add_sample(f"{name}_bucket", {**labels, "le": le}, cumulative)
+    family.add_sample(f"{name}_count", labels, count)
+    family.add_sample(f"{name}_sum", labels, total)
+    family.add_sample(f"{name}_created", labels, created)

@@ -228,6 +228,7 @@
       lap('other');
       D.setText($('updated'), 'updated ' + F.clock(ov.now || Date.now()));
       showCardCount();
+      $('overview-empty').hidden = (ov.apps || []).length + (ov.pods || []).length > 0;
     }
 
     function showCardCount() {
@@ -312,6 +313,7 @@
       stats.state = state;
       stats.reconnects = c.reconnects;
       status.dataset.state = state;
+      document.body.classList.toggle('is-disconnected', state !== 'live');
       clearInterval(countdown);
       countdown = null;
       const paint = () => {

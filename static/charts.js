@@ -97,8 +97,11 @@
         label, data, borderColor: c, backgroundColor: alpha(c, 0.15), fill: false,
       }, extra || {});
 
+      // With no traffic yet, these keep the axes' labels sensible (not "1 B").
+      const floorOf = (options, max) => { options.scales.y.suggestedMax = max; return options; };
       const rpsOptions = baseOptions(theme, F.rate);
       rpsOptions.scales.y.stacked = true;
+      rpsOptions.scales.y.suggestedMax = 1;
       rpsOptions.plugins.legend.labels.filter = (item) => {
         const name = item.text === 'no response' ? 'none' : item.text;
         return name === '2xx' || buffer.hasData(name);
@@ -125,16 +128,16 @@
             line('p99', cols.p99, color.p99),
           ],
         },
-        options: baseOptions(theme, F.ms),
+        options: floorOf(baseOptions(theme, F.ms), 10),
       });
 
       this.cpu = new window.Chart(canvases.cpu, {
         type: 'line',
         data: { labels, datasets: [line('CPU', cols.cpu, color.cpu, { fill: 'origin' })] },
-        options: baseOptions(theme, F.percent),
+        options: floorOf(baseOptions(theme, F.percent), 10),
       });
 
-      const memOptions = baseOptions(theme, F.bytes);
+      const memOptions = floorOf(baseOptions(theme, F.bytes), 64 * 1024 * 1024);
       memOptions.plugins.legend.labels.filter = (item) => item.text !== 'limit' || this.limitCol.length > 0;
       this.memCaption = canvases.memory.closest('figure').querySelector('figcaption');
       this.memory = new window.Chart(canvases.memory, {

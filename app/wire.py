@@ -157,7 +157,6 @@ SAMPLE_KEYS = frozenset(("endpoint", "route", "method", "response", "time", "ttf
                          "bytes_in", "bytes_out", "probe", "error"))
 CELL_KEYS = frozenset(("t", "route", "method", "count", "status", "failures", "hist", "sum", "min", "max",
                        "bytes_in", "bytes_out"))
-_RESPONSE_KEYS = frozenset(("status", "message"))
 _ERROR_WORDS = frozenset((None, *ERRORS))
 _STATUS_CLASS_SET = frozenset(STATUS_CLASSES)
 _NUMBER_TYPES = (int, float)
@@ -170,14 +169,19 @@ def _fast_sample(item: Any) -> bool:
     costs a fraction of `parse_sample`, which handles everything else (and
     says what is wrong).
     """
-    if type(item) is not dict or item.keys() != SAMPLE_KEYS:
+    # Twelve keys, all of them known (a missing one raises KeyError), is exactly the wire's key set.
+    if type(item) is not dict or len(item) != len(SAMPLE_KEYS):
         return False
-    response, endpoint, route, method = item["response"], item["endpoint"], item["route"], item["method"]
-    if type(response) is not dict or response.keys() != _RESPONSE_KEYS:
+    try:
+        response, endpoint, route, method = item["response"], item["endpoint"], item["route"], item["method"]
+        if type(response) is not dict or len(response) != 2:
+            return False
+        status, message = response["status"], response["message"]
+        time, ttfb, started = item["time"], item["ttfb"], item["started"]
+        bytes_in, bytes_out, error = item["bytes_in"], item["bytes_out"], item["error"]
+        file, probe = item["file"], item["probe"]
+    except KeyError:
         return False
-    status, message = response["status"], response["message"]
-    time, ttfb, started = item["time"], item["ttfb"], item["started"]
-    bytes_in, bytes_out = item["bytes_in"], item["bytes_out"]
     return (
         type(status) is int and 0 <= status <= 999 and type(message) is str and len(message) <= MAX_TEXT
         and type(endpoint) is str and len(endpoint) <= MAX_TEXT and endpoint[:1] == "/"
@@ -186,23 +190,27 @@ def _fast_sample(item: Any) -> bool:
         and type(time) in _NUMBER_TYPES and 0 <= time <= MAX_MS
         and (ttfb is None or (type(ttfb) in _NUMBER_TYPES and 0 <= ttfb <= MAX_MS))
         and type(started) in _NUMBER_TYPES and 0 <= started <= 1e14
-        and type(item["file"]) is bool and type(item["probe"]) is bool
+        and type(file) is bool and type(probe) is bool
         and type(bytes_in) is int and 0 <= bytes_in <= MAX_COUNT
         and type(bytes_out) is int and 0 <= bytes_out <= MAX_COUNT
-        and item["error"] in _ERROR_WORDS
+        and error in _ERROR_WORDS
     )
 
 
 def _fast_cell(cell: Any, overflow: int) -> bool:
     """True when `cell` is exactly in wire shape and consistent, so it can be kept as it is."""
-    if type(cell) is not dict or cell.keys() != CELL_KEYS:
+    if type(cell) is not dict or len(cell) != len(CELL_KEYS):
         return False
-    t, count, status, failures, hist = cell["t"], cell["count"], cell["status"], cell["failures"], cell["hist"]
+    try:
+        t, count, status, failures, hist = cell["t"], cell["count"], cell["status"], cell["failures"], cell["hist"]
+        route, method, low, high, whole = cell["route"], cell["method"], cell["min"], cell["max"], cell["sum"]
+        bytes_in, bytes_out = cell["bytes_in"], cell["bytes_out"]
+    except KeyError:
+        return False
     if not (type(t) is int and 0 <= t <= MAX_COUNT and type(count) is int and 0 <= count <= MAX_COUNT
             and type(failures) is int and 0 <= failures <= count and type(status) is dict
             and type(hist) is list and len(hist) <= overflow + 1):
         return False
-    route, method = cell["route"], cell["method"]
     if not (type(route) is str and len(route) <= MAX_TEXT and type(method) is str and len(method) <= 16):
         return False
     total = 0
@@ -214,16 +222,17 @@ def _fast_cell(cell: Any, overflow: int) -> bool:
         return False
     total = 0
     for pair in hist:
-        if type(pair) is not list or len(pair) != 2:
+        if type(pair) is not list:
             return False
-        index, n = pair
+        try:
+            index, n = pair
+        except ValueError:
+            return False
         if type(index) is not int or type(n) is not int or not 0 <= index <= overflow or n < 0:
             return False
         total += n
     if total != count:
         return False
-    low, high, whole = cell["min"], cell["max"], cell["sum"]
-    bytes_in, bytes_out = cell["bytes_in"], cell["bytes_out"]
     return (type(low) in _NUMBER_TYPES and 0 <= low <= MAX_MS and type(high) in _NUMBER_TYPES
             and 0 <= high <= MAX_MS and type(whole) in _NUMBER_TYPES and 0 <= whole <= MAX_MS * MAX_COUNT
             and type(bytes_in) is int and 0 <= bytes_in <= MAX_COUNT

@@ -247,3 +247,19 @@ def test_old_buckets_are_frozen_and_read_the_same() -> None:
     cold.add_traffic(TrafficDelta(late, now, 3600), now)
     bucket = cold.bucket(COARSE, int(T0) + 100)
     assert bucket is not None and bucket.count == 6
+
+
+def test_the_trend_kept_up_to_date_equals_one_built_afresh() -> None:
+    rng = random.Random(3)
+    kept, fresh = Scope("pod:trend"), Scope("pod:trend")  # same name, same phase
+    for second in range(0, 900, 3):
+        now = T0 + second
+        late = rng.choice([1, 2, 30, 200])  # mostly recent data, some late
+        cells = cells_for([sample(started=now - late, ms=rng.uniform(1, 50))])
+        cpu, memory = rng.uniform(0, 100), rng.uniform(1e6, 2e6)
+        for scope in (kept, fresh):
+            scope.add_traffic(TrafficDelta(cells, now, 3600), now)
+            scope.add_resource(int(now), cpu, memory, None)
+            scope.evict(now, 3600)
+        fresh._trend, fresh._trend_cols = None, type(fresh._trend_cols)()
+        assert kept.trend_json(now) == fresh.trend_json(now), second

@@ -16,7 +16,10 @@ import struct
 import sys
 import zlib
 from array import array
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import Any
 
 from app.dashboard.jsontext import dumps
@@ -78,32 +81,29 @@ def to_pairs(packed: int) -> list[list[int]]:
     return [[i, n] for i, n in enumerate(unpack(packed)) if n]
 
 
-QUANTILES = (0.50, 0.95, 0.99)
-
-
 def quantiles(hist: int, count: int, low: float, high: float) -> tuple[float | None, float | None, float | None]:
-    """p50, p95, p99 of a packed histogram in one pass, exactly as `Histogram.quantile` computes them."""
+    """p50, p95, p99 of a packed histogram, exactly as `Histogram.quantile` computes them.
+
+    Cumulative counts and a bisection find each bucket in C rather than a Python loop.
+    """
     if not count:
         return None, None, None
-    ranks = [q * count for q in QUANTILES]
-    out: list[float | None] = []
-    seen = 0
-    for index, n in enumerate(unpack(hist)):
-        if not n:
+    counts = unpack(hist)
+    cumulative = list(accumulate(counts))
+    out = []
+    for q in (0.50, 0.95, 0.99):
+        rank = q * count
+        index = bisect_left(cumulative, rank)
+        if index >= len(counts):
+            out.append(round(high, 3))
             continue
-        while len(out) < 3 and seen + n >= ranks[len(out)]:
-            lo, hi = bucket_range(index)
-            lo, hi = max(lo, low), min(hi, high)
-            if hi <= lo or lo <= 0:
-                value = min(max(hi, low), high)
-            else:
-                value = float(lo * (hi / lo) ** ((ranks[len(out)] - seen) / n))
-            out.append(round(value, 3))
-        if len(out) == 3:
-            break
-        seen += n
-    while len(out) < 3:
-        out.append(round(high, 3))
+        n = counts[index]
+        lo, hi = bucket_range(index)
+        lo, hi = max(lo, low), min(hi, high)
+        if hi <= lo or lo <= 0:
+            out.append(round(min(max(hi, low), high), 3))
+        else:  # geometric interpolation inside the bucket
+            out.append(round(float(lo * (hi / lo) ** ((rank - cumulative[index] + n) / n)), 3))
     return out[0], out[1], out[2]
 
 
@@ -179,7 +179,8 @@ class Traffic:
 
 
 BucketRow = tuple[Any, ...]  # the columns of history's `buckets` table after (scope, step, t)
-TrendPoint = tuple[float, float | None, float | None, float | None]  # rps, p95, cpu, memory
+TrendText = tuple[str, str, str, str]  # rps, p95, cpu, memory: JSON numbers or null
+_NO_POINT: TrendText = ("null", "null", "null", "null")
 
 
 def _blob(packed: int) -> bytes:
@@ -198,7 +199,7 @@ class Bucket(Traffic):
         self.mem_sum = 0.0
         self.mem_n = 0
         self.mem_limit: float | None = None
-        self._point: TrendPoint | None = None
+        self._point: TrendText | None = None
 
     def merge(self, other: Traffic) -> None:
         self._point = None
@@ -232,14 +233,15 @@ class Bucket(Traffic):
     def memory(self) -> float | None:
         return self.mem_sum / self.mem_n if self.mem_n else None
 
-    def trend_point(self, seconds: int) -> TrendPoint:
-        """(rps, p95, cpu, memory), kept until the bucket changes: complete slots are read many times."""
+    def trend_text(self, seconds: int) -> TrendText:
+        """(rps, p95, cpu, memory) as JSON numbers, kept until the bucket changes."""
         point = self._point
         if point is None:
             cpu, memory = self.cpu, self.memory
-            point = self._point = (round(self.count / seconds, 3),
-                                   quantiles(self.hist, self.count, self.low, self.high)[1],
-                                   None if cpu is None else round(cpu, 2), None if memory is None else round(memory))
+            p95 = quantiles(self.hist, self.count, self.low, self.high)[1]
+            point = self._point = (repr(round(self.count / seconds, 3)), "null" if p95 is None else repr(p95),
+                                   "null" if cpu is None else repr(round(cpu, 2)),
+                                   "null" if memory is None else repr(round(memory)))
         return point
 
     def to_row(self) -> BucketRow:
@@ -461,7 +463,10 @@ class Scope:
         self._coarse_frozen = 0
         self.phase = zlib.crc32(name.encode("utf-8", "replace")) % (COARSE * 100) / 100
         self._window: tuple[int, int, Window] | None = None  # (start, version, value)
-        self._trend: tuple[int, int, str] | None = None
+        self._trend: tuple[int, str] | None = None  # (end, text)
+        self._trend_cols: deque[tuple[str, str, str, str]] = deque()  # per slot: rps, p95, cpu, memory as JSON
+        self._trend_end = 0
+        self._trend_dirty = 0  # the earliest coarse slot changed since the trend was built
         self._routes_cache: tuple[int, int, list[dict[str, Any]]] | None = None
         self._routes_json: tuple[list[dict[str, Any]], str, str] | None = None  # (rows encoded, app, text)
 
@@ -481,6 +486,8 @@ class Scope:
         if bucket is None:
             bucket = Bucket()
         self.coarse[t5] = bucket
+        if t5 < self._trend_dirty:
+            self._trend_dirty = t5
         self.dirty.add((COARSE, t5))
         return bucket
 
@@ -596,31 +603,35 @@ class Scope:
         return out
 
     def trend_json(self, now: float) -> str:
-        """One point per coarse slot over the five minutes before the window's end, as JSON text."""
-        start, end = self.view(now)
+        """One point per coarse slot over the five minutes before the window's end, as JSON text.
+
+        Kept per slot as text and updated in place: when the window moves on, old
+        slots drop off and new ones come in; only slots that got data since are redone.
+        """
+        _, end = self.view(now)
+        first = end - TREND_POINTS * COARSE
         cached = self._trend
-        if cached is not None and self._reusable(cached[0], cached[1], start):
-            return cached[2]
-        rps: list[float | None] = []
-        p95: list[float | None] = []
-        cpu: list[float | None] = []
-        memory: list[float | None] = []
+        if cached is not None and cached[0] == end and self._trend_dirty >= end:
+            return cached[1]
+        cols = self._trend_cols
+        moved = (end - self._trend_end) // COARSE if cols else TREND_POINTS
+        if not 0 <= moved < TREND_POINTS:
+            cols.clear()
+            moved, redo = TREND_POINTS, end
+        else:
+            redo = max(self._trend_dirty, first)
+        for _ in range(moved):
+            cols.append(("null", "null", "null", "null"))
+        while len(cols) > TREND_POINTS:
+            cols.popleft()
         coarse = self.coarse
-        for t5 in range(end - TREND_POINTS * COARSE, end, COARSE):
+        for t5 in range(max(first, min(redo, end - moved * COARSE)), end, COARSE):
             bucket = _read(coarse.get(t5))
-            if bucket is None:
-                rps.append(None)
-                p95.append(None)
-                cpu.append(None)
-                memory.append(None)
-                continue
-            point = bucket.trend_point(COARSE)
-            rps.append(point[0])
-            p95.append(point[1])
-            cpu.append(point[2])
-            memory.append(point[3])
-        text = dumps({"rps": rps, "p95": p95, "cpu": cpu, "memory": memory})
-        self._trend = (start, self.version, text)
+            cols[(t5 - first) // COARSE] = _NO_POINT if bucket is None else bucket.trend_text(COARSE)
+        self._trend_end, self._trend_dirty = end, end
+        text = ('{"rps":[' + ",".join(c[0] for c in cols) + '],"p95":[' + ",".join(c[1] for c in cols)
+                + '],"cpu":[' + ",".join(c[2] for c in cols) + '],"memory":[' + ",".join(c[3] for c in cols) + "]}")
+        self._trend = (end, text)
         return text
 
     def route_rows(self, now: float) -> list[dict[str, Any]]:

@@ -244,13 +244,16 @@ def report(run: Run, target_ms: float) -> bool:
               f"{(last.main_thread_ms - first.main_thread_ms) / (last.updates - first.updates):.1f} ms")
     if len(samples) >= 3:
         # Memory is judged after a warm-up (the first third), when every buffer has had time to fill.
+        # Start and end are medians of a few samples: a GC can land while a second overview is still held.
         warm = samples[len(samples) // 3:]
-        heap = [s.heap_mb for s in warm]
+        span = max(1, len(warm) // 4)
+        start = statistics.median(s.heap_mb for s in warm[:span])
+        end = statistics.median(s.heap_mb for s in warm[-span:])
         nodes = [s.nodes for s in warm]
         minutes = max(1e-9, (warm[-1].t - warm[0].t) / 60)
-        growth = heap[-1] - heap[0]
-        flat = growth < max(2.0, 0.1 * heap[0]) and nodes[-1] <= nodes[0] * 1.1 + 200
-        print(f"JS heap after GC: {heap[0]:.1f} -> {heap[-1]:.1f} MB (max {max(heap):.1f}; "
+        growth = end - start
+        flat = growth < max(2.0, 0.1 * start) and nodes[-1] <= nodes[0] * 1.1 + 200
+        print(f"JS heap after GC: {start:.1f} -> {end:.1f} MB (max {max(s.heap_mb for s in warm):.1f}; "
               f"{growth / minutes:+.2f} MB/min); DOM nodes {nodes[0]} -> {nodes[-1]} (max {max(nodes)})"
               f"  => {'flat' if flat else 'GROWING'}")
         ok = ok and flat

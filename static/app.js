@@ -11,6 +11,13 @@
   const KEEP_TIMINGS = 120;
   const SERIES_FALLBACK_MS = 4000; // no series by then: ask over HTTP instead
 
+  // window.__mothership, read by tests, the benchmark and users' own scripts:
+  //   state: 'connecting' | 'live' | 'reconnecting' | 'offline' (as #live-status's data-state)
+  //   snapshots, updates, series: messages handled; reconnects: times live again after a loss
+  //   lastUpdateMs, maxUpdateMs, updateTimes[]: work per snapshot/update (parse, DOM, style and
+  //     layout), ms; lastSeriesMs, maxSeriesMs: the same for series messages (the charts)
+  //   parts: ms per view in the last update; pods, routes, tailLength, chartPoints: sizes
+  //   scope, window: what the charts show; lastError: the server's last error message
   const stats = {
     state: 'connecting',
     snapshots: 0,
@@ -171,7 +178,7 @@
     // A server that does not answer subscribe over the socket still serves
     // /api/series; this keeps the charts useful with one.
     function fetchSeries() {
-      if (seriesFetch) return;
+      if (seriesFetch || !latest || !scopeExists(latest, scope)) return; // an unknown scope is a 404
       const want = { scope, win };
       const url = 'api/series?scope=' + encodeURIComponent(scope) + '&window=' + win;
       seriesFetch = fetch(url, { credentials: 'same-origin', cache: 'no-store' })

@@ -15,7 +15,7 @@
   }
 
   class LiveConnection {
-    // handlers: onOpen(), onMessage(text), onState(state, detail)
+    // handlers: onOpen(), onMessage(text), onState(state, connection)
     // state: 'connecting' | 'live' | 'reconnecting' | 'offline'
     constructor(url, handlers) {
       this.url = url;
@@ -23,7 +23,8 @@
       this.ws = null;
       this.state = 'connecting';
       this.failures = 0; // attempts since the last successful open
-      this.reconnects = 0;
+      this.reconnects = 0; // times the page went live again after a loss
+      this.everLive = false;
       this.retryAt = 0;
       this.timer = null;
       window.addEventListener('online', () => this.retryNow());
@@ -51,13 +52,16 @@
         return;
       }
       this.ws = ws;
-      ws.onopen = () => {
-        if (this.failures > 0 || this.reconnects > 0 || this.state !== 'connecting') this.reconnects += 1;
-        this.failures = 0;
-        this.setState('live');
-        this.handlers.onOpen();
-      };
+      ws.onopen = () => this.handlers.onOpen();
+      // Live from the first message (the snapshot), not from the handshake: a
+      // server that accepts and then drops the socket keeps backing off.
       ws.onmessage = (event) => {
+        if (this.state !== 'live') {
+          if (this.everLive) this.reconnects += 1;
+          this.everLive = true;
+          this.failures = 0;
+          this.setState('live');
+        }
         if (typeof event.data === 'string') this.handlers.onMessage(event.data);
       };
       ws.onclose = () => {

@@ -105,6 +105,13 @@
       const rec = { el: tr, kind: item.kind, name: '', scope: key, caret, dot, label: name, sub, stale, dropped,
         rps, success, p95, cpu, mem };
       tr.addEventListener('click', () => this.onSelect(rec.scope));
+      tr.tabIndex = 0; // rows are chosen with the keyboard too
+      tr.addEventListener('keydown', (event) => {
+        if (event.key === 'Enter' || event.key === ' ') {
+          event.preventDefault();
+          this.onSelect(rec.scope);
+        }
+      });
       return rec;
     }
 

@@ -251,7 +251,7 @@ def serve_bare(port: int) -> None:
 
     async def main() -> None:
         app = Application([(r"/stats", Bare), (r"/resources", Bare)], log_function=lambda handler: None)
-        server = app.listen(port, "127.0.0.1")
+        server = app.listen(port, "127.0.0.1", backlog=4096)  # as the dashboard's (app/dashboard/server.py)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)

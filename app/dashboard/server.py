@@ -34,6 +34,7 @@ from app.options import DashboardConfig
 log = logging.getLogger("mothership.dashboard")
 
 PRUNE_EVERY = 60.0  # seconds between deletions of history past the retention
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 class Dashboard:
@@ -168,7 +169,10 @@ def listen(app: DashboardApplication, port: int, host: str = "127.0.0.1") -> HTT
     """An HTTPServer for `app`, with limits that leave the body size check to the handlers (413, not a reset)."""
     server = HTTPServer(app, max_body_size=app.dashboard.config.max_body_bytes + (1 << 20),
                         idle_connection_timeout=75, body_timeout=30)
-    server.listen(port, host)
+    # Thousands of sidecars each open a connection per POST: with Tornado's default
+    # backlog of 128, a busy moment overflows the accept queue and clients wait a
+    # whole SYN retransmission (a second) to get in.
+    server.listen(port, host, backlog=LISTEN_BACKLOG)
     return server
 
 

@@ -393,6 +393,18 @@ def main() -> int:
         print(f"{target}: carries {most} pods (largest passing step)")
     if "bare" in capacity and "dashboard" in capacity and capacity["bare"]:
         print(f"dashboard / bare: {capacity['dashboard'] / capacity['bare']:.2f} of the bare handler's capacity")
+    # On a busy machine latency limits say more about the neighbours than about the server:
+    # CPU per pod is steadier, so the capacity it implies is printed too.
+    per_pod = {t: sorted(r["cpu"] / r["pods"] for r in rs if r["cpu"] > 0) for t, rs in results.items()}
+    for target, values in per_pod.items():
+        if values:
+            median = values[len(values) // 2]
+            print(f"{target}: {1e6 * median:.0f} us of CPU per pod per second, so one core carries about "
+                  f"{1 / median:.0f} pods; 2000 pods need {200_000 * median:.0f}% of a core")
+    if per_pod.get("bare") and per_pod.get("dashboard"):
+        ratio = per_pod["bare"][len(per_pod["bare"]) // 2] / per_pod["dashboard"][len(per_pod["dashboard"]) // 2]
+        print(f"by CPU, the dashboard carries {ratio:.2f} of what the bare handler does (target: at least 0.82, "
+              "2000 pods at <= 70% of a capacity the bare handler puts at 3500)")
     at_2000 = [r for r in results.get("dashboard", []) if r["pods"] == 2000]
     if at_2000:
         r = at_2000[0]

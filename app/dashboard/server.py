@@ -167,8 +167,10 @@ def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval
 
 def listen(app: DashboardApplication, port: int, host: str = "127.0.0.1") -> HTTPServer:
     """An HTTPServer for `app`, with limits that leave the body size check to the handlers (413, not a reset)."""
+    # A header timeout (Tornado's idle_connection_timeout) guards against connections that
+    # never finish a request; a body timeout would add a second timer to every POST.
     server = HTTPServer(app, max_body_size=app.dashboard.config.max_body_bytes + (1 << 20),
-                        idle_connection_timeout=75, body_timeout=30)
+                        idle_connection_timeout=75)
     # Thousands of sidecars each open a connection per POST: with Tornado's default
     # backlog of 128, a busy moment overflows the accept queue and clients wait a
     # whole SYN retransmission (a second) to get in.

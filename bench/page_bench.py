@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import random
 import statistics
 import sys
@@ -152,6 +153,7 @@ class Sample_:
     t: float
     updates: int
     work: list[float]
+    parse: list[float]
     main_thread_ms: float  # Chromium's TaskDuration, cumulative
     heap_mb: float  # after a forced GC
     nodes: int
@@ -166,6 +168,8 @@ class Run:
     parts: dict[str, float] = field(default_factory=dict)
     pods: int = 0
     routes: int = 0
+    in_worker: bool = False
+    bytes: int = 0
 
 
 def _metrics(cdp: Any) -> dict[str, float]:
@@ -190,18 +194,21 @@ def measure(url: str, duration: float, every: float, width: int, height: int) ->
                 cdp.send("HeapProfiler.collectGarbage")
                 m = _metrics(cdp)
                 live = page.evaluate("""() => { const s = window.__mothership; return {updates: s.updates,
-                    snapshots: s.snapshots, times: s.updateTimes.slice(), parts: s.parts, pods: s.pods,
-                    routes: s.routes, tail: s.tailLength, points: s.chartPoints}; }""")
+                    snapshots: s.snapshots, times: s.updateTimes.slice(), parses: s.parseTimes.slice(),
+                    parts: s.parts, pods: s.pods, routes: s.routes, tail: s.tailLength, points: s.chartPoints,
+                    inWorker: s.inWorker, bytes: s.bytes}; }""")
                 count = live["updates"] + live["snapshots"]
                 fresh = max(0, min(count - seen, len(live["times"])))
                 seen = count
                 run.samples.append(Sample_(
                     t=time.monotonic() - start, updates=live["updates"],
                     work=live["times"][len(live["times"]) - fresh:] if fresh else [],
+                    parse=live["parses"][len(live["parses"]) - fresh:] if fresh else [],
                     main_thread_ms=m.get("TaskDuration", 0.0) * 1000, heap_mb=m.get("JSHeapUsedSize", 0.0) / MiB,
                     nodes=int(m.get("Nodes", 0)), listeners=int(m.get("JSEventListeners", 0)),
                     tail=int(live["tail"]), chart_points=int(live["points"])))
                 run.parts, run.pods, run.routes = live["parts"], live["pods"], live["routes"]
+                run.in_worker, run.bytes = bool(live["inWorker"]), int(live["bytes"])
                 _print_sample(run.samples)
                 if time.monotonic() - start >= duration:
                     break
@@ -225,18 +232,27 @@ def _print_sample(samples: list[Sample_]) -> None:
           f"listeners {s.listeners:5d} tail {s.tail:3d} points {s.chart_points:4d}", flush=True)
 
 
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else 0.0
+
+
 def report(run: Run, target_ms: float) -> bool:
     samples = run.samples
     work = [w for s in samples for w in s.work]
     print()
-    print(f"page with {run.pods} pods and {run.routes} routes, {len(work)} updates measured")
+    parse = [p for s in samples for p in s.parse]
+    print(f"page with {run.pods} pods and {run.routes} routes, {len(work)} updates measured, "
+          f"{run.bytes / MiB:.2f} MiB each")
     ok = True
     if work:
-        ordered = sorted(work)
-        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-        print(f"work per update (parse + DOM + style/layout, in the page): median {statistics.median(work):.1f} ms, "
-              f"p95 {p95:.1f} ms, max {max(work):.1f} ms  [target < {target_ms:.0f} ms]")
-        ok = p95 < target_ms
+        print(f"work per update on the page's main thread (taking the message in, DOM, style and layout): "
+              f"median {statistics.median(work):.1f} ms, p95 {_p95(work):.1f} ms, max {max(work):.1f} ms  "
+              f"[target < {target_ms:.0f} ms]")
+        where = "in a Web Worker, off the main thread" if run.in_worker else "on the main thread (no worker)"
+        print(f"JSON.parse per update, {where}: median {statistics.median(parse):.1f} ms, "
+              f"p95 {_p95(parse):.1f} ms, max {max(parse):.1f} ms")
+        ok = _p95(work) < target_ms
         print("  last update's parts: " + ", ".join(f"{k} {v:.1f}" for k, v in run.parts.items()))
     if len(samples) >= 2 and samples[-1].updates > samples[0].updates:
         first, last = samples[0], samples[-1]
@@ -272,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of reports before the page opens (5)")
     parser.add_argument("--viewport", default="1600x1000", help="browser window, WIDTHxHEIGHT (1600x1000)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not put the dashboard and feeder on core 0 and the browser on the others")
     parser.add_argument("--feed", type=int, default=0, help=argparse.SUPPRESS)  # the feeder child: dashboard port
     args = parser.parse_args(argv)
     shape = FleetShape(pods=args.pods, apps=args.apps, routes=args.routes)
@@ -282,17 +300,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"page_bench: {CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)
         return 2
     width, height = (int(x) for x in args.viewport.lower().split("x"))
+    # Pinned, the dashboard (busy with 100 pods' reports) and the feeder share core 0 and the browser
+    # has the rest, so the page's timings measure the page rather than its neighbours on a small machine.
+    cores = sorted(os.sched_getaffinity(0))
+    pin = not args.no_pin and len(cores) >= 2
+    server_cores = cores[:1] if pin else []
     port = free_port()
     with Fleet() as fleet:
         dashboard = fleet.start("dashboard", python_argv("app", "--mode", "dashboard", "--host", "127.0.0.1",
-                                                         "--port", str(port), "--data", ":memory:"))
+                                                         "--port", str(port), "--data", ":memory:"),
+                                cores=server_cores)
         wait_for_port(port, dashboard, fleet, "dashboard", 20)
         fleet.start("feeder", python_argv("bench.page_bench", "--feed", str(port), "--pods", str(args.pods),
                                           "--apps", str(args.apps), "--routes", str(args.routes),
                                           "--interval", str(args.interval), "--warmup", str(args.warmup),
-                                          "--duration", str(args.duration)))
+                                          "--duration", str(args.duration)), cores=server_cores)
+        if pin:
+            os.sched_setaffinity(0, cores[1:])  # Chromium, started from here, inherits it
         print(f"dashboard on 127.0.0.1:{port}; {args.pods} pods in {args.apps} apps, {args.routes} routes, "
-              f"reports every {args.interval:g} s; warming up {args.warmup:g} s", flush=True)
+              f"reports every {args.interval:g} s; warming up {args.warmup:g} s; "
+              + (f"dashboard and feeder on core {cores[0]}, browser on {cores[1:]}" if pin else "not pinned"),
+              flush=True)
         time.sleep(args.warmup)
         run = measure(f"http://127.0.0.1:{port}/", args.duration, args.every, width, height)
         print("dashboard log tail:\n" + fleet.log_tail("dashboard", 3))

@@ -15,8 +15,10 @@
   //   state: 'connecting' | 'live' | 'reconnecting' | 'offline' (as #live-status's data-state)
   //   snapshots, updates, series: messages handled; reconnects: times live again after a loss
   //   lastUpdateMs, maxUpdateMs, updateTimes[]: work per snapshot/update (parse, DOM, style and
-  //     layout), ms; lastSeriesMs, maxSeriesMs: the same for series messages (the charts)
-  //   parts: ms per view in the last update; pods, routes, tailLength, chartPoints: sizes
+  //     layout), ms, and parseTimes[] beside them; lastSeriesMs, maxSeriesMs: the same for series
+  //     messages (the charts)
+  //   parts: ms per view in the last update (parse: JSON.parse, in the worker when inWorker;
+  //     receive: taking the message in on the page); pods, routes, tailLength, chartPoints: sizes
   //   scope, window: what the charts show; lastError: the server's last error message
   const stats = {
     state: 'connecting',
@@ -29,6 +31,7 @@
     lastSeriesMs: 0,
     maxSeriesMs: 0,
     updateTimes: [], // the last KEEP_TIMINGS update durations, ms
+    parseTimes: [], // and their JSON.parse times (in the worker when inWorker)
     lastMessageAt: 0,
     pods: 0,
     routes: 0,
@@ -39,6 +42,9 @@
     errors: [],
     lastError: '',
     parts: {}, // ms per view in the last update, and style+layout
+    inWorker: false, // the socket and JSON.parse run in a Web Worker
+    bytes: 0, // size of the last update
+    textWrites: 0, // text nodes the last update changed
   };
   window.__mothership = stats;
   window.addEventListener('error', (event) => {
@@ -248,7 +254,7 @@
       if (latest) showCardCount();
     });
 
-    function record(kind, ms) {
+    function record(kind, ms, parseMs) {
       if (kind === 'series') {
         stats.lastSeriesMs = ms;
         if (ms > stats.maxSeriesMs) stats.maxSeriesMs = ms;
@@ -257,21 +263,24 @@
       stats.lastUpdateMs = ms;
       if (ms > stats.maxUpdateMs) stats.maxUpdateMs = ms;
       stats.updateTimes.push(ms);
-      if (stats.updateTimes.length > KEEP_TIMINGS) stats.updateTimes.shift();
+      stats.parseTimes.push(parseMs);
+      if (stats.updateTimes.length > KEEP_TIMINGS) {
+        stats.updateTimes.shift();
+        stats.parseTimes.shift();
+      }
     }
 
-    function onMessage(text) {
-      const t0 = performance.now();
-      let msg;
-      try {
-        msg = JSON.parse(text);
-      } catch (err) {
-        return;
-      }
+    // info.t0: when the message reached the page; info.parseMs: JSON.parse (in
+    // the worker when info.inWorker, so not part of the page's own work).
+    function onMessage(msg, info) {
+      const t0 = info.t0;
       if (!msg || typeof msg !== 'object') return;
       stats.lastMessageAt = Date.now();
+      stats.inWorker = info.inWorker;
       if ((msg.type === 'snapshot' || msg.type === 'update') && msg.data && typeof msg.data === 'object') {
-        stats.parts.parse = performance.now() - t0;
+        stats.parts.parse = info.parseMs;
+        stats.parts.receive = performance.now() - t0; // copy out of the worker, or the parse here
+        stats.bytes = info.bytes;
         latest = msg.data;
         if (msg.type === 'snapshot') stats.snapshots += 1;
         else stats.updates += 1;
@@ -282,7 +291,9 @@
         if (document.hidden) {
           overviewDirty = true;
         } else {
+          const writes = D.counts.text;
           renderOverview();
+          stats.textWrites = D.counts.text - writes;
           const beforeLayout = performance.now();
           void document.body.offsetHeight; // count style and layout in this update's time
           stats.parts.layout = performance.now() - beforeLayout;
@@ -293,7 +304,7 @@
         } else if (Date.now() - lastSeriesAt > 2 * SERIES_FALLBACK_MS && buffer.length > 0) {
           fetchSeries();
         }
-        record('update', performance.now() - t0);
+        record('update', performance.now() - t0, info.parseMs);
       } else if (msg.type === 'error') {
         // The server refused our subscribe: most often a pod or app that has
         // not reported yet. Ask again once it shows up in an update.
@@ -342,11 +353,11 @@
       if (chartsDirty) renderCharts();
     });
 
-    const conn = new M.LiveConnection(wsUrl(), {
+    const conn = new M.LiveFeed(wsUrl(), {
       onOpen: () => subscribe(),
       onMessage,
       onState: showState,
-    });
+    }, document.documentElement.dataset.liveWorker);
     showChoice();
     renderCharts();
     conn.start();

@@ -14,10 +14,13 @@
   }
 
   // Skips the write (and the style/layout work it causes) when unchanged.
+  // counts.text: writes done, for the page's own statistics.
+  const counts = { text: 0 };
   function setText(node, text) {
     if (node.__text !== text) {
       node.__text = text;
       node.textContent = text;
+      counts.text += 1;
     }
   }
 
@@ -208,7 +211,7 @@
   }
 
   M.dom = {
-    el, setText, setAttr, setVariant, setWidth, setHeight, KeyedList, Visibility, visibility,
+    el, setText, setAttr, setVariant, setWidth, setHeight, KeyedList, Visibility, visibility, counts,
     watchRecord, drawIfVisible, unwatchRecord,
   };
 })(window.Mothership = window.Mothership || {});

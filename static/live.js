@@ -1,36 +1,51 @@
-// The WebSocket to the dashboard: connects, hands every message on, and
-// after a loss reconnects with exponential backoff (with jitter, so a
-// restarted dashboard is not hit by every open tab at once). The server
-// sends a fresh snapshot on every connection, so nothing is replayed here.
-(function (M) {
+// The live feed: the WebSocket to the dashboard, reconnecting with
+// exponential backoff (with jitter, so a restarted dashboard is not hit by
+// every open tab at once). Where the browser allows, the socket lives in a
+// Web Worker started from this same file: receiving and parsing each update
+// (megabytes with hundreds of pods) then happens off the page's main thread,
+// and the worker drops what the page never shows (each pod's routes beyond
+// its busiest) before handing a message over. The server sends a fresh
+// snapshot on every connection, so nothing is replayed.
+(function (scope) {
   'use strict';
 
   const BASE_DELAY_MS = 500;
   const MAX_DELAY_MS = 10000;
   const OFFLINE_AFTER = 4; // failed attempts in a row before saying "offline"
+  const ROUTES_PER_POD = 8; // what a pod card shows; the routes table has every route
 
   function backoffDelay(attempt) {
     const raw = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * Math.pow(2, attempt));
     return Math.round(raw * (0.8 + Math.random() * 0.4));
   }
 
+  // Keeps each pod's busiest routes only, and says how many it had.
+  function digest(msg) {
+    if (!msg || (msg.type !== 'snapshot' && msg.type !== 'update') || !msg.data) return msg;
+    for (const pod of msg.data.pods || []) {
+      const routes = pod.routes;
+      if (!Array.isArray(routes) || routes.length <= ROUTES_PER_POD) continue;
+      if (typeof pod.route_count !== 'number') pod.route_count = routes.length;
+      routes.sort((a, b) => (b.count || 0) - (a.count || 0) || (a.route < b.route ? -1 : a.route > b.route ? 1 : 0));
+      routes.length = ROUTES_PER_POD;
+    }
+    return msg;
+  }
+
+  // The socket and its reconnects. No DOM: it runs in a worker or a page.
+  // handlers: onOpen(), onText(text), onState(state, connection)
+  // state: 'connecting' | 'live' | 'reconnecting' | 'offline'
   class LiveConnection {
-    // handlers: onOpen(), onMessage(text), onState(state, connection)
-    // state: 'connecting' | 'live' | 'reconnecting' | 'offline'
     constructor(url, handlers) {
       this.url = url;
       this.handlers = handlers;
       this.ws = null;
       this.state = 'connecting';
-      this.failures = 0; // attempts since the last successful open
-      this.reconnects = 0; // times the page went live again after a loss
+      this.failures = 0; // attempts since the page was last live
+      this.reconnects = 0; // times live again after a loss
       this.everLive = false;
       this.retryAt = 0;
       this.timer = null;
-      window.addEventListener('online', () => this.retryNow());
-      document.addEventListener('visibilitychange', () => {
-        if (!document.hidden) this.retryNow();
-      });
     }
 
     start() {
@@ -62,13 +77,12 @@
           this.failures = 0;
           this.setState('live');
         }
-        if (typeof event.data === 'string') this.handlers.onMessage(event.data);
+        if (typeof event.data === 'string') this.handlers.onText(event.data);
       };
       ws.onclose = () => {
         if (this.ws === ws) this.lost();
       };
-      // An error is always followed by close; nothing to do here.
-      ws.onerror = () => {};
+      ws.onerror = () => {}; // always followed by close
     }
 
     lost() {
@@ -77,11 +91,10 @@
       const delay = backoffDelay(this.failures - 1);
       this.retryAt = Date.now() + delay;
       this.timer = setTimeout(() => this.connect(), delay);
-      this.setState(this.failures > OFFLINE_AFTER || navigator.onLine === false ? 'offline' : 'reconnecting');
+      this.setState(this.failures > OFFLINE_AFTER || scope.navigator.onLine === false ? 'offline' : 'reconnecting');
     }
 
-    // A user click, the network coming back or the tab showing again: skip
-    // the rest of the wait.
+    // The network came back, the tab shows again or the user asked: skip the wait.
     retryNow() {
       if (this.timer === null) return;
       clearTimeout(this.timer);
@@ -97,6 +110,129 @@
     }
   }
 
+  function parse(text) {
+    const t0 = performance.now();
+    let msg = null;
+    try {
+      msg = digest(JSON.parse(text));
+    } catch (err) {
+      msg = null;
+    }
+    return { msg, parseMs: performance.now() - t0, bytes: text.length };
+  }
+
+  // --- in the worker: the socket, parse and digest; the page gets objects ---
+  if (typeof WorkerGlobalScope !== 'undefined' && scope instanceof WorkerGlobalScope) {
+    let conn = null;
+    const stateOf = (c) => ({ kind: 'state', state: c.state, reconnects: c.reconnects, retryAt: c.retryAt });
+    scope.onmessage = (event) => {
+      const order = event.data || {};
+      if (order.kind === 'start' && conn === null) {
+        conn = new LiveConnection(order.url, {
+          onOpen: () => scope.postMessage({ kind: 'open' }),
+          onText: (text) => {
+            const parsed = parse(text);
+            if (parsed.msg) scope.postMessage({ kind: 'message', msg: parsed.msg, parseMs: parsed.parseMs, bytes: parsed.bytes });
+          },
+          onState: (state, c) => scope.postMessage(stateOf(c)),
+        });
+        conn.start();
+      } else if (order.kind === 'send' && conn) {
+        conn.send(order.message);
+      } else if (order.kind === 'retry' && conn) {
+        conn.retryNow();
+      }
+    };
+    return;
+  }
+
+  // --- in the page -----------------------------------------------------------
+  const M = scope.Mothership = scope.Mothership || {};
+
+  // What the page talks to: the same calls whether the socket is in a worker
+  // (workerUrl given and allowed) or, as a fallback, on the main thread.
+  // handlers: onOpen(), onMessage(msg, info {t0, parseMs, bytes, inWorker}), onState(state, {reconnects, retryAt})
+  class LiveFeed {
+    constructor(url, handlers, workerUrl) {
+      this.url = url;
+      this.handlers = handlers;
+      this.workerUrl = workerUrl || '';
+      this.worker = null;
+      this.conn = null;
+      scope.addEventListener('online', () => this.retryNow());
+      document.addEventListener('visibilitychange', () => {
+        if (!document.hidden) this.retryNow();
+      });
+    }
+
+    get inWorker() { return this.worker !== null; }
+
+    start() {
+      if (this.workerUrl && typeof Worker === 'function') {
+        try {
+          this.startWorker();
+          return;
+        } catch (err) {
+          this.worker = null;
+        }
+      }
+      this.startHere();
+    }
+
+    startWorker() {
+      const worker = new Worker(this.workerUrl);
+      this.worker = worker;
+      worker.onmessage = (event) => {
+        const t0 = performance.now(); // the copy out of the worker counts as the page's work
+        const note = event.data;
+        if (note.kind === 'message') {
+          this.handlers.onMessage(note.msg, { t0, parseMs: note.parseMs, bytes: note.bytes, inWorker: true });
+        } else if (note.kind === 'state') {
+          this.handlers.onState(note.state, note);
+        } else if (note.kind === 'open') {
+          this.handlers.onOpen();
+        }
+      };
+      // A worker that cannot start (blocked, broken) leaves the socket to the page.
+      worker.onerror = (event) => {
+        if (event && event.preventDefault) event.preventDefault();
+        if (this.worker !== worker) return;
+        worker.terminate();
+        this.worker = null;
+        this.startHere();
+      };
+      worker.postMessage({ kind: 'start', url: this.url });
+    }
+
+    startHere() {
+      if (this.conn) return;
+      this.conn = new LiveConnection(this.url, {
+        onOpen: () => this.handlers.onOpen(),
+        onText: (text) => {
+          const t0 = performance.now();
+          const parsed = parse(text);
+          if (parsed.msg) {
+            this.handlers.onMessage(parsed.msg, { t0, parseMs: parsed.parseMs, bytes: parsed.bytes, inWorker: false });
+          }
+        },
+        onState: (state, c) => this.handlers.onState(state, c),
+      });
+      this.conn.start();
+    }
+
+    send(message) {
+      if (this.worker) this.worker.postMessage({ kind: 'send', message });
+      else if (this.conn) this.conn.send(message);
+    }
+
+    retryNow() {
+      if (this.worker) this.worker.postMessage({ kind: 'retry' });
+      else if (this.conn) this.conn.retryNow();
+    }
+  }
+
+  M.LiveFeed = LiveFeed;
   M.LiveConnection = LiveConnection;
   M.backoffDelay = backoffDelay;
-})(window.Mothership = window.Mothership || {});
+  M.digestMessage = digest;
+})(self);

@@ -90,12 +90,14 @@ def chromium_fixture() -> Iterator[Any]:
 
 @pytest.fixture(name="open_page")
 def open_page_fixture(chromium: Any) -> Iterator[Callable[..., PageWatch]]:
-    """`open_page(url)` -> PageWatch in a fresh browser context; all are closed after the test."""
+    """`open_page(url, viewport=, init_script=)` -> PageWatch in a fresh context; all closed after the test."""
     contexts: list[Any] = []
 
-    def open_(url: str, viewport: dict[str, int] | None = None) -> PageWatch:
+    def open_(url: str, viewport: dict[str, int] | None = None, init_script: str | None = None) -> PageWatch:
         context = chromium.new_context(viewport=viewport or VIEWPORT, service_workers="block")
         contexts.append(context)
+        if init_script:  # runs before the page's own scripts, e.g. to take a browser feature away
+            context.add_init_script(init_script)
         page = context.new_page()
         watch = PageWatch(page)
         page.on("request", lambda request: watch.requests.append(request.url))

@@ -211,6 +211,7 @@ def test_page_loads_from_its_own_origin_only(dashboard: Callable[..., Dashboard]
     assert foreign == [], f"requests left the page's origin: {foreign}"
     assert watch.sockets == [f"ws://{origin}/ws"]
     assert watch.problems() == []
+    assert watch.live()["inWorker"] is True  # the socket and JSON.parse run off the main thread
 
     csp = watch.response.headers.get("content-security-policy", "")
     assert "script-src 'self'" in csp and "style-src 'self'" in csp, csp
@@ -274,6 +275,19 @@ def test_traffic_through_a_real_sidecar_fills_cards_and_charts_and_keeps_them_mo
     finally:
         traffic.stop()
     assert traffic.sent > 0
+
+
+def test_without_web_workers_the_page_keeps_its_socket_itself(dashboard: Callable[..., Dashboard],
+                                                                open_page: Callable[..., PageWatch]) -> None:
+    d = dashboard()
+    d.report("shop-1-abcde", [exchange("/a", ms=5, ago=20)])
+    watch = open_page(d.url, init_script="delete window.Worker;")
+    watch.wait_for(LIVE)
+    watch.wait_for(f"() => {card('shop-1-abcde')}")
+    watch.wait_for("() => window.__mothership.chartPoints > 0")
+    live = watch.live()
+    assert live["inWorker"] is False and live["updateTimes"], live
+    assert watch.problems() == []
 
 
 def test_a_pod_that_stops_reporting_greys_out(dashboard: Callable[..., Dashboard],
@@ -524,7 +538,7 @@ def test_page_bench_runs_and_reads_the_page_s_own_timings() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "page with 6 pods and 20 routes" in out, out
-    assert "work per update (parse + DOM + style/layout, in the page): median" in out, out
+    assert "work per update on the page's main thread" in out and "JSON.parse per update, in a Web Worker" in out, out
     assert "JS heap after GC" in out and "verdict:" in out, out
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.dashboard.aggregate import BATCH_IDS, RECENT, RECENT_PER_POD, SLOWEST, PodStore, Restored
+from app.dashboard.aggregate import RECENT, SLOWEST, PodStore, Restored
+from app.dashboard.pods import BATCH_IDS, RECENT_PER_POD
 from app.histogram import Histogram
 from app.wire import parse_resources, parse_stats
 from tests.dashboard_support import T0, FakeClock, resource_body, sample, stats_body

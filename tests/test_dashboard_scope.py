@@ -1,52 +1,17 @@
-"""Packed buckets, tiers, windows, routes and series of `app.dashboard.scope` (pure code)."""
+"""Deltas, tiers, windows, trends, routes and series of `app.dashboard.scope` (pure code)."""
 
 from __future__ import annotations
 
 import random
 
 import ujson
-from hypothesis import given
-from hypothesis import strategies as st
 
-from app.dashboard.scope import (
-    COARSE,
-    FINE_SPAN,
-    MAX_SKEW,
-    ROUTE_LIMIT,
-    Bucket,
-    RouteStat,
-    Scope,
-    TrafficDelta,
-    Window,
-    freeze,
-    pack_pairs,
-    pack_status,
-    quantiles,
-    thaw,
-    to_pairs,
-    unpack_status,
-    window_start,
-)
-from app.histogram import OVERFLOW, Histogram
+from app.dashboard.buckets import Window
+from app.dashboard.scope import COARSE, FINE_SPAN, MAX_SKEW, ROUTE_LIMIT, Scope, TrafficDelta, window_start
+from app.histogram import Histogram
 from app.routes import OVERFLOW_ROUTE
 from app.summary import SummaryBuilder
 from tests.dashboard_support import T0, sample
-
-pairs = st.dictionaries(st.integers(0, OVERFLOW), st.integers(1, 10**12), max_size=30)
-
-
-@given(pairs, pairs)
-def test_packed_histograms_add_like_counts(a: dict[int, int], b: dict[int, int]) -> None:
-    merged = dict(a)
-    for index, n in b.items():
-        merged[index] = merged.get(index, 0) + n
-    packed = pack_pairs(sorted(a.items())) + pack_pairs(sorted(b.items()))
-    assert to_pairs(packed) == [[i, n] for i, n in sorted(merged.items())]
-
-
-def test_packed_status_round_trips() -> None:
-    status = {"2xx": 7, "5xx": 2, "none": 1}
-    assert unpack_status(pack_status(status)) == {"1xx": 0, "2xx": 7, "3xx": 0, "4xx": 0, "5xx": 2, "none": 1}
 
 
 def cells_for(samples: list) -> list[dict]:
@@ -184,45 +149,6 @@ def test_route_rows_numbers() -> None:
     assert row["avg"] == 50.5 and row["min"] == 1.0 and row["max"] == 100.0
     assert row["last_seen"] == (T0 + 30) * 1000
     assert 40 < row["p50"] < 60 and 90 < row["p99"] <= 100
-
-
-def test_bucket_and_route_json_round_trip() -> None:
-    delta = TrafficDelta(cells_for([sample(ms=3.0), sample(ms=300.0, status=404)]), T0 + 1, 3600)
-    bucket = delta.seconds[int(T0)]
-    bucket.add_resource(10.0, 20.0, 30.0)
-    again = Bucket.from_row(bucket.to_row())
-    assert again.to_row() == bucket.to_row()
-    assert Bucket.from_row(Bucket().to_row()).to_row() == Bucket().to_row()
-    stat = RouteStat()
-    for (_, _, t5), cell in delta.routes.items():
-        stat.add(t5, cell, 123.0)
-    assert RouteStat.from_json(stat.to_json()).to_json() == stat.to_json()
-
-
-@given(st.lists(st.floats(0.01, 200_000.0), min_size=1, max_size=300))
-def test_one_pass_quantiles_equal_the_shared_histograms(times: list[float]) -> None:
-    expected = Histogram()
-    for ms in times:
-        expected.add(ms)
-    packed = pack_pairs(sorted(expected.counts.items()))
-    got = quantiles(packed, expected.count, expected.low, expected.high)
-    assert got == tuple(round(expected.quantile(q), 3) for q in (0.5, 0.95, 0.99))  # type: ignore[arg-type]
-
-
-@given(pairs, st.dictionaries(st.sampled_from(["2xx", "4xx", "5xx", "none"]), st.integers(0, 10**9), max_size=4),
-       st.integers(0, 10**12), st.floats(0, 1e9), st.booleans())
-def test_freeze_and_thaw_round_trip(hist: dict[int, int], status: dict[str, int], nbytes: int, ms: float,
-                                    with_resources: bool) -> None:
-    bucket = Bucket()
-    bucket.hist, bucket.status = pack_pairs(sorted(hist.items())), pack_status(status)
-    bucket.count = sum(hist.values())
-    if bucket.count:
-        bucket.total, bucket.low, bucket.high = ms, ms / 2, ms
-    bucket.bytes_in = bucket.bytes_out = nbytes
-    if with_resources:
-        bucket.add_resource(12.5, 1e9, 2e9)
-    frozen = freeze(bucket)
-    assert isinstance(frozen, bytes) and thaw(frozen).to_row() == bucket.to_row()
 
 
 def test_old_buckets_are_frozen_and_read_the_same() -> None:

@@ -11,120 +11,27 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import ujson
 
+from app.dashboard.buckets import Bucket, BucketRow, RouteStat
 from app.dashboard.jsontext import dumps
-from app.dashboard.scope import COARSE, FINE_SPAN, Bucket, BucketRow, RouteStat, Scope, TrafficDelta
-from app.wire import ResourcePoint, ResourceReport, Sample, StatsBatch, resource_point
+from app.dashboard.pods import BATCH_IDS, AppGroup, Pod, ResourceTotals
+from app.dashboard.scope import COARSE, FINE_SPAN, Scope, TrafficDelta
+from app.wire import ResourceReport, Sample, StatsBatch, resource_point
 
 RECENT = 100  # newest exchanges over all pods, in the overview
-RECENT_PER_POD = 50  # newest exchanges per pod, in GET /stats
 SLOWEST = 20
 SLOWEST_SPAN = 300  # seconds the slowest list looks back
-BATCH_IDS = 256  # batch ids remembered per pod (20 minutes of 5-second batches) for deduplication
 SLOW_FLUSH = 30.0  # seconds between history writes of the bulky, slowly useful parts (recent lists, routes)
 POD_FLUSH = 10.0  # seconds between writes of pods' own rows (last seen, latest resources, counters)
 SERIES_STEPS = {300: 1, 900: 5, 3600: 10}  # window -> step (docs/live-protocol.md)
 
 Clock = Callable[[], float]
-_NO_POINT = ResourcePoint(cpu=None, memory=None, memory_limit=None, cores=None)
-
-
-class ResourceTotals:
-    """Running sums of the latest readings of the live pods of one app (or all)."""
-
-    __slots__ = ("cpu_n", "cpu_sum", "limit_missing", "limit_sum", "memory_n", "memory_sum", "pods")
-
-    def __init__(self) -> None:
-        self.cpu_sum = 0.0
-        self.cpu_n = 0
-        self.memory_sum = 0.0
-        self.memory_n = 0
-        self.limit_sum = 0.0
-        self.limit_missing = 0
-        self.pods = 0
-
-    def add(self, point: ResourcePoint, sign: int = 1) -> None:
-        self.pods += sign
-        if point.cpu is not None:
-            self.cpu_sum += sign * point.cpu
-            self.cpu_n += sign
-        if point.memory is not None:
-            self.memory_sum += sign * point.memory
-            self.memory_n += sign
-        if point.memory_limit is not None:
-            self.limit_sum += sign * point.memory_limit
-        else:
-            self.limit_missing += sign
-
-    @property
-    def cpu(self) -> float | None:
-        return round(self.cpu_sum / self.cpu_n, 2) if self.cpu_n > 0 else None
-
-    @property
-    def memory(self) -> float | None:
-        return round(self.memory_sum) if self.memory_n > 0 else None
-
-    @property
-    def memory_limit(self) -> float | None:
-        return round(self.limit_sum) if self.pods > 0 and not self.limit_missing else None
-
-
-class Pod:
-    """One reporting pod: its scope, latest resources, recent exchanges and batch ids."""
-
-    __slots__ = ("app", "batches", "dropped", "first_seen", "name", "point", "recent", "resource",
-                 "resource_seen", "scope", "seen", "stale", "total")
-
-    def __init__(self, name: str, app: str, now: float) -> None:
-        self.name = name
-        self.app = app
-        self.scope = Scope(f"pod:{name}", persist_fine=False)
-        self.first_seen = now
-        self.seen = now
-        self.stale = False
-        self.dropped = 0  # samples the sidecar reported it could not keep
-        self.total = 0  # exchanges counted, lifetime
-        self.resource: dict[str, Any] | None = None
-        self.resource_seen = 0.0
-        self.point = _NO_POINT
-        self.recent: deque[Sample] = deque(maxlen=RECENT_PER_POD)
-        self.batches: OrderedDict[str, None] = OrderedDict()
-
-    def to_json(self) -> dict[str, Any]:
-        """The small part, written whenever the pod reports; `recent` and `batches` go separately."""
-        return {"app": self.app, "first_seen": self.first_seen, "seen": self.seen, "dropped": self.dropped,
-                "total": self.total, "resource": self.resource, "resource_seen": self.resource_seen}
-
-    @classmethod
-    def from_json(cls, name: str, data: dict[str, Any], recent: list[Sample], batches: list[str]) -> Pod:
-        pod = cls(name, str(data["app"]), float(data["first_seen"]))
-        pod.seen = float(data["seen"])
-        pod.dropped, pod.total = int(data["dropped"]), int(data["total"])
-        pod.resource, pod.resource_seen = data.get("resource"), float(data.get("resource_seen") or 0.0)
-        if pod.resource is not None:
-            pod.point = resource_point(pod.resource)
-        pod.recent.extend(recent)
-        for batch in batches[-BATCH_IDS:]:
-            pod.batches[str(batch)] = None
-        return pod
-
-
-class AppGroup:
-    """The pods of one app, their merged scope and their resource totals."""
-
-    __slots__ = ("name", "pods", "scope", "totals")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.pods: set[str] = set()
-        self.scope = Scope(f"app:{name}")
-        self.totals = ResourceTotals()
 
 
 @dataclass

@@ -12,7 +12,8 @@ from typing import Any
 
 import ujson
 
-from app.dashboard.aggregate import BATCH_IDS, Changes, Restored
+from app.dashboard.aggregate import Changes, Restored
+from app.dashboard.pods import BATCH_IDS
 from app.dashboard.scope import FINE_SPAN
 
 SCHEMA = """

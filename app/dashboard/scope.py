@@ -1,29 +1,23 @@
 """Time-bucketed traffic and resource series for one scope: a pod, an app, or all.
 
-Memory stays bounded by two tiers: one `Bucket` per second for the last
-`FINE_SPAN` seconds and one per `COARSE` seconds over the retention, plus a
-per-route table holding only the last minute. Counts per status class and per
-latency bucket are packed into one Python int each (64 bits a slot, see
-`app.histogram` for the bounds), so merging two buckets is a few additions:
-that is what keeps ingest cheap at thousands of pods. Pure code: no I/O, no
-clock (callers pass `now` in epoch seconds).
+Memory stays bounded by two tiers: one bucket per second for the last
+`FINE_SPAN` seconds and one per `COARSE` seconds over the retention (frozen
+into bytes once past their hot span), plus a per-route table holding only the
+last minute. A batch's cells are summed once (`TrafficDelta`) and merged into
+each scope it touches; the overview's figures are cached per scope and rebuilt
+only when its data changed. Pure code: no I/O, no clock (callers pass `now`).
 """
 
 from __future__ import annotations
 
-import math
-import struct
-import sys
 import zlib
-from array import array
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
-from itertools import accumulate
 from typing import Any
 
+from app.dashboard.buckets import NO_TREND_POINT, Bucket, BucketRow, RouteStat, Slot, Traffic, Window, freeze, read_slot
 from app.dashboard.jsontext import dumps
-from app.histogram import Histogram, bucket_range
+from app.dashboard.packed import pack_pairs, pack_status, quantiles, unpack_status
 from app.routes import OVERFLOW_ROUTE
 from app.wire import STATUS_CLASSES
 
@@ -36,348 +30,7 @@ MAX_SKEW = 60  # seconds a sender's clock may run ahead before its cells are cou
 FINE_HOT = 30  # seconds a one-second bucket stays an object; older ones are packed into bytes
 COARSE_HOT = TREND_POINTS * COARSE + 2 * COARSE  # the trend reads coarse buckets this far back, often
 
-WIDTH = 64  # bits per packed slot: no count in a slot comes near 2**64
-_MASK = (1 << WIDTH) - 1
-_STATUS_SHIFT = {klass: i * WIDTH for i, klass in enumerate(STATUS_CLASSES)}
-
 RouteKey = tuple[str, str]  # (route, method)
-
-
-def _r(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-# --- packing ----------------------------------------------------------------
-
-
-def pack_pairs(pairs: Iterable[Iterable[int]]) -> int:
-    """`[[index, count], ...]` (a wire histogram) as one int."""
-    packed = 0
-    for index, n in pairs:
-        packed += n << (index * WIDTH)
-    return packed
-
-
-def unpack(packed: int) -> array[int]:
-    """Counts per slot, lowest first, for a packed int (trailing empty slots left out)."""
-    counts = array("Q")
-    if packed:
-        counts.frombytes(packed.to_bytes((packed.bit_length() + WIDTH - 1) // WIDTH * 8, sys.byteorder))
-    return counts
-
-
-def pack_status(status: dict[str, int]) -> int:
-    packed = 0
-    for klass, n in status.items():
-        packed += n << _STATUS_SHIFT[klass]
-    return packed
-
-
-def unpack_status(packed: int) -> dict[str, int]:
-    return {klass: (packed >> shift) & _MASK for klass, shift in _STATUS_SHIFT.items()}
-
-
-def to_pairs(packed: int) -> list[list[int]]:
-    return [[i, n] for i, n in enumerate(unpack(packed)) if n]
-
-
-def quantiles(hist: int, count: int, low: float, high: float) -> tuple[float | None, float | None, float | None]:
-    """p50, p95, p99 of a packed histogram, exactly as `Histogram.quantile` computes them.
-
-    Cumulative counts and a bisection find each bucket in C rather than a Python loop.
-    """
-    if not count:
-        return None, None, None
-    counts = unpack(hist)
-    cumulative = list(accumulate(counts))
-    out = []
-    for q in (0.50, 0.95, 0.99):
-        rank = q * count
-        index = bisect_left(cumulative, rank)
-        if index >= len(counts):
-            out.append(round(high, 3))
-            continue
-        n = counts[index]
-        lo, hi = bucket_range(index)
-        lo, hi = max(lo, low), min(hi, high)
-        if hi <= lo or lo <= 0:
-            out.append(round(min(max(hi, low), high), 3))
-        else:  # geometric interpolation inside the bucket
-            out.append(round(float(lo * (hi / lo) ** ((rank - cumulative[index] + n) / n)), 3))
-    return out[0], out[1], out[2]
-
-
-# --- buckets ----------------------------------------------------------------
-
-
-class Traffic:
-    """Exchanges of one slot (or a window): counts, packed histogram, sum, min, max, bytes."""
-
-    __slots__ = ("bytes_in", "bytes_out", "count", "failures", "high", "hist", "low", "status", "total")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.status = 0  # packed per STATUS_CLASSES
-        self.failures = 0
-        self.hist = 0  # packed per latency bucket
-        self.total = 0.0  # ms, summed
-        self.low = math.inf
-        self.high = 0.0
-        self.bytes_in = 0
-        self.bytes_out = 0
-
-    def add_cell(self, d: dict[str, Any], status: int, hist: int) -> None:
-        """Add a validated wire cell whose status and histogram are already packed."""
-        self.count += d["count"]
-        self.status += status
-        self.failures += d["failures"]
-        self.hist += hist
-        self.total += d["sum"]
-        low, high = d["min"], d["max"]
-        if low < self.low:
-            self.low = low
-        if high > self.high:
-            self.high = high
-        self.bytes_in += d["bytes_in"]
-        self.bytes_out += d["bytes_out"]
-
-    def merge(self, other: Traffic) -> None:
-        if not other.count:
-            return
-        self.count += other.count
-        self.status += other.status
-        self.failures += other.failures
-        self.hist += other.hist
-        self.total += other.total
-        if other.low < self.low:
-            self.low = other.low
-        if other.high > self.high:
-            self.high = other.high
-        self.bytes_in += other.bytes_in
-        self.bytes_out += other.bytes_out
-
-    def histogram(self) -> Histogram:
-        """An `app.histogram.Histogram` of the same counts, for its quantiles."""
-        hist = Histogram()
-        hist.counts = {i: n for i, n in enumerate(unpack(self.hist)) if n}
-        hist.count, hist.total, hist.low, hist.high = self.count, self.total, self.low, self.high
-        return hist
-
-    def traffic_json(self) -> dict[str, Any]:
-        if not self.count:
-            return {}
-        return {"c": self.count, "s": format(self.status, "x"), "f": self.failures, "h": format(self.hist, "x"),
-                "sum": self.total, "min": self.low, "max": self.high, "bi": self.bytes_in, "bo": self.bytes_out}
-
-    def load_traffic(self, data: dict[str, Any]) -> None:
-        if "c" not in data:
-            return
-        self.count, self.failures = int(data["c"]), int(data["f"])
-        self.status, self.hist = int(data["s"], 16), int(data["h"], 16)
-        self.total, self.low, self.high = float(data["sum"]), float(data["min"]), float(data["max"])
-        self.bytes_in, self.bytes_out = int(data["bi"]), int(data["bo"])
-
-
-BucketRow = tuple[Any, ...]  # the columns of history's `buckets` table after (scope, step, t)
-TrendText = tuple[str, str, str, str]  # rps, p95, cpu, memory: JSON numbers or null
-_NO_POINT: TrendText = ("null", "null", "null", "null")
-
-
-def _blob(packed: int) -> bytes:
-    return packed.to_bytes((packed.bit_length() + 7) // 8, "little")
-
-
-class Bucket(Traffic):
-    """Traffic plus averaged resource readings for one time slot."""
-
-    __slots__ = ("_point", "cpu_n", "cpu_sum", "mem_limit", "mem_n", "mem_sum")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cpu_sum = 0.0
-        self.cpu_n = 0
-        self.mem_sum = 0.0
-        self.mem_n = 0
-        self.mem_limit: float | None = None
-        self._point: TrendText | None = None
-
-    def merge(self, other: Traffic) -> None:
-        self._point = None
-        super().merge(other)
-
-    def add_resource(self, cpu: float | None, memory: float | None, limit: float | None) -> None:
-        self._point = None
-        if cpu is not None:
-            self.cpu_sum += cpu
-            self.cpu_n += 1
-        if memory is not None:
-            self.mem_sum += memory
-            self.mem_n += 1
-        if limit is not None:
-            self.mem_limit = limit
-
-    def merge_resources(self, other: Bucket) -> None:
-        self._point = None
-        self.cpu_sum += other.cpu_sum
-        self.cpu_n += other.cpu_n
-        self.mem_sum += other.mem_sum
-        self.mem_n += other.mem_n
-        if other.mem_limit is not None:
-            self.mem_limit = other.mem_limit
-
-    @property
-    def cpu(self) -> float | None:
-        return self.cpu_sum / self.cpu_n if self.cpu_n else None
-
-    @property
-    def memory(self) -> float | None:
-        return self.mem_sum / self.mem_n if self.mem_n else None
-
-    def trend_text(self, seconds: int) -> TrendText:
-        """(rps, p95, cpu, memory) as JSON numbers, kept until the bucket changes."""
-        point = self._point
-        if point is None:
-            cpu, memory = self.cpu, self.memory
-            p95 = quantiles(self.hist, self.count, self.low, self.high)[1]
-            point = self._point = (repr(round(self.count / seconds, 3)), "null" if p95 is None else repr(p95),
-                                   "null" if cpu is None else repr(round(cpu, 2)),
-                                   "null" if memory is None else repr(round(memory)))
-        return point
-
-    def to_row(self) -> BucketRow:
-        """Plain columns (packed counts as little-endian blobs): no JSON to encode, thousands a second."""
-        counted = self.count > 0
-        return (self.count, _blob(self.status), self.failures, _blob(self.hist), self.total,
-                self.low if counted else None, self.high if counted else None, self.bytes_in, self.bytes_out,
-                self.cpu_sum, self.cpu_n, self.mem_sum, self.mem_n, self.mem_limit)
-
-    @classmethod
-    def from_row(cls, row: BucketRow) -> Bucket:
-        bucket = cls()
-        (bucket.count, status, bucket.failures, hist, bucket.total, low, high, bucket.bytes_in, bucket.bytes_out,
-         bucket.cpu_sum, bucket.cpu_n, bucket.mem_sum, bucket.mem_n, bucket.mem_limit) = row
-        bucket.status, bucket.hist = int.from_bytes(status, "little"), int.from_bytes(hist, "little")
-        if low is not None:
-            bucket.low, bucket.high = low, high
-        return bucket
-
-
-_FROZEN = struct.Struct("<QQQQIIddddddHH")  # the fixed part of a frozen bucket, then status and histogram
-
-
-def freeze(bucket: Bucket) -> bytes:
-    """A complete bucket as about a quarter of its memory: fixed fields, then the packed counts as bytes.
-
-    The histogram's empty low slots are left out (latencies cluster), the rest is
-    the packed int's own little-endian bytes. `thaw` gives the bucket back.
-    """
-    hist = bucket.hist
-    skip = ((hist & -hist).bit_length() - 1) // WIDTH if hist else 0  # empty slots below the first count
-    status_bytes, hist_bytes = _blob(bucket.status), _blob(hist >> (skip * WIDTH))
-    limit = math.nan if bucket.mem_limit is None else bucket.mem_limit
-    low = bucket.low if bucket.count else math.nan
-    head = _FROZEN.pack(bucket.count, bucket.failures, bucket.bytes_in, bucket.bytes_out, bucket.cpu_n,
-                        bucket.mem_n, bucket.total, low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit,
-                        skip, len(status_bytes))
-    return head + status_bytes + hist_bytes
-
-
-def thaw(frozen: bytes) -> Bucket:
-    bucket = Bucket()
-    (bucket.count, bucket.failures, bucket.bytes_in, bucket.bytes_out, bucket.cpu_n, bucket.mem_n, bucket.total,
-     low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit, skip, status_len) = _FROZEN.unpack_from(frozen)
-    if bucket.count:
-        bucket.low = low
-    bucket.mem_limit = None if math.isnan(limit) else limit
-    start = _FROZEN.size
-    bucket.status = int.from_bytes(frozen[start:start + status_len], "little")
-    bucket.hist = int.from_bytes(frozen[start + status_len:], "little") << (skip * WIDTH)
-    return bucket
-
-
-Slot = Bucket | bytes  # a tier holds objects while hot, frozen bytes after
-
-
-def _read(slot: Slot | None) -> Bucket | None:
-    return thaw(slot) if type(slot) is bytes else slot  # type: ignore[return-value]
-
-
-class Window(Traffic):
-    """Traffic over a span of `seconds`, reduced to the numbers people read."""
-
-    __slots__ = ("_quantiles", "seconds")
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = max(seconds, 1.0)
-        self._quantiles: tuple[float | None, float | None, float | None] | None = None
-
-    def quantiles(self) -> tuple[float | None, float | None, float | None]:
-        """p50, p95, p99, computed once (a window is rebuilt, not changed, when data comes)."""
-        if self._quantiles is None:
-            self._quantiles = quantiles(self.hist, self.count, self.low, self.high)
-        return self._quantiles
-
-    def headline(self) -> dict[str, Any]:
-        """rps, success, p50, p95, p99: what every pod, app and the totals show."""
-        count = self.count
-        p50, p95, p99 = self.quantiles()
-        return {"rps": round(count / self.seconds, 3),
-                "success": round(1 - self.failures / count, 5) if count else None,
-                "p50": p50, "p95": p95, "p99": p99}
-
-    def numbers(self) -> dict[str, Any]:
-        count = self.count
-        out = self.headline()
-        out.update(count=count, avg=_r(self.total / count) if count else None,
-                   min=_r(self.low) if count else None, max=_r(self.high) if count else None,
-                   errors=self.failures, error_rate=round(self.failures / count, 5) if count else None,
-                   bytes_in=self.bytes_in, bytes_out=self.bytes_out)
-        return out
-
-
-class RouteStat:
-    """One route's last minute (in coarse slots), lifetime count and last sighting."""
-
-    __slots__ = ("cells", "last_seen", "total")
-
-    def __init__(self) -> None:
-        self.cells: dict[int, Traffic] = {}
-        self.total = 0
-        self.last_seen = 0.0  # epoch ms
-
-    def add(self, t5: int, cell: Traffic, last_seen: float) -> None:
-        mine = self.cells.get(t5)
-        if mine is None:
-            mine = self.cells[t5] = Traffic()
-        mine.merge(cell)
-        self.total += cell.count
-        if last_seen > self.last_seen:
-            self.last_seen = last_seen
-
-    def window(self, start: int, end: int) -> Window:
-        out = Window(end - start)
-        for t5, cell in self.cells.items():
-            if start <= t5 < end:
-                out.merge(cell)
-        return out
-
-    def evict(self, before: int) -> None:
-        for t5 in [t for t in self.cells if t < before]:
-            del self.cells[t5]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"total": self.total, "last_seen": self.last_seen,
-                "cells": {str(t): c.traffic_json() for t, c in self.cells.items()}}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RouteStat:
-        stat = cls()
-        stat.total, stat.last_seen = int(data["total"]), float(data["last_seen"])
-        for t, wire in data["cells"].items():
-            cell = stat.cells[int(t)] = Traffic()
-            cell.load_traffic(wire)
-        return stat
 
 
 class TrafficDelta:
@@ -473,7 +126,7 @@ class Scope:
     # --- writing ----------------------------------------------------------
 
     def fine_bucket(self, t: int) -> Bucket:
-        bucket = _read(self.fine.get(t))
+        bucket = read_slot(self.fine.get(t))
         if bucket is None:
             bucket = Bucket()
         self.fine[t] = bucket
@@ -482,7 +135,7 @@ class Scope:
         return bucket
 
     def coarse_bucket(self, t5: int) -> Bucket:
-        bucket = _read(self.coarse.get(t5))
+        bucket = read_slot(self.coarse.get(t5))
         if bucket is None:
             bucket = Bucket()
         self.coarse[t5] = bucket
@@ -552,7 +205,7 @@ class Scope:
 
     def bucket(self, step: int, t: int) -> Bucket | None:
         """The bucket of a tier at `t`, for reading (a frozen one is thawed, not kept thawed)."""
-        return _read((self.fine if step == 1 else self.coarse).get(t))
+        return read_slot((self.fine if step == 1 else self.coarse).get(t))
 
     def drain_buckets(self, complete_before: int | None) -> list[tuple[int, int, BucketRow]]:
         """Changed buckets as (step, t, data); with `complete_before`, only slots ending by then.
@@ -596,7 +249,7 @@ class Scope:
         out = Window(end - start)
         coarse = self.coarse
         for t5 in range(start, end, COARSE):
-            bucket = _read(coarse.get(t5))
+            bucket = read_slot(coarse.get(t5))
             if bucket is not None:
                 out.merge(bucket)
         self._window = (start, self.version, out)
@@ -626,8 +279,8 @@ class Scope:
             cols.popleft()
         coarse = self.coarse
         for t5 in range(max(first, min(redo, end - moved * COARSE)), end, COARSE):
-            bucket = _read(coarse.get(t5))
-            cols[(t5 - first) // COARSE] = _NO_POINT if bucket is None else bucket.trend_text(COARSE)
+            bucket = read_slot(coarse.get(t5))
+            cols[(t5 - first) // COARSE] = NO_TREND_POINT if bucket is None else bucket.trend_text(COARSE)
         self._trend_end, self._trend_dirty = end, end
         text = ('{"rps":[' + ",".join(c[0] for c in cols) + '],"p95":[' + ",".join(c[1] for c in cols)
                 + '],"cpu":[' + ",".join(c[2] for c in cols) + '],"memory":[' + ",".join(c[3] for c in cols) + "]}")
@@ -680,16 +333,12 @@ class Scope:
                 continue
             for klass, n in unpack_status(bucket.status).items():
                 rps[klass].append(round(n / span, 3))
-            if bucket.count:
-                hist = bucket.histogram()
-                p50.append(_r(hist.quantile(0.50)))
-                p95.append(_r(hist.quantile(0.95)))
-                p99.append(_r(hist.quantile(0.99)))
-            else:
-                p50.append(None)
-                p95.append(None)
-                p99.append(None)
-            cpu.append(_r(bucket.cpu, 2))
+            q50, q95, q99 = quantiles(bucket.hist, bucket.count, bucket.low, bucket.high)
+            p50.append(q50)
+            p95.append(q95)
+            p99.append(q99)
+            cpu_value = bucket.cpu
+            cpu.append(None if cpu_value is None else round(cpu_value, 2))
             mem = bucket.memory
             memory.append(None if mem is None else round(mem))
             if bucket.mem_limit is not None:
@@ -701,13 +350,13 @@ class Scope:
         """The bucket covering [t, t + step), and the seconds its counts are spread over."""
         if step == 1:
             if t >= self.fine_since:
-                return _read(self.fine.get(t)), 1
-            return _read(self.coarse.get(t - t % COARSE)), COARSE
+                return read_slot(self.fine.get(t)), 1
+            return read_slot(self.coarse.get(t - t % COARSE)), COARSE
         if step == COARSE:
-            return _read(self.coarse.get(t)), COARSE
+            return read_slot(self.coarse.get(t)), COARSE
         merged: Bucket | None = None
         for t5 in range(t, t + step, COARSE):
-            bucket = _read(self.coarse.get(t5))
+            bucket = read_slot(self.coarse.get(t5))
             if bucket is not None:
                 if merged is None:
                     merged = Bucket()

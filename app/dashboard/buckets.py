@@ -1,0 +1,287 @@
+"""Buckets of traffic and resource readings, and the forms they take: hot, frozen, windowed, per route.
+
+A `Traffic` holds one slot's exchanges with its counts packed (see
+`app.dashboard.packed`); a `Bucket` adds resource readings; complete buckets
+are frozen into bytes to save memory and thawed to be read; a `Window` sums
+buckets into the numbers people read; a `RouteStat` keeps one route's last
+minute. Pure code.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+from app.dashboard.packed import WIDTH, quantiles, to_bytes, unpack
+from app.histogram import Histogram
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+class Traffic:
+    """Exchanges of one slot (or a window): counts, packed histogram, sum, min, max, bytes."""
+
+    __slots__ = ("bytes_in", "bytes_out", "count", "failures", "high", "hist", "low", "status", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.status = 0  # packed per STATUS_CLASSES
+        self.failures = 0
+        self.hist = 0  # packed per latency bucket
+        self.total = 0.0  # ms, summed
+        self.low = math.inf
+        self.high = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def add_cell(self, d: dict[str, Any], status: int, hist: int) -> None:
+        """Add a validated wire cell whose status and histogram are already packed."""
+        self.count += d["count"]
+        self.status += status
+        self.failures += d["failures"]
+        self.hist += hist
+        self.total += d["sum"]
+        low, high = d["min"], d["max"]
+        if low < self.low:
+            self.low = low
+        if high > self.high:
+            self.high = high
+        self.bytes_in += d["bytes_in"]
+        self.bytes_out += d["bytes_out"]
+
+    def merge(self, other: Traffic) -> None:
+        if not other.count:
+            return
+        self.count += other.count
+        self.status += other.status
+        self.failures += other.failures
+        self.hist += other.hist
+        self.total += other.total
+        if other.low < self.low:
+            self.low = other.low
+        if other.high > self.high:
+            self.high = other.high
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+
+    def histogram(self) -> Histogram:
+        """An `app.histogram.Histogram` of the same counts, for its quantiles."""
+        hist = Histogram()
+        hist.counts = {i: n for i, n in enumerate(unpack(self.hist)) if n}
+        hist.count, hist.total, hist.low, hist.high = self.count, self.total, self.low, self.high
+        return hist
+
+    def traffic_json(self) -> dict[str, Any]:
+        if not self.count:
+            return {}
+        return {"c": self.count, "s": format(self.status, "x"), "f": self.failures, "h": format(self.hist, "x"),
+                "sum": self.total, "min": self.low, "max": self.high, "bi": self.bytes_in, "bo": self.bytes_out}
+
+    def load_traffic(self, data: dict[str, Any]) -> None:
+        if "c" not in data:
+            return
+        self.count, self.failures = int(data["c"]), int(data["f"])
+        self.status, self.hist = int(data["s"], 16), int(data["h"], 16)
+        self.total, self.low, self.high = float(data["sum"]), float(data["min"]), float(data["max"])
+        self.bytes_in, self.bytes_out = int(data["bi"]), int(data["bo"])
+
+
+BucketRow = tuple[Any, ...]  # the columns of history's `buckets` table after (scope, step, t)
+TrendText = tuple[str, str, str, str]  # rps, p95, cpu, memory: JSON numbers or null
+NO_TREND_POINT: TrendText = ("null", "null", "null", "null")
+
+
+class Bucket(Traffic):
+    """Traffic plus averaged resource readings for one time slot."""
+
+    __slots__ = ("_point", "cpu_n", "cpu_sum", "mem_limit", "mem_n", "mem_sum")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpu_sum = 0.0
+        self.cpu_n = 0
+        self.mem_sum = 0.0
+        self.mem_n = 0
+        self.mem_limit: float | None = None
+        self._point: TrendText | None = None
+
+    def merge(self, other: Traffic) -> None:
+        self._point = None
+        super().merge(other)
+
+    def add_resource(self, cpu: float | None, memory: float | None, limit: float | None) -> None:
+        self._point = None
+        if cpu is not None:
+            self.cpu_sum += cpu
+            self.cpu_n += 1
+        if memory is not None:
+            self.mem_sum += memory
+            self.mem_n += 1
+        if limit is not None:
+            self.mem_limit = limit
+
+    def merge_resources(self, other: Bucket) -> None:
+        self._point = None
+        self.cpu_sum += other.cpu_sum
+        self.cpu_n += other.cpu_n
+        self.mem_sum += other.mem_sum
+        self.mem_n += other.mem_n
+        if other.mem_limit is not None:
+            self.mem_limit = other.mem_limit
+
+    @property
+    def cpu(self) -> float | None:
+        return self.cpu_sum / self.cpu_n if self.cpu_n else None
+
+    @property
+    def memory(self) -> float | None:
+        return self.mem_sum / self.mem_n if self.mem_n else None
+
+    def trend_text(self, seconds: int) -> TrendText:
+        """(rps, p95, cpu, memory) as JSON numbers, kept until the bucket changes."""
+        point = self._point
+        if point is None:
+            cpu, memory = self.cpu, self.memory
+            p95 = quantiles(self.hist, self.count, self.low, self.high)[1]
+            point = self._point = (repr(round(self.count / seconds, 3)), "null" if p95 is None else repr(p95),
+                                   "null" if cpu is None else repr(round(cpu, 2)),
+                                   "null" if memory is None else repr(round(memory)))
+        return point
+
+    def to_row(self) -> BucketRow:
+        """Plain columns (packed counts as little-endian blobs): no JSON to encode, thousands a second."""
+        counted = self.count > 0
+        return (self.count, to_bytes(self.status), self.failures, to_bytes(self.hist), self.total,
+                self.low if counted else None, self.high if counted else None, self.bytes_in, self.bytes_out,
+                self.cpu_sum, self.cpu_n, self.mem_sum, self.mem_n, self.mem_limit)
+
+    @classmethod
+    def from_row(cls, row: BucketRow) -> Bucket:
+        bucket = cls()
+        (bucket.count, status, bucket.failures, hist, bucket.total, low, high, bucket.bytes_in, bucket.bytes_out,
+         bucket.cpu_sum, bucket.cpu_n, bucket.mem_sum, bucket.mem_n, bucket.mem_limit) = row
+        bucket.status, bucket.hist = int.from_bytes(status, "little"), int.from_bytes(hist, "little")
+        if low is not None:
+            bucket.low, bucket.high = low, high
+        return bucket
+
+
+_FROZEN = struct.Struct("<QQQQIIddddddHH")  # the fixed part of a frozen bucket, then status and histogram
+
+
+def freeze(bucket: Bucket) -> bytes:
+    """A complete bucket as about a quarter of its memory: fixed fields, then the packed counts as bytes.
+
+    The histogram's empty low slots are left out (latencies cluster), the rest is
+    the packed int's own little-endian bytes. `thaw` gives the bucket back.
+    """
+    hist = bucket.hist
+    skip = ((hist & -hist).bit_length() - 1) // WIDTH if hist else 0  # empty slots below the first count
+    status_bytes, hist_bytes = to_bytes(bucket.status), to_bytes(hist >> (skip * WIDTH))
+    limit = math.nan if bucket.mem_limit is None else bucket.mem_limit
+    low = bucket.low if bucket.count else math.nan
+    head = _FROZEN.pack(bucket.count, bucket.failures, bucket.bytes_in, bucket.bytes_out, bucket.cpu_n,
+                        bucket.mem_n, bucket.total, low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit,
+                        skip, len(status_bytes))
+    return head + status_bytes + hist_bytes
+
+
+def thaw(frozen: bytes) -> Bucket:
+    bucket = Bucket()
+    (bucket.count, bucket.failures, bucket.bytes_in, bucket.bytes_out, bucket.cpu_n, bucket.mem_n, bucket.total,
+     low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit, skip, status_len) = _FROZEN.unpack_from(frozen)
+    if bucket.count:
+        bucket.low = low
+    bucket.mem_limit = None if math.isnan(limit) else limit
+    start = _FROZEN.size
+    bucket.status = int.from_bytes(frozen[start:start + status_len], "little")
+    bucket.hist = int.from_bytes(frozen[start + status_len:], "little") << (skip * WIDTH)
+    return bucket
+
+
+Slot = Bucket | bytes  # a tier holds objects while hot, frozen bytes after
+
+
+def read_slot(slot: Slot | None) -> Bucket | None:
+    return thaw(slot) if type(slot) is bytes else slot  # type: ignore[return-value]
+
+
+class Window(Traffic):
+    """Traffic over a span of `seconds`, reduced to the numbers people read."""
+
+    __slots__ = ("_quantiles", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = max(seconds, 1.0)
+        self._quantiles: tuple[float | None, float | None, float | None] | None = None
+
+    def quantiles(self) -> tuple[float | None, float | None, float | None]:
+        """p50, p95, p99, computed once (a window is rebuilt, not changed, when data comes)."""
+        if self._quantiles is None:
+            self._quantiles = quantiles(self.hist, self.count, self.low, self.high)
+        return self._quantiles
+
+    def headline(self) -> dict[str, Any]:
+        """rps, success, p50, p95, p99: what every pod, app and the totals show."""
+        count = self.count
+        p50, p95, p99 = self.quantiles()
+        return {"rps": round(count / self.seconds, 3),
+                "success": round(1 - self.failures / count, 5) if count else None,
+                "p50": p50, "p95": p95, "p99": p99}
+
+    def numbers(self) -> dict[str, Any]:
+        count = self.count
+        out = self.headline()
+        out.update(count=count, avg=_r(self.total / count) if count else None,
+                   min=_r(self.low) if count else None, max=_r(self.high) if count else None,
+                   errors=self.failures, error_rate=round(self.failures / count, 5) if count else None,
+                   bytes_in=self.bytes_in, bytes_out=self.bytes_out)
+        return out
+
+
+class RouteStat:
+    """One route's last minute (in coarse slots), lifetime count and last sighting."""
+
+    __slots__ = ("cells", "last_seen", "total")
+
+    def __init__(self) -> None:
+        self.cells: dict[int, Traffic] = {}
+        self.total = 0
+        self.last_seen = 0.0  # epoch ms
+
+    def add(self, t5: int, cell: Traffic, last_seen: float) -> None:
+        mine = self.cells.get(t5)
+        if mine is None:
+            mine = self.cells[t5] = Traffic()
+        mine.merge(cell)
+        self.total += cell.count
+        if last_seen > self.last_seen:
+            self.last_seen = last_seen
+
+    def window(self, start: int, end: int) -> Window:
+        out = Window(end - start)
+        for t5, cell in self.cells.items():
+            if start <= t5 < end:
+                out.merge(cell)
+        return out
+
+    def evict(self, before: int) -> None:
+        for t5 in [t for t in self.cells if t < before]:
+            del self.cells[t5]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total": self.total, "last_seen": self.last_seen,
+                "cells": {str(t): c.traffic_json() for t, c in self.cells.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RouteStat:
+        stat = cls()
+        stat.total, stat.last_seen = int(data["total"]), float(data["last_seen"])
+        for t, wire in data["cells"].items():
+            cell = stat.cells[int(t)] = Traffic()
+            cell.load_traffic(wire)
+        return stat

@@ -1,0 +1,51 @@
+"""Buckets (`app.dashboard.buckets`): rows for history, frozen bytes, route windows."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.dashboard.buckets import Bucket, RouteStat, freeze, thaw
+from app.dashboard.packed import pack_pairs, pack_status
+from app.dashboard.scope import TrafficDelta
+from app.histogram import OVERFLOW
+from app.summary import SummaryBuilder
+from tests.dashboard_support import T0, sample
+
+pairs = st.dictionaries(st.integers(0, OVERFLOW), st.integers(1, 10**12), max_size=30)
+
+
+def cells_for(samples: list) -> list[dict]:
+    builder = SummaryBuilder()
+    for s in samples:
+        builder.add(s)
+    return builder.drain()
+
+
+def test_bucket_and_route_json_round_trip() -> None:
+    delta = TrafficDelta(cells_for([sample(ms=3.0), sample(ms=300.0, status=404)]), T0 + 1, 3600)
+    bucket = delta.seconds[int(T0)]
+    bucket.add_resource(10.0, 20.0, 30.0)
+    again = Bucket.from_row(bucket.to_row())
+    assert again.to_row() == bucket.to_row()
+    assert Bucket.from_row(Bucket().to_row()).to_row() == Bucket().to_row()
+    stat = RouteStat()
+    for (_, _, t5), cell in delta.routes.items():
+        stat.add(t5, cell, 123.0)
+    assert RouteStat.from_json(stat.to_json()).to_json() == stat.to_json()
+
+
+@given(pairs, st.dictionaries(st.sampled_from(["2xx", "4xx", "5xx", "none"]), st.integers(0, 10**9), max_size=4),
+       st.integers(0, 10**12), st.floats(0, 1e9), st.booleans())
+def test_freeze_and_thaw_round_trip(hist: dict[int, int], status: dict[str, int], nbytes: int, ms: float,
+                                    with_resources: bool) -> None:
+    bucket = Bucket()
+    bucket.hist, bucket.status = pack_pairs(sorted(hist.items())), pack_status(status)
+    bucket.count = sum(hist.values())
+    if bucket.count:
+        bucket.total, bucket.low, bucket.high = ms, ms / 2, ms
+    bucket.bytes_in = bucket.bytes_out = nbytes
+    if with_resources:
+        bucket.add_resource(12.5, 1e9, 2e9)
+    frozen = freeze(bucket)
+    assert isinstance(frozen, bytes) and thaw(frozen).to_row() == bucket.to_row()

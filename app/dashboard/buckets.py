@@ -13,8 +13,7 @@ import math
 import struct
 from typing import Any
 
-from app.dashboard.packed import WIDTH, quantiles, to_bytes, unpack
-from app.histogram import Histogram
+from app.dashboard.packed import WIDTH, quantiles, to_bytes
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -66,13 +65,6 @@ class Traffic:
             self.high = other.high
         self.bytes_in += other.bytes_in
         self.bytes_out += other.bytes_out
-
-    def histogram(self) -> Histogram:
-        """An `app.histogram.Histogram` of the same counts, for its quantiles."""
-        hist = Histogram()
-        hist.counts = {i: n for i, n in enumerate(unpack(self.hist)) if n}
-        hist.count, hist.total, hist.low, hist.high = self.count, self.total, self.low, self.high
-        return hist
 
     def traffic_json(self) -> dict[str, Any]:
         if not self.count:

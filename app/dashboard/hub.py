@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import ujson
@@ -89,12 +88,10 @@ class LiveHub:
 class LiveSocket(WebSocketHandler):
     """One page's WebSocket: snapshot first, then the newest update whenever it can take one."""
 
-    def initialize(self, hub: LiveHub, view_token: str, allowed_origins: tuple[str, ...],
-                   clock: Callable[[], float] = time.monotonic) -> None:
+    def initialize(self, hub: LiveHub, view_token: str, allowed_origins: tuple[str, ...]) -> None:
         self.hub = hub
         self.view_token = view_token
         self.allowed_origins = allowed_origins
-        self.clock = clock
         self.subscription: tuple[str, int] | None = None
         self._pending: dict[str, str] = {}
         self._writing = False

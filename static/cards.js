@@ -14,6 +14,10 @@
     return a.route < b.route ? -1 : a.route > b.route ? 1 : 0;
   }
 
+  function byName(a, b) {
+    return a.route < b.route ? -1 : a.route > b.route ? 1 : a.method < b.method ? -1 : a.method > b.method ? 1 : 0;
+  }
+
   function routeKey(r) { return r.method + ' ' + r.route; }
 
   class PodCards {
@@ -144,9 +148,11 @@
       D.setVariant(rec.p95, 'level-', F.latencyLevel(pod.p95));
       D.setText(rec.seen, F.ago(pod.seen, this.now));
 
+      // The busiest routes, listed by name: rows that swap places every second
+      // as counts jitter cannot be read at a glance.
       const routes = Array.isArray(pod.routes) ? pod.routes : [];
-      const top = routes.length > ROUTES_PER_CARD ? routes.slice().sort(compareRoutes).slice(0, ROUTES_PER_CARD)
-        : routes.slice().sort(compareRoutes);
+      const top = (routes.length > ROUTES_PER_CARD ? routes.slice().sort(compareRoutes).slice(0, ROUTES_PER_CARD)
+        : routes.slice()).sort(byName);
       rec.routes.render(top, routeKey);
       // A server may send only each pod's busiest routes and say how many it has.
       const known = F.isNum(pod.route_count) ? Math.max(pod.route_count, routes.length) : routes.length;

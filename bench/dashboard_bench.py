@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,20 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
+def cores(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """The server alone on the last core, the generator on the others (the target is one core's worth)."""
+    available = sorted(os.sched_getaffinity(0))
+    if not pin or len(available) < 2:
+        return None, None
+    return {available[-1]}, set(available[:-1])
+
+
+def pinned(which: set[int] | None) -> Callable[[], None] | None:
+    if which is None:
+        return None
+    return lambda: os.sched_setaffinity(0, which)
+
+
 def stop(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -308,7 +323,9 @@ def run_step(target: str, pods: int, args: argparse.Namespace, workdir: Path) ->
         command = [sys.executable, "-m", "app", "--mode", "dashboard", "--host", "127.0.0.1", "--port", str(port),
                    "--data", str(data) if args.history else ":memory:"]
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "DATA_PATH", "DASHBOARD_TOKEN", "MODE")}
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server_cores, generator_cores = cores(args.pin)
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=pinned(server_cores))
     generator: subprocess.Popen[bytes] | None = None
     try:
         wait_port(port, server)
@@ -318,7 +335,8 @@ def run_step(target: str, pods: int, args: argparse.Namespace, workdir: Path) ->
             gen_args.append("--watch")
         if args.keepalive:
             gen_args.append("--keepalive")
-        generator = subprocess.Popen(gen_args, cwd=ROOT, env=env, stdout=subprocess.PIPE)
+        generator = subprocess.Popen(gen_args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     preexec_fn=pinned(generator_cores))
         time.sleep(0.5 + args.warmup)
         cpu0, t0 = procstat.cpu_seconds([server.pid]), time.monotonic()
         rss = 0
@@ -360,6 +378,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=6.0, help="seconds before measuring (fills the windows)")
     parser.add_argument("--keepalive", action="store_true", help="keep connections open (our sidecar does not)")
     parser.add_argument("--no-history", dest="history", action="store_false", help="dashboard with --data :memory:")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let the scheduler place the server and the generator (default: separate cores)")
     parser.add_argument("--quick", action="store_true", help="a few seconds: 200 pods, both targets")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)

@@ -189,3 +189,15 @@ def test_the_trend_kept_up_to_date_equals_one_built_afresh() -> None:
             scope.evict(now, 3600)
         fresh._trend, fresh._trend_cols = None, type(fresh._trend_cols)()
         assert kept.trend_json(now) == fresh.trend_json(now), second
+
+
+def test_an_app_scope_settles_for_a_few_seconds_a_pod_scope_does_not() -> None:
+    now = T0 + 200
+    first, more = cells_for([sample(started=T0 + 150)]), cells_for([sample(started=T0 + 151)] * 4)
+    for settle, expected_soon in ((5.0, 1), (0.0, 5)):
+        scope = Scope("app:shop", settle=settle)
+        scope.add_traffic(TrafficDelta(first, now, 3600), now)
+        assert scope.window(now).count == 1
+        scope.add_traffic(TrafficDelta(more, now, 3600), now)
+        assert scope.window(now + 4).count == expected_soon
+        assert scope.window(now + 5.5).count == 5

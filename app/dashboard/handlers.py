@@ -65,13 +65,18 @@ class JSONHandler(RequestHandler):
         exc_info = kwargs.get("exc_info")
         if exc_info and isinstance(exc_info[1], HTTPError) and exc_info[1].log_message:
             reason = exc_info[1].log_message
+        if status_code == 401 and self._challenge:
+            # send_error cleared the headers set before raising: set the challenge again.
+            self.set_header("WWW-Authenticate", self._challenge)
         self.send_json({"error": reason}, status_code)
+
+    _challenge = ""
 
     def require_view(self) -> None:
         if not auth.view_ok(self.ctx.config.view_token, query_token=self.get_query_argument("token", None),
                             cookie=self.get_cookie(auth.VIEW_COOKIE),
                             authorization=self.request.headers.get("Authorization")):
-            self.set_header("WWW-Authenticate", 'Basic realm="mothership"')
+            self._challenge = 'Basic realm="mothership"'
             raise HTTPError(401, "the view token is missing or wrong")
 
 

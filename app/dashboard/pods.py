@@ -106,7 +106,7 @@ class AppGroup:
     def __init__(self, name: str) -> None:
         self.name = name
         self.pods: set[str] = set()
-        self.scope = Scope(f"app:{name}")
+        self.scope = Scope(f"app:{name}", settle=5.0)
         self.totals = ResourceTotals()
 
 

@@ -97,8 +97,11 @@ def window_start(now: float) -> tuple[int, int]:
 class Scope:
     """Fine and coarse buckets plus a route table for one pod, one app, or everything."""
 
-    def __init__(self, name: str, *, persist_fine: bool = True) -> None:
+    def __init__(self, name: str, *, persist_fine: bool = True, settle: float = 0.0) -> None:
         self.name = name  # "all", "app:NAME" or "pod:NAME"
+        # An app's scope changes with every report of any of its pods: its cached figures are
+        # rebuilt at most every `settle` seconds (its pods report every few seconds anyway).
+        self.settle = settle
         # Pods' one-second buckets are not written to history (thousands of rows a second);
         # after a restart their step-1 series spread the coarse slots over the seconds before it.
         self.persist_fine = persist_fine
@@ -115,12 +118,12 @@ class Scope:
         self._fine_frozen = 0  # below these, tiers hold frozen bytes
         self._coarse_frozen = 0
         self.phase = zlib.crc32(name.encode("utf-8", "replace")) % (COARSE * 100) / 100
-        self._window: tuple[int, int, Window] | None = None  # (start, version, value)
-        self._trend: tuple[int, str] | None = None  # (end, text)
+        self._window: tuple[int, int, float, Window] | None = None  # (start, version, built, value)
+        self._trend: tuple[int, float, str] | None = None  # (end, built, text)
         self._trend_cols: deque[tuple[str, str, str, str]] = deque()  # per slot: rps, p95, cpu, memory as JSON
         self._trend_end = 0
         self._trend_dirty = 0  # the earliest coarse slot changed since the trend was built
-        self._routes_cache: tuple[int, int, list[dict[str, Any]]] | None = None
+        self._routes_cache: tuple[int, int, float, list[dict[str, Any]]] | None = None
         self._routes_json: tuple[list[dict[str, Any]], str, str] | None = None  # (rows encoded, app, text)
 
     # --- writing ----------------------------------------------------------
@@ -237,22 +240,22 @@ class Scope:
         """This scope's overview window, [start, end) (see `window_start`), at its own phase."""
         return window_start(now - self.phase)
 
-    def _reusable(self, start: int, version: int, current: int) -> bool:
-        return version == self.version and 0 <= current - start <= COARSE
+    def _reusable(self, start: int, version: int, built: float, current: int, now: float) -> bool:
+        return 0 <= current - start <= COARSE and (version == self.version or now - built < self.settle)
 
     def window(self, now: float) -> Window:
         """Traffic over the overview window."""
         start, end = self.view(now)
         cached = self._window
-        if cached is not None and self._reusable(cached[0], cached[1], start):
-            return cached[2]
+        if cached is not None and self._reusable(cached[0], cached[1], cached[2], start, now):
+            return cached[3]
         out = Window(end - start)
         coarse = self.coarse
         for t5 in range(start, end, COARSE):
             bucket = read_slot(coarse.get(t5))
             if bucket is not None:
                 out.merge(bucket)
-        self._window = (start, self.version, out)
+        self._window = (start, self.version, now, out)
         return out
 
     def trend_json(self, now: float) -> str:
@@ -264,8 +267,8 @@ class Scope:
         _, end = self.view(now)
         first = end - TREND_POINTS * COARSE
         cached = self._trend
-        if cached is not None and cached[0] == end and self._trend_dirty >= end:
-            return cached[1]
+        if cached is not None and cached[0] == end and (self._trend_dirty >= end or now - cached[1] < self.settle):
+            return cached[2]
         cols = self._trend_cols
         moved = (end - self._trend_end) // COARSE if cols else TREND_POINTS
         if not 0 <= moved < TREND_POINTS:
@@ -284,22 +287,22 @@ class Scope:
         self._trend_end, self._trend_dirty = end, end
         text = ('{"rps":[' + ",".join(c[0] for c in cols) + '],"p95":[' + ",".join(c[1] for c in cols)
                 + '],"cpu":[' + ",".join(c[2] for c in cols) + '],"memory":[' + ",".join(c[3] for c in cols) + "]}")
-        self._trend = (end, text)
+        self._trend = (end, now, text)
         return text
 
     def route_rows(self, now: float) -> list[dict[str, Any]]:
         """The route table over the overview window, busiest first."""
         start, end = self.view(now)
         cached = self._routes_cache
-        if cached is not None and self._reusable(cached[0], cached[1], start):
-            return cached[2]
+        if cached is not None and self._reusable(cached[0], cached[1], cached[2], start, now):
+            return cached[3]
         rows = []
         for (route, method), stat in self.routes.items():
             numbers = stat.window(start, end).numbers()
             numbers.update(route=route, method=method, last_seen=stat.last_seen, total=stat.total)
             rows.append(numbers)
         rows.sort(key=lambda r: (-r["count"], r["route"], r["method"]))
-        self._routes_cache = (start, self.version, rows)
+        self._routes_cache = (start, self.version, now, rows)
         return rows
 
     def routes_json(self, now: float, app: str = "") -> str:

@@ -122,6 +122,15 @@ def _url(text: str) -> str:
     return text.rstrip("/")
 
 
+def display_url(url: str) -> str:
+    """A URL fit for a log line: any password in it replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
 def _name(text: str) -> str:
     text = text.strip()
     if len(text) > 253 or any(c.isspace() or ord(c) < 32 for c in text):

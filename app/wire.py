@@ -193,7 +193,7 @@ def _fast_sample(item: Any) -> bool:
         and type(file) is bool and type(probe) is bool
         and type(bytes_in) is int and 0 <= bytes_in <= MAX_COUNT
         and type(bytes_out) is int and 0 <= bytes_out <= MAX_COUNT
-        and error in _ERROR_WORDS
+        and (error is None or (type(error) is str and error in _ERROR_WORDS))
     )
 
 
@@ -336,11 +336,28 @@ def parse_stats(body: Any) -> StatsBatch:
                       samples=samples, summary=summary, summarised=summarised)
 
 
+MAX_RESOURCE_DEPTH = 6
+
+
+def _check_finite(value: Any, where: str, depth: int) -> None:
+    """Refuse NaN and infinities anywhere in a report: stored, they would make our JSON invalid."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise WireError(f"{where} must be a finite number")
+    elif isinstance(value, (dict, list)):
+        if depth >= MAX_RESOURCE_DEPTH:
+            raise WireError(f"{where} is nested deeper than {MAX_RESOURCE_DEPTH} levels")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _check_finite(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]", depth + 1)
+
+
 def parse_resources(body: Any) -> ResourceReport:
     """Check a decoded `POST /resources` body; raise WireError if refused."""
     body = _object(body, "the body")
     pod, app = _pod_and_app(body)
     resource = _object(body.get("resource"), "resource")
+    _check_finite(resource, "resource", 0)
     for key in ("free_memory", "total_memory", "cpu_percent"):
         if resource.get(key) is not None:
             _number(resource[key], f"resource.{key}", high=1e18)

@@ -15,7 +15,7 @@ import sys
 
 from tornado.httpserver import HTTPServer
 
-from app.options import SidecarConfig
+from app.options import SidecarConfig, display_url
 from app.wire import Sample
 from sidecar.admin import AdminState, make_admin_app
 from sidecar.buffer import SampleBuffer
@@ -61,7 +61,7 @@ class Sidecar:
         self.server.listen(config.port, config.host, backlog=LISTEN_BACKLOG)
         self.admin.listen(config.admin_port, config.host)
         self.reporter.start()
-        where = (f"reporting to {config.dashboard} every {config.stats_interval:g}s"
+        where = (f"reporting to {display_url(config.dashboard)} every {config.stats_interval:g}s"
                  if config.dashboard else "not reporting (no --dashboard)")
         log.info("sidecar %s (app %s): :%d -> %s:%d, admin :%d, %s", config.pod, config.app_name,
                  config.port, config.target_host, config.target_port, config.admin_port, where)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import ujson
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
@@ -207,15 +207,6 @@ def shaped(keys: list[str]) -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(st.sampled_from(keys), JSON, max_size=len(keys))
 
 
-def known_bug(endpoint: str, body: Any) -> bool:
-    """Cases the xfail tests below stand for, kept out so this test can pass until they are fixed."""
-    if endpoint == "/stats":
-        stats = body.get("stats") if isinstance(body, dict) else None
-        return isinstance(stats, list) and any(isinstance(s, dict) and isinstance(s.get("error"), (list, dict))
-                                               for s in stats)
-    return "NaN" in ujson.dumps(body) or "Inf" in ujson.dumps(body)
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(endpoint=st.sampled_from(["/stats", "/resources"]),
        body=st.one_of(JSON, st.fixed_dictionaries({
@@ -224,7 +215,6 @@ def known_bug(endpoint: str, body: Any) -> bool:
                     "dropped": JSON, "resource": st.one_of(JSON, shaped(["free_memory", "total_memory", "cpus",
                                                                           "cpu_percent", "container", "memory"]))})))
 def test_any_json_gets_a_2xx_or_a_4xx_never_a_5xx(fresh_dashboard: Dashboard, endpoint: str, body: Any) -> None:
-    assume(not known_bug(endpoint, body))
     before = shown(fresh_dashboard)
     reply = fresh_dashboard.post(endpoint, ujson.dumps(body).encode())
     event(f"{endpoint} {reply.status}")
@@ -285,8 +275,6 @@ def test_any_unicode_name_is_kept_exactly(dashboard: Dashboard, text: str) -> No
     assert entry is not None and entry["pod"] == pod and entry["app"] == "odd"
 
 
-@pytest.mark.xfail(strict=True, reason="app/wire.py _fast_sample tests `item['error'] in _ERROR_WORDS` (a frozenset): "
-                   "a list or object there raises TypeError (unhashable), so the POST is a 500, not a 400")
 @pytest.mark.parametrize("error", [["upstream_reset"], {"kind": "upstream_reset"}], ids=["list", "object"])
 def test_an_error_that_is_a_list_or_an_object_is_a_400(run_app: Any, error: Any) -> None:
     dashboard = start_dashboard(run_app)  # its own: a 500 leaves a traceback in the log
@@ -296,9 +284,6 @@ def test_an_error_that_is_a_list_or_an_object_is_a_400(run_app: Any, error: Any)
     assert reply.status == 400, reply.status
 
 
-@pytest.mark.xfail(strict=True, reason="POST /resources keeps the resource object as sent (app/wire.py parse_resources "
-                   "checks only free_memory, total_memory, cpu_percent, cpus): NaN/Infinity in any other field is "
-                   "stored and GET /resources then answers with invalid JSON (NaN is not JSON)")
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_not_finite_numbers_anywhere_in_a_resource_report_are_refused(run_app: Any, literal: str) -> None:
     dashboard = start_dashboard(run_app)  # its own: what it stores would spoil the shared one

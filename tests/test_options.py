@@ -74,3 +74,14 @@ def test_bad_value_exits_2_with_one_line() -> None:
                                           ("solo", "solo"), ("a-b", "a-b")])
 def test_app_name_from_pod(pod: str, app: str) -> None:
     assert app_name_from_pod(pod) == app
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://dash:8080", "http://dash:8080"),
+    ("http://user:s3cret@dash:8080/base", "http://user:***@dash:8080/base"),
+    ("https://u:p@w@d", "https://u:***@d"),
+])
+def test_display_url_hides_passwords(url: str, shown: str) -> None:
+    from app.options import display_url
+
+    assert display_url(url) == shown

@@ -224,9 +224,6 @@ def test_the_view_token_is_never_logged(run_app: Any) -> None:
     assert VIEW not in dashboard.proc.output
 
 
-@pytest.mark.xfail(strict=True, reason="sidecar/main.py Sidecar.start logs `reporting to {config.dashboard}`, so a "
-                   "password in the --dashboard URL (http://user:password@host, which Tornado's client sends as "
-                   "basic auth) is written to the log at every start")
 def test_a_password_in_the_dashboard_url_is_not_logged(run_app: Any) -> None:
     dashboard = start_dashboard(run_app)
     with socket.socket() as unused:
@@ -238,9 +235,6 @@ def test_a_password_in_the_dashboard_url_is_not_logged(run_app: Any) -> None:
     assert SECRETS["userinfo"] not in sidecar.proc.output
 
 
-@pytest.mark.xfail(strict=True, reason="app/dashboard/handlers.py JSONHandler.require_view sets WWW-Authenticate and "
-                   "then raises HTTPError(401); Tornado's send_error clears every header first, so no 401 of the "
-                   "page or the reads asks for basic auth and a browser never shows its login prompt")
 @pytest.mark.parametrize("path", ["/", "/api/overview"])
 def test_a_401_asks_for_basic_auth(run_app: Any, path: str) -> None:
     dashboard = start_dashboard(run_app, env={"VIEW_TOKEN": VIEW})

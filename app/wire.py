@@ -9,6 +9,7 @@ payloads (status as a string, no route, no ttfb) are accepted and filled in.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -352,12 +353,22 @@ def _check_finite(value: Any, where: str, depth: int) -> None:
             _check_finite(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]", depth + 1)
 
 
-def parse_resources(body: Any) -> ResourceReport:
-    """Check a decoded `POST /resources` body; raise WireError if refused."""
+# The only JSON text a decoder turns into NaN or an infinity: its NaN and Infinity
+# extensions, or an exponent too large for a float.
+_MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|[eE][+-]?\d{3}")
+
+
+def parse_resources(body: Any, raw: bytes | None = None) -> ResourceReport:
+    """Check a decoded `POST /resources` body; raise WireError if refused.
+
+    `raw`, the body before decoding, lets the walk for non-finite numbers be
+    skipped when nothing in the text could have produced one (most reports).
+    """
     body = _object(body, "the body")
     pod, app = _pod_and_app(body)
     resource = _object(body.get("resource"), "resource")
-    _check_finite(resource, "resource", 0)
+    if raw is None or _MAYBE_NOT_FINITE.search(raw):
+        _check_finite(resource, "resource", 0)
     for key in ("free_memory", "total_memory", "cpu_percent"):
         if resource.get(key) is not None:
             _number(resource[key], f"resource.{key}", high=1e18)

@@ -99,3 +99,20 @@ def test_any_body_is_either_a_batch_or_a_wire_error(item: dict[str, Any], pod: A
         store.tick()
         dumps(store.overview()).encode("utf-8", "surrogatepass")
         store.drain(final=True)
+
+
+@pytest.mark.parametrize("literal, refused", [("NaN", True), ("-Infinity", True), ("1e999", True),
+                                              ("1.5e+308", False), ("12.5", False)])
+def test_non_finite_numbers_in_a_resource_report_are_refused_with_or_without_the_raw_text(
+        literal: str, refused: bool) -> None:
+    import ujson
+
+    from app.wire import parse_resources
+
+    raw = ('{"pod": "a-1-x", "resource": {"memory": {"percent": %s}, "cpus": []}}' % literal).encode()
+    for given_raw in (raw, None):
+        if refused:
+            with pytest.raises(WireError, match="finite"):
+                parse_resources(ujson.loads(raw), raw=given_raw)
+        else:
+            assert parse_resources(ujson.loads(raw), raw=given_raw).resource["memory"]["percent"] == float(literal)

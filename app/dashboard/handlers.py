@@ -89,6 +89,7 @@ class IngestHandler(JSONHandler):
     def initialize(self, ctx: Context) -> None:
         super().initialize(ctx)
         self._chunks: list[bytes] = []
+        self.raw_body = b""
         self._size = 0
         self._refused = False
 
@@ -123,7 +124,7 @@ class IngestHandler(JSONHandler):
         self._chunks.append(chunk)
 
     def decoded(self) -> Any:
-        body = b"".join(self._chunks)
+        body = self.raw_body = b"".join(self._chunks)
         self._chunks = []
         if not body.strip():
             raise WireError("the body is empty; send a JSON object")
@@ -176,7 +177,7 @@ class ResourcesHandler(IngestHandler):
             return
         started = time.perf_counter()
         try:
-            report = parse_resources(self.decoded())
+            report = parse_resources(self.decoded(), raw=self.raw_body)
         except WireError as exc:
             return self._refuse(400, "bad_request", str(exc))
         self.ctx.store.ingest_resources(report)

@@ -109,7 +109,8 @@ def test_non_finite_numbers_in_a_resource_report_are_refused_with_or_without_the
 
     from app.wire import parse_resources
 
-    raw = ('{"pod": "a-1-x", "resource": {"memory": {"percent": %s}, "cpus": []}}' % literal).encode()
+    raw = b'{"pod": "a-1-x", "resource": {"memory": {"percent": LITERAL}, "cpus": []}}'.replace(
+        b"LITERAL", literal.encode())
     for given_raw in (raw, None):
         if refused:
             with pytest.raises(WireError, match="finite"):

@@ -1,7 +1,8 @@
-// The live tail of recent exchanges (pausable, filtered by pod, route or
-// status) and the list of the slowest exchanges. Samples arrive as the
-// overview's `recent` list; duplicates across updates are dropped by a key,
-// and the buffer is capped so a tab left open for hours stays small.
+// The live tail of recent exchanges, newest first by start time (pausable,
+// filtered by pod, route or status) and the list of the slowest exchanges.
+// Samples arrive as the overview's `recent` list; duplicates across updates
+// are dropped by a key, and the buffer is capped so a tab left open for
+// hours stays small.
 (function (M) {
   'use strict';
 
@@ -116,12 +117,24 @@
         if (this.keys.has(key)) continue;
         this.keys.add(key);
         s.__key = key;
-        this.buffer.push(s);
+        this.insert(s);
         if (this.paused) this.unseen += 1;
       }
       if (this.buffer.length > MAX_BUFFER) {
         for (const old of this.buffer.splice(0, this.buffer.length - MAX_BUFFER)) this.keys.delete(old.__key);
       }
+    }
+
+    // Kept in order of `started`: sidecars report in batches, so arrival
+    // order interleaves pods by seconds. Most samples are the newest: the
+    // search from the end is short.
+    insert(s) {
+      const t = F.isNum(s.started) ? s.started : 0;
+      const b = this.buffer;
+      let i = b.length;
+      while (i > 0 && (F.isNum(b[i - 1].started) ? b[i - 1].started : 0) > t) i -= 1;
+      if (i === b.length) b.push(s);
+      else b.splice(i, 0, s);
     }
 
     setPods(pods) {

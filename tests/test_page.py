@@ -477,18 +477,22 @@ def test_buffers_stay_bounded_however_long_the_page_runs(dashboard: Callable[...
         }
         tail.ingest([{pod: 'p', started: 4999, method: 'GET', endpoint: '/x4999', route: '/x', time: 1,
                       response: {status: 200}}]);  // a duplicate is not kept twice
+        // A batch that arrives late (older samples, newest last) still lands in time order.
+        tail.ingest([{pod: 'q', started: 4700.5, method: 'GET', endpoint: '/late1', route: '/x', time: 1},
+                     {pod: 'q', started: 4800.5, method: 'GET', endpoint: '/late2', route: '/x', time: 1}]);
+        const inOrder = tail.buffer.every((s, i) => i === 0 || tail.buffer[i - 1].started <= s.started);
         tail.render(true);
         const liveRows = body.children.length;
         const newest = body.firstChild.textContent;
         tail.setPaused(true);  // paused, more of the buffer can be browsed
         return {afterFull, length: b.length, first: b.t[0], last: b.t[b.length - 1], sorted,
                 lastRps: b.cols['2xx'][b.length - 1], tail: tail.buffer.length, keys: tail.keys.size,
-                rows: liveRows, pausedRows: body.children.length, newest};
+                rows: liveRows, pausedRows: body.children.length, newest, inOrder};
     }""")
     assert sizes["afterFull"] == 301
     assert sizes["length"] <= 301 and sizes["last"] == 1700000000 + 3600 and sizes["first"] >= sizes["last"] - 300
     assert sizes["sorted"] and sizes["lastRps"] == (1700000000 + 3600) % 7
-    assert sizes["tail"] == 500 and sizes["keys"] == 500
+    assert sizes["tail"] == 500 and sizes["keys"] == 500 and sizes["inOrder"]
     assert sizes["rows"] == 25 and sizes["pausedRows"] == 200 and "/x4999" in sizes["newest"]
 
 

@@ -380,6 +380,7 @@ def test_card_details_sorting_filters_and_window_choice(dashboard: Callable[...,
              + [exchange("/slow", ms=2500, ago=20) for _ in range(10)] + [exchange("/boom", ms=8, status=503, ago=20)],
              dropped=7)
     d.resources(pod, memory=128 * MiB, limit=512 * MiB, cores=(20.0, 40.0, 60.0, 95.0))
+    d.report("other-1-zzzzz", [exchange("/other", ms=3, ago=20)])
     watch = open_page(d.url)
     watch.wait_for(LIVE)
     watch.wait_for(f"() => {card(pod)} && {card(pod)}.querySelectorAll('.card-routes tbody tr').length === 4"
@@ -400,13 +401,13 @@ def test_card_details_sorting_filters_and_window_choice(dashboard: Callable[...,
     # The cards filter by pod or app name.
     watch.page.fill("#card-filter", "no-such-pod")
     watch.wait_for("() => document.querySelectorAll('.card[data-pod]').length === 0")
-    assert watch.page.inner_text("#cards-count") == "0 of 1 pods"
+    assert watch.page.inner_text("#cards-count") == "0 of 2 pods"
     watch.page.fill("#card-filter", "QWERT")
     watch.wait_for(f"() => {card(pod)}")
 
     # The routes table sorts by a click on p95 (slowest first), then on errors.
     watch.wait_for("() => [...document.querySelectorAll('#routes-body .col-p95')]"
-                   ".filter((c) => /s$/.test(c.textContent)).length === 4")  # each route has its p95, app-wide
+                   ".filter((c) => /s$/.test(c.textContent)).length === 5")  # each route has its p95, app-wide
     first_route = "(want) => document.querySelector('#routes-body .drow .path').textContent === want"
     watch.page.click("#routes [data-sort='p95']")
     watch.wait_for(first_route, arg="/slow", timeout=3)
@@ -414,7 +415,14 @@ def test_card_details_sorting_filters_and_window_choice(dashboard: Callable[...,
     watch.page.click("#routes [data-sort='errors']")
     watch.wait_for(first_route, arg="/boom", timeout=3)
 
-    # The tail filters by status and pauses.
+    # The tail filters by pod, by status, by path, and pauses.
+    watch.wait_for("() => document.getElementById('tail-body').textContent.includes('/other')")
+    tail_text = "() => document.getElementById('tail-body').textContent"  # innerText skips rows off screen
+    watch.page.select_option("#tail-pod", pod)
+    pods_shown = watch.page.evaluate("() => [...document.querySelectorAll('#tail-body .col-pod')]"
+                                     ".map((c) => c.textContent)")
+    assert pods_shown and set(pods_shown) == {pod}, pods_shown
+    watch.page.select_option("#tail-pod", "")
     watch.page.select_option("#tail-status", "5xx")
     tail_paths = "() => [...document.querySelectorAll('#tail-body .col-path')].map((n) => n.textContent)"
     assert watch.page.evaluate(tail_paths) == ["/boom"]
@@ -429,7 +437,7 @@ def test_card_details_sorting_filters_and_window_choice(dashboard: Callable[...,
     watch.wait_for("() => /new while paused/.test(document.getElementById('tail-count').textContent)"
                    " && !/^0 /.test(document.getElementById('tail-count').textContent)")
     assert watch.page.evaluate("() => document.querySelectorAll('#tail-body .drow').length") == frozen
-    assert "/later" not in watch.page.inner_text("#tail-body")
+    assert "/later" not in watch.page.evaluate(tail_text)
     watch.page.click("#tail-pause")
     watch.wait_for("() => document.getElementById('tail-body').textContent.includes('/later')")
 

@@ -260,3 +260,17 @@ def test_drain_and_restore_rebuild_the_same_views(flush_every: int) -> None:
     assert sum(v or 0 for v in after["rps"]["2xx"]) == pytest.approx(sum(v or 0 for v in before["rps"]["2xx"]))
     # Batch ids survive too: a retried batch is still a duplicate.
     assert restored.ingest_stats(parse_stats(stats_body("shop-0-x", [sample()], batch="15"))).duplicate
+
+
+def test_a_batch_id_goes_to_history_with_its_counts_and_its_pod() -> None:
+    clock = FakeClock(T0 + 10)
+    store = make_store(clock)
+    store.drain()  # nothing yet; the pods' own rows now wait POD_FLUSH seconds
+    post(store, stats_body("new-1-x", [sample(started=T0 + 9)] * 3, batch="b-1"))
+    clock.advance(1)
+    changes = store.drain()
+    assert [(pod, batch) for pod, batch, _ in changes.batch_ids] == [("new-1-x", "b-1")]
+    assert [name for name, _ in changes.pods] == ["new-1-x"]  # so a restore can attach the id
+    assert {scope for scope, *_ in changes.buckets} >= {"pod:new-1-x", "app:new", "all"}
+    assert sum(row[0] for scope, step, _, row in changes.buckets if scope == "all" and step == 5) == 3
+    assert not store.drain().batch_ids  # written once

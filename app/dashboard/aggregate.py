@@ -343,32 +343,40 @@ class PodStore:
     # --- history ----------------------------------------------------------
 
     def drain(self, final: bool = False) -> Changes:
-        """What changed since the last call, as plain data; `final` also takes slots still filling."""
+        """What changed since the last call, as plain data, for one history transaction.
+
+        Every changed bucket goes in each drain, with the batch ids whose counts they
+        hold and the rows of the pods those ids belong to: written together, a crash
+        keeps both a batch and its id or neither, so a retry is counted exactly once.
+        Pods' own rows otherwise follow every POD_FLUSH, the bulky parts every SLOW_FLUSH.
+        """
         now = self.clock()
         changes = Changes()
         slow = final or now - self._slow_written >= SLOW_FLUSH
         if slow:
             self._slow_written = now
-        complete_before = None if final else int(now) - 1  # a second's late reports may still come
         for scope in list(self._dirty_scopes):
-            for step, t, data in scope.drain_buckets(complete_before):
+            for step, t, data in scope.drain_buckets():
                 changes.buckets.append((scope.name, step, t, data))
             if slow and scope.routes_dirty:
                 scope.routes_dirty = False
                 changes.routes.append((scope.name, {f"{m} {r}": s.to_json() for (r, m), s in scope.routes.items()}))
             if not scope.dirty and not scope.routes_dirty:
                 self._dirty_scopes.discard(scope)
+        changes.batch_ids, self._batch_ids = self._batch_ids, []
         if final or now - self._pods_written >= POD_FLUSH:
             self._pods_written = now
-            changes.pods = [(name, self.pods[name].to_json()) for name in self._dirty_pods]
-            self._dirty_pods.clear()
+            due = self._dirty_pods
+        else:  # a pod whose ids go now must be on disk too, or a restore would not attach them
+            due = self._dirty_pods & {pod for pod, _, _ in changes.batch_ids}
+        changes.pods = [(name, self.pods[name].to_json()) for name in due if name in self.pods]
+        self._dirty_pods -= due
         if slow:
             changes.recent = [(name, list(self.pods[name].recent)) for name in self._recent_pods]
             self._recent_pods.clear()
             if self._samples_dirty:
                 self._samples_dirty = False
                 changes.samples = {"recent": self.recent_samples(), "slowest": self.slowest(now)}
-        changes.batch_ids, self._batch_ids = self._batch_ids, []
         changes.dropped_pods, self._dropped_pods = self._dropped_pods, []
         return changes
 

@@ -210,22 +210,14 @@ class Scope:
         """The bucket of a tier at `t`, for reading (a frozen one is thawed, not kept thawed)."""
         return read_slot((self.fine if step == 1 else self.coarse).get(t))
 
-    def drain_buckets(self, complete_before: int | None) -> list[tuple[int, int, BucketRow]]:
-        """Changed buckets as (step, t, data); with `complete_before`, only slots ending by then.
-
-        A slot still filling would be rewritten on every flush; it waits until it is
-        complete (or the final flush), so each bucket is written about once.
-        """
+    def drain_buckets(self) -> list[tuple[int, int, BucketRow]]:
+        """Changed buckets as (step, t, columns), and the change marks cleared."""
         out = []
-        keep: set[tuple[int, int]] = set()
         for step, t in self.dirty:
-            if complete_before is not None and t + step > complete_before:
-                keep.add((step, t))
-                continue
             bucket = self.bucket(step, t)
             if bucket is not None:
                 out.append((step, t, bucket.to_row()))
-        self.dirty = keep
+        self.dirty = set()
         return out
 
     # --- reading ----------------------------------------------------------

@@ -25,7 +25,8 @@ from tornado.websocket import WebSocketHandler, websocket_connect
 
 from app.options import SidecarConfig
 from app.wire import Sample
-from sidecar.proxy import SidecarServer
+from sidecar import proxy as proxy_module
+from sidecar.proxy import CHUNK, MIN_CHUNK, SidecarServer, next_chunk_size
 from tests.proxy_support import (
     Peer,
     RawBackend,
@@ -780,3 +781,119 @@ async def test_drain_gives_up_after_its_timeout(io_loop: Any, backend: Any, side
     [sample] = await proxy.wait_samples(1)
     assert sample["error"] == "upstream_reset"
     await proxy.settled()
+
+
+# --- how samples are handed over, read sizes, name lookups --------------------------------
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_samples_come_after_the_batch_delay_and_count_as_in_flight_until_then(
+        io_loop: Any, backend: Any, sidecar: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(proxy_module, "REPORT_DELAY", 1.0)  # long enough to look in between
+    app = backend(answer(len(GET) * 5, OK * 5, then="wait"))
+    proxy = sidecar(app.port)
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:  # kept open: the delay, not a close, hands over
+        await in_thread(sock.sendall, GET * 5)
+        assert await in_thread(read_all, sock, len(OK) * 5) == OK * 5
+        assert proxy.samples == [] and proxy.counters.exchanges_in_flight == 5
+        assert proxy.counters.exchanges_total == 5  # counted at once
+        started = time.monotonic()
+        samples = await proxy.wait_samples(5, timeout=3)
+        assert 0.5 < time.monotonic() - started < 2 and proxy.counters.exchanges_in_flight == 0
+        assert [s["response"]["status"] for s in samples] == [200] * 5
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_samples_of_an_open_connection_come_within_milliseconds(
+        io_loop: Any, backend: Any, sidecar: Any) -> None:
+    app = backend(answer(len(GET), OK, then="wait"))
+    proxy = sidecar(app.port)
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        await in_thread(sock.sendall, GET)
+        assert await in_thread(read_all, sock, len(OK)) == OK
+        await proxy.wait_samples(1, timeout=0.5)
+        assert proxy.counters.exchanges_in_flight == 0
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_closed_connection_has_handed_over_its_samples(io_loop: Any, backend: Any, sidecar: Any) -> None:
+    app = backend(answer(len(GET), OK))
+    proxy = sidecar(app.port)
+    for n in range(1, 4):
+        assert await in_thread(talk, proxy.port, GET) == OK
+        await eventually(lambda: proxy.counters.connections_open == 0)
+        assert len(proxy.samples) == n  # no wait for the batch delay once the connection is gone
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_close_all_hands_over_every_sample(io_loop: Any, backend: Any, sidecar: Any) -> None:
+    app = backend(answer(len(GET), OK, then="wait"))
+    proxy = sidecar(app.port)
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        await in_thread(sock.sendall, GET)
+        assert await in_thread(read_all, sock, len(OK)) == OK
+        proxy.server.close_all()  # at once, before the batch delay is up
+        assert [s["response"]["status"] for s in proxy.samples] == [200]
+        assert proxy.counters.exchanges_in_flight == 0
+
+
+def test_read_sizes_follow_the_traffic() -> None:
+    assert next_chunk_size(MIN_CHUNK, 300) == MIN_CHUNK  # small exchanges read small
+    assert next_chunk_size(MIN_CHUNK, MIN_CHUNK) == CHUNK  # a full read: more is waiting, read it all at once
+    assert next_chunk_size(CHUNK, CHUNK) == CHUNK
+    assert next_chunk_size(CHUNK, CHUNK // 2) == CHUNK  # a body streaming in uneven reads keeps its size
+    size, steps = CHUNK, 0
+    while size > MIN_CHUNK:  # back to small reads within a few exchanges
+        size, steps = next_chunk_size(size, 300), steps + 1
+    assert size == MIN_CHUNK and steps <= 5
+    assert next_chunk_size(16384, 5000) == 16384  # a chunk that fits the traffic stays
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_read_sizes_grow_for_a_big_body_and_shrink_after(io_loop: Any, backend: Any, sidecar: Any) -> None:
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (4 << 20) + os.urandom(4 << 20)
+
+    def app_side(peer: Peer) -> None:
+        if peer.read_until(len(GET)):
+            peer.send(big)
+        for n in range(2, 7):
+            if peer.read_until(n * len(GET)):
+                peer.send(OK)
+        peer.read_until_close()
+
+    app = backend(app_side)
+    proxy = sidecar(app.port)
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        await in_thread(sock.sendall, GET)
+        assert await in_thread(read_all, sock, len(big)) == big
+        [conn] = proxy.counters.connections
+        assert conn.upstream is not None
+        assert conn.upstream.read_chunk_size >= CHUNK // 2  # grew to the most; the body's short tail may halve it
+        for _ in range(5):
+            await in_thread(sock.sendall, GET)
+            assert await in_thread(read_all, sock, len(OK)) == OK
+        assert conn.upstream.read_chunk_size == MIN_CHUNK
+        assert conn.client.read_chunk_size == MIN_CHUNK
+        samples = await proxy.wait_samples(6)
+        assert [s["bytes_out"] for s in samples] == [len(big)] + [len(OK)] * 5
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_target_name_is_looked_up_once_per_ttl(
+        io_loop: Any, backend: Any, sidecar: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def counting(host: Any, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(host)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", counting)
+    app = backend(answer(len(GET), OK))
+    proxy = sidecar(app.port, target_host="localhost")
+    for _ in range(3):
+        assert await in_thread(talk, proxy.port, GET) == OK
+    assert lookups.count("localhost") == 1
+    monkeypatch.setattr(proxy_module, "RESOLVE_TTL", 0.0)
+    assert await in_thread(talk, proxy.port, GET) == OK
+    assert lookups.count("localhost") == 2  # after the TTL, looked up again: DNS changes are followed

@@ -14,6 +14,7 @@ import signal
 import sys
 
 from tornado.httpserver import HTTPServer
+from tornado.netutil import Resolver
 
 from app.options import SidecarConfig, display_url
 from app.wire import Sample
@@ -22,6 +23,7 @@ from sidecar.buffer import SampleBuffer
 from sidecar.metrics import SidecarMetrics
 from sidecar.proxy import SidecarServer
 from sidecar.reporter import Reporter
+from sidecar.resolver import CachingResolver
 from sidecar.resources import ResourceSampler
 
 log = logging.getLogger("mothership.sidecar")
@@ -118,6 +120,10 @@ def run(config: SidecarConfig) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Every Resolver() made in this process (the reporter's HTTP client, the
+    # readiness check's TCP client) reads IP literals at once and caches names,
+    # instead of taking a thread pool hop per lookup.
+    Resolver.configure(CachingResolver)
     try:
         return asyncio.run(serve(config))
     except OSError as exc:  # a port in use, most often

@@ -47,7 +47,6 @@ Behaviour worth knowing:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import time
@@ -66,6 +65,7 @@ from app.routes import RouteCap
 from app.wire import Sample
 from sidecar.exchange import SampleMaker
 from sidecar.http1 import Exchange, ExchangeTracker, simple_response
+from sidecar.resolver import CachingResolver
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,6 @@ MAX_ROUTES = 500
 # the CPU's caches, which once per exchange, between relay steps, they do not
 # (about 5 us of CPU per exchange, measured). Counters are updated at once.
 REPORT_DELAY = 0.005
-RESOLVE_TTL = 5.0  # seconds a target host name's address is reused (DNS changes are followed after it)
 
 REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 504: "Gateway Timeout"}
@@ -143,13 +142,7 @@ class SidecarServer(TCPServer):
         self._connect_timeout = timedelta(seconds=config.connect_timeout)
         self._unreported = self.counters.unreported
         self._report_timer: asyncio.TimerHandle | None = None
-        self._resolved: tuple[float, tuple[socket.AddressFamily, tuple[Any, ...]]] | None = None  # (when, address)
-        try:
-            ip = ipaddress.ip_address(config.target_host)
-            self._target_address: tuple[socket.AddressFamily, tuple[Any, ...]] | None = (
-                socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (config.target_host, config.target_port))
-        except ValueError:  # a name: resolved again every RESOLVE_TTL, so DNS changes are followed
-            self._target_address = None
+        self.resolver = CachingResolver()  # a target name is looked up at most every few seconds, an IP never
 
     # --- TCPServer ------------------------------------------------------------
 
@@ -193,28 +186,17 @@ class SidecarServer(TCPServer):
 
     async def open_upstream(self) -> IOStream:
         """A connected stream to the app; raises TimeoutError, StreamClosedError or OSError."""
-        target = self._target_address or await self._resolve()
-        stream = IOStream(socket.socket(target[0], socket.SOCK_STREAM),
+        family, address = (await self.resolver.resolve(self.config.target_host, self.config.target_port))[0]
+        stream = IOStream(socket.socket(family, socket.SOCK_STREAM),
                           max_buffer_size=4 * CHUNK, read_chunk_size=MIN_CHUNK)
         try:
-            await gen.with_timeout(self._connect_timeout, stream.connect(target[1]),
+            await gen.with_timeout(self._connect_timeout, stream.connect(address),
                                    quiet_exceptions=(StreamClosedError,))
         except BaseException:
             stream.close()
             raise
         stream.set_nodelay(True)
         return stream
-
-    async def _resolve(self) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
-        """The target host name's first address, looked up (in a thread) at most every RESOLVE_TTL."""
-        now = monotonic()
-        if self._resolved is not None and now - self._resolved[0] < RESOLVE_TTL:
-            return self._resolved[1]
-        infos = await IOLoop.current().run_in_executor(
-            None, socket.getaddrinfo, self.config.target_host, self.config.target_port, 0, socket.SOCK_STREAM)
-        address = (infos[0][0], infos[0][4])
-        self._resolved = (now, address)
-        return address
 
     def record(self, ex: Exchange) -> None:
         """An exchange is over: count it now; its sample follows within REPORT_DELAY."""

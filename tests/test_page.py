@@ -230,7 +230,7 @@ def test_traffic_through_a_real_sidecar_fills_cards_and_charts_and_keeps_them_mo
     port, admin = free_port(), free_port()
     run_app(["--mode", "sidecar", "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin),
              "--target-port", str(sample_app), "--dashboard", d.url, "--pod", pod,
-             "--stats-interval", "0.3", "--resources-interval", "0.3"], wait_ports=[port, admin])
+             "--stats-interval", "0.3", "--resources-interval", "0.3", "--grace-period", "1"], wait_ports=[port, admin])
     traffic = Traffic(port)
     traffic.start()
     try:

@@ -361,10 +361,6 @@ def test_sigterm_on_the_dashboard_under_load_loses_nothing_acknowledged(run_app:
     assert took < 5
 
 
-@pytest.mark.xfail(strict=True, reason="app/dashboard/aggregate.py PodStore.drain writes batch ids and buckets every "
-                   "flush (2 s) but pods' rows only every POD_FLUSH (10 s), and restore() attaches batch ids to "
-                   "restored pods only: after a crash (SIGKILL, OOM kill) a pod first seen in its last 10 s is gone "
-                   "with its batch ids, so a batch the sidecar retries is counted a second time in the history")
 def test_a_batch_retried_after_a_dashboard_crash_counts_once(run_app: Any, tmp_path: Path) -> None:
     dashboard = start_dashboard(run_app, data=str(tmp_path / "history.sqlite3"))
     now = time.time()

@@ -393,15 +393,43 @@ def _finite(value: Any) -> float | None:
     return float(value)
 
 
+def _node_cores(resource: dict[str, Any]) -> int:
+    for key in ("cpu_percent_per_core", "cpus"):
+        listed = resource.get(key)
+        if isinstance(listed, list) and listed:
+            return len(listed)
+    return 0
+
+
+def _cpu_percent(resource: dict[str, Any], container: dict[str, Any]) -> float | None:
+    """CPU as percent 0-100 of the container's limit when it has one, else of the whole node.
+
+    The sidecar's `container.cpu_percent` is of one core when there is no
+    limit (175 for 1.75 cores busy), which is not what the page charts, so
+    without a limit the cores used are divided by the node's cores instead.
+    """
+    limit = _finite(container.get("cpu_limit_cores"))
+    used = _finite(container.get("cpu_cores_used"))
+    if limit is not None and limit > 0:
+        percent = _finite(container.get("cpu_percent"))
+        if percent is None and used is not None:
+            percent = used / limit * 100.0
+        if percent is not None:
+            # Usage is a difference of two cgroup counters read at slightly
+            # different moments, so a pod at its limit can read a little over.
+            return min(max(percent, 0.0), 100.0)
+    elif used is not None and (cores := _node_cores(resource)):
+        return min(max(used / cores * 100.0, 0.0), 100.0)  # same jitter as above
+    return _finite(resource.get("cpu_percent"))
+
+
 def resource_point(resource: dict[str, Any]) -> ResourcePoint:
     """Pick CPU and memory from a report: the container's own numbers first, then the node's."""
     container = resource.get("container")
     container = container if isinstance(container, dict) else {}
     memory_info = resource.get("memory")
     memory_info = memory_info if isinstance(memory_info, dict) else {}
-    cpu = _finite(container.get("cpu_percent"))
-    if cpu is None:
-        cpu = _finite(resource.get("cpu_percent"))
+    cpu = _cpu_percent(resource, container)
     memory = _finite(container.get("memory_usage"))
     if memory is None:
         memory = _finite(memory_info.get("used"))

@@ -68,7 +68,8 @@ def stats_body(pod: str, samples: Iterable[Sample], *, batch: str | None = None,
 
 def resource_body(pod: str, *, cpu: float = 25.0, memory: float = 100e6, limit: float | None = 500e6,
                   at: float = T0) -> dict[str, Any]:
-    container = {"cgroup": "v2", "cpu_percent": cpu, "memory_usage": memory, "memory_limit": limit}
+    container = {"cgroup": "v2", "cpu_cores_used": cpu / 100.0, "cpu_limit_cores": 1.0, "cpu_percent": cpu,
+                 "memory_usage": memory, "memory_limit": limit}
     return {"pod": pod, "resource": {"time": at * 1000, "free_memory": 4e9, "total_memory": 8e9,
                                      "cpus": [], "cpu_percent": 50.0, "cpu_percent_per_core": [40.0, 60.0],
                                      "memory": {"total": 8e9, "available": 4e9, "used": 4e9, "percent": 50.0},

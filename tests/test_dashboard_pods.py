@@ -25,7 +25,8 @@ def test_resource_totals_add_and_take_away() -> None:
 
 def test_a_pod_row_round_trips_and_keeps_the_newest_ids() -> None:
     pod = Pod("shop-1-x", "shop", T0)
-    pod.resource = {"container": {"cpu_percent": 5.0, "memory_usage": 10.0, "memory_limit": 20.0}}
+    pod.resource = {"container": {"cpu_limit_cores": 2.0, "cpu_percent": 5.0,
+                                  "memory_usage": 10.0, "memory_limit": 20.0}}
     pod.dropped, pod.total, pod.seen = 3, 40, T0 + 9
     recent = [sample(ms=float(i)) for i in range(5)]
     ids = [str(i) for i in range(BATCH_IDS + 10)]

@@ -61,7 +61,7 @@ def test_parse_stats_refuses_the_whole_batch_for_one_bad_sample() -> None:
 
 def test_resource_point_prefers_the_container() -> None:
     full = {"cpu_percent": 50.0, "memory": {"used": 4.0, "total": 8.0}, "cpu_percent_per_core": [1, "x", 2.5],
-            "container": {"cpu_percent": 20.0, "memory_usage": 1.0, "memory_limit": 2.0}}
+            "container": {"cpu_limit_cores": 0.5, "cpu_percent": 20.0, "memory_usage": 1.0, "memory_limit": 2.0}}
     point = resource_point(full)
     assert (point.cpu, point.memory, point.memory_limit, point.cores) == (20.0, 1.0, 2.0, [1.0, 2.5])
     node = resource_point({**full, "container": {"cgroup": None, "cpu_percent": None, "memory_limit": None}})
@@ -70,6 +70,37 @@ def test_resource_point_prefers_the_container() -> None:
     assert (article.cpu, article.memory, article.memory_limit, article.cores) == (None, 5.0, 8.0, None)
     junk = resource_point({"container": "x", "memory": [], "cpu_percent": float("nan")})
     assert (junk.cpu, junk.memory, junk.memory_limit) == (None, None, None)
+
+
+def cpu_of(container: dict[str, Any], **node: Any) -> float | None:
+    return resource_point({"cpu_percent": 50.0, "cpu_percent_per_core": [40.0, 60.0, 45.0, 55.0],
+                           **node, "container": container}).cpu
+
+
+def test_cpu_is_of_the_containers_limit_when_it_has_one() -> None:
+    assert cpu_of({"cpu_limit_cores": 0.5, "cpu_cores_used": 0.2, "cpu_percent": 40.0}) == 40.0
+    # The sidecar did not compute the percent: it is worked out from the cores used.
+    assert cpu_of({"cpu_limit_cores": 0.5, "cpu_cores_used": 0.2, "cpu_percent": None}) == 40.0
+    # Two counters read a moment apart can put a throttled pod a little over its limit.
+    assert cpu_of({"cpu_limit_cores": 0.5, "cpu_cores_used": 0.52, "cpu_percent": 104.0}) == 100.0
+    assert cpu_of({"cpu_limit_cores": 0.5, "cpu_percent": -0.5}) == 0.0
+
+
+def test_cpu_without_a_limit_is_of_the_whole_node_not_of_one_core() -> None:
+    # 1.75 cores busy: the sidecar says 175 (of one core); the page wants percent of the node's 4 cores.
+    assert cpu_of({"cpu_limit_cores": None, "cpu_cores_used": 1.75, "cpu_percent": 175.0}) == 43.75
+    # The article's `cpus` list counts the cores when the per-core percentages are missing.
+    cpus = [{"model": "x", "speed": 1, "times": {}}] * 2
+    assert cpu_of({"cpu_cores_used": 1.5, "cpu_percent": 150.0}, cpu_percent_per_core=None, cpus=cpus) == 75.0
+    assert cpu_of({"cpu_cores_used": 2.1}, cpu_percent_per_core=[10.0, 20.0]) == 100.0  # jitter past all cores
+
+
+def test_cpu_falls_back_to_the_nodes_percent() -> None:
+    # Cores used unknown (no cgroup), or no way to count the node's cores: the node's own figure.
+    assert cpu_of({"cgroup": None, "cpu_cores_used": None, "cpu_percent": 175.0}) == 50.0
+    assert cpu_of({"cpu_cores_used": 1.0}, cpu_percent_per_core=[], cpus=None) == 50.0
+    assert cpu_of({"cpu_limit_cores": 1.0, "cpu_cores_used": None, "cpu_percent": None}) == 50.0
+    assert cpu_of({}, cpu_percent=None) is None
 
 
 json_values = st.recursive(

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.dashboard.aggregate import RECENT, SLOWEST, PodStore, Restored
+from app.dashboard.aggregate import POD_ROUTES, RECENT, SLOWEST, PodStore, Restored
+from app.dashboard.buckets import BucketRow
 from app.dashboard.pods import BATCH_IDS, RECENT_PER_POD
 from app.histogram import Histogram
 from app.wire import parse_resources, parse_stats
@@ -156,7 +157,7 @@ def test_overview_has_the_protocol_shape() -> None:
             "trend"} <= set(app)
     (pod,) = overview["pods"]
     assert {"pod", "app", "stale", "seen", "dropped", "rps", "success", "p50", "p95", "p99", "cpu", "cores",
-            "memory", "memory_limit", "trend", "routes"} <= set(pod)
+            "memory", "memory_limit", "trend", "routes", "route_count"} <= set(pod)
     assert all(len(v) == 60 for v in pod["trend"].values()) and set(pod["trend"]) == {"rps", "p95", "cpu", "memory"}
     route = overview["routes"][0]
     assert {"app", "route", "method", "count", "rps", "avg", "p50", "p95", "p99", "errors", "error_rate",
@@ -166,6 +167,23 @@ def test_overview_has_the_protocol_shape() -> None:
     assert started == sorted(started) and overview["recent"][-1]["pod"] == "shop-1-a"
     slow = [s["time"] for s in overview["slowest"]]
     assert len(slow) == SLOWEST and slow == sorted(slow, reverse=True) and slow[0] == 299.0
+
+
+def test_a_pods_routes_are_capped_to_its_busiest_and_the_app_list_stays_whole() -> None:
+    clock = FakeClock(T0 + 100)
+    store = make_store(clock)
+    # Route /x{i} gets i + 1 exchanges, spread so the busiest are not simply the newest.
+    samples = [sample(f"/x{i}", started=T0 + 50 + (i * 7 + n) % 40) for i in range(30) for n in range(i + 1)]
+    post(store, stats_body("shop-1-a", samples, raw=0))
+    post(store, stats_body("shop-2-b", [sample("/x0", started=T0 + 60)], raw=0))
+    overview = store.overview()
+    busy, quiet = overview["pods"]
+    assert POD_ROUTES == 10 and busy["route_count"] == 30 and len(busy["routes"]) == 10
+    assert [r["route"] for r in busy["routes"]] == [f"/x{i}" for i in range(29, 19, -1)]
+    assert [r["count"] for r in busy["routes"]] == list(range(30, 20, -1))
+    assert quiet["route_count"] == 1 and [r["route"] for r in quiet["routes"]] == ["/x0"]
+    app_routes = {r["route"]: r["count"] for r in overview["routes"]}
+    assert len(app_routes) == 30 and app_routes["/x0"] == 2 and app_routes["/x29"] == 30
 
 
 def test_slowest_looks_back_five_minutes_only() -> None:
@@ -219,7 +237,7 @@ def test_series_rejects_unknown_scopes_and_windows() -> None:
 def test_drain_and_restore_rebuild_the_same_views(flush_every: int) -> None:
     clock = FakeClock(T0 + 1)
     store = make_store(clock)
-    rows: dict[tuple[str, int, int], dict[str, Any]] = {}
+    rows: dict[tuple[str, int, int], BucketRow] = {}
     routes: dict[str, dict[str, Any]] = {}
     pods: dict[str, dict[str, Any]] = {}
     samples: dict[str, Any] | None = None

@@ -124,7 +124,8 @@ class Scope:
         self._trend_end = 0
         self._trend_dirty = 0  # the earliest coarse slot changed since the trend was built
         self._routes_cache: tuple[int, int, float, list[dict[str, Any]]] | None = None
-        self._routes_json: tuple[list[dict[str, Any]], str, str] | None = None  # (rows encoded, app, text)
+        # (rows encoded, app, limit, text)
+        self._routes_json: tuple[list[dict[str, Any]], str, int | None, str] | None = None
 
     # --- writing ----------------------------------------------------------
 
@@ -297,14 +298,15 @@ class Scope:
         self._routes_cache = (start, self.version, now, rows)
         return rows
 
-    def routes_json(self, now: float, app: str = "") -> str:
-        """`route_rows` as JSON text, each row tagged with `app` when one is given."""
+    def routes_json(self, now: float, app: str = "", limit: int | None = None) -> str:
+        """`route_rows` as JSON text, the `limit` busiest only if given, each row tagged with `app` if given."""
         rows = self.route_rows(now)
         cached = self._routes_json
-        if cached is not None and cached[0] is rows and cached[1] == app:
-            return cached[2]
-        text = dumps([{"app": app, **row} for row in rows] if app else rows)
-        self._routes_json = (rows, app, text)
+        if cached is not None and cached[0] is rows and cached[1] == app and cached[2] == limit:
+            return cached[3]
+        kept = rows if limit is None else rows[:limit]
+        text = dumps([{"app": app, **row} for row in kept] if app else kept)
+        self._routes_json = (rows, app, limit, text)
         return text
 
     def series(self, now: float, window: int, step: int) -> dict[str, Any]:

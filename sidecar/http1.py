@@ -6,56 +6,37 @@ them into `Exchange` records: pipelined requests are answered in order, 1xx
 interim responses are skipped, `101 Switching Protocols` (and CONNECT) turn the
 connection into a tunnel. Body bytes are skipped by counting, never copied or
 searched. Requests that cannot be framed safely are refused (request smuggling,
-RFC 9112 sections 6.3 and 11.2). Pure: no I/O and no clock; callers pass `now`.
+RFC 9112 sections 6.3 and 11.2). The rules it applies live in
+`sidecar.framing`, `sidecar.heads` and `sidecar.chunked`. Pure: no I/O and no
+clock; callers pass `now`.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-# Body framings (RFC 9112 section 6.3); a non-negative value is a Content-Length.
-CHUNKED: Final = -1
-UNTIL_CLOSE: Final = -2  # a response delimited by the connection closing
-TUNNEL: Final = -3  # 101 or a CONNECT's 2xx: no more HTTP on this connection
-
-MAX_CHUNK_LINE: Final = 4096  # chunk-size line with extensions
-_MAX_LENGTH_DIGITS: Final = 18  # keeps Content-Length below 2**63
-_MAX_METHOD: Final = 64
-
-_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-# A field line's value: VCHAR, obs-text, SP and HTAB; no other control byte (RFC 9110 5.5).
-_FIELD_LINE = _TCHAR + rb"+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n"
-# The whole request head, checked at once: strict request-line, field lines
-# without obs-fold, without whitespace before the colon, CRLF only.
-_REQUEST_HEAD = re.compile(
-    rb"(?:\r\n)*(" + _TCHAR + rb"+) ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r\n(?:" + _FIELD_LINE + rb")*\r\n"
+from sidecar.chunked import ChunkedBody
+from sidecar.framing import CHUNKED, UNTIL_CLOSE, Refusal
+from sidecar.heads import (
+    MAX_METHOD,
+    MEMO_HEAD_BYTES,
+    METHOD,
+    METHODS_FRAMING_RESPONSES,
+    REQUEST_LINE,
+    ResponseHead,
+    find_head_end,
+    parse_request_head,
+    parse_response_head,
+    remember,
+    request_line_guess,
+    request_memo,
+    response_memo,
 )
-_REQUEST_LINE = re.compile(_TCHAR + rb"+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r")
-_METHOD = re.compile(_TCHAR + rb"*")
-_TRAILER_LINE = re.compile(_TCHAR + rb"+:[^\x00-\x08\x0a-\x1f\x7f]*")
-# Only the fields framing and sampling need; names match in any case and are
-# told apart by their length (10 is Connection or User-Agent).
-_REQUEST_FIELDS = re.compile(
-    rb"\n((?i:content-length|transfer-encoding|connection|upgrade|user-agent)):[ \t]*([^\r\n]*)")
-# Responses come from the application the sidecar serves: read leniently
-# (bare LF, space before the colon, no reason phrase), as clients do.
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?:[ \t]([^\r\n]*))?\r?\n")
-_RESPONSE_FIELDS = re.compile(rb"\n((?i:content-length|transfer-encoding|connection))[ \t]*:[ \t]*([^\r\n]*)")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 
 _NOTHING: Final[tuple[()]] = ()
-
-
-class Refusal(Exception):
-    """A request the proxy must not forward: answer `status`, then close."""
-
-    def __init__(self, status: int, why: str) -> None:
-        super().__init__(why)
-        self.status = status
-        self.why = why
+_UNKNOWN: Final[Any] = object()
 
 
 class Exchange:
@@ -94,258 +75,6 @@ class Exchange:
     def __repr__(self) -> str:
         return (f"<Exchange {self.method.decode('latin-1')} {self.target[:80]!r} -> {self.status}"
                 f" in={self.bytes_in} out={self.bytes_out} error={self.error}>")
-
-
-# --- protocol rules: small pure functions -----------------------------------
-
-
-def content_length(values: list[bytes]) -> int:
-    """The one length that all Content-Length values agree on (RFC 9112 6.3 item 5)."""
-    if len(values) == 1 and values[0].isdigit() and len(values[0]) <= _MAX_LENGTH_DIGITS:
-        return int(values[0])  # the usual case
-    length = -1
-    for value in values:
-        for part in value.split(b","):
-            part = part.strip(b" \t")
-            if not part.isdigit() or len(part) > _MAX_LENGTH_DIGITS:
-                raise Refusal(400, "Content-Length is not a number")
-            n = int(part)
-            if length >= 0 and n != length:
-                raise Refusal(400, "conflicting Content-Length values")
-            length = n
-    return length
-
-
-def chunked_is_final(transfer_encoding: bytes) -> bool:
-    """True if `chunked` is the last transfer coding and appears once (RFC 9112 6.1)."""
-    codings = [c.strip(b" \t") for c in transfer_encoding.lower().split(b",")]
-    codings = [c for c in codings if c]
-    return bool(codings) and codings[-1] == b"chunked" and codings.count(b"chunked") == 1
-
-
-def request_framing(version: int, lengths: list[bytes], transfer_encoding: bytes | None) -> int:
-    """How a request's body is delimited: a length or CHUNKED; raises Refusal."""
-    if transfer_encoding is not None:
-        # Both headers is the classic smuggling vector: refuse instead of
-        # choosing one (RFC 9112 6.1 allows either; nginx and Envoy refuse).
-        if lengths:
-            raise Refusal(400, "both Content-Length and Transfer-Encoding")
-        if version == 0:
-            raise Refusal(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if not chunked_is_final(transfer_encoding):
-            raise Refusal(400, "Transfer-Encoding without chunked last")
-        return CHUNKED
-    return content_length(lengths) if lengths else 0
-
-
-def response_framing(method: bytes, status: int, lengths: list[bytes], transfer_encoding: bytes | None) -> int:
-    """How a response's body is delimited (RFC 9112 6.3): a length, CHUNKED, UNTIL_CLOSE or TUNNEL."""
-    if method == b"HEAD" or status < 200 or status in (204, 304):
-        return TUNNEL if status == 101 else 0
-    if method == b"CONNECT" and status < 300:
-        return TUNNEL
-    if transfer_encoding is not None:
-        return CHUNKED if chunked_is_final(transfer_encoding) else UNTIL_CLOSE
-    if lengths:
-        try:
-            return content_length(lengths)
-        except Refusal:  # unusable length: only the close can end it
-            return UNTIL_CLOSE
-    return UNTIL_CLOSE
-
-
-def persistent(version: int, connection: bytes) -> bool:
-    """Whether a message leaves the connection open (RFC 9112 9.3)."""
-    if not connection:
-        return version == 1
-    connection = connection.lower()
-    if connection == b"keep-alive":
-        return True
-    if connection == b"close":
-        return False
-    tokens = {t.strip(b" \t") for t in connection.split(b",")}
-    if version == 0:
-        return b"keep-alive" in tokens and b"close" not in tokens
-    return b"close" not in tokens
-
-
-# Heads repeat (the same client asks the same thing; the same app answers
-# alike), and a byte-identical head always parses the same: parses of short
-# heads are remembered, which keeps most of the parsing off the hot path.
-MEMO_HEAD_BYTES: Final = 1024  # longer heads are parsed every time
-MEMO_ENTRIES: Final = 512  # per direction; the memo starts afresh when full
-MAX_REASON: Final = 64
-
-RequestHead = tuple[bytes, bytes, int, bool, bool, bytes, int]  # method, target, version, keep_alive, upgrade, UA, body
-ResponseHead = tuple[int, str, int, bool]  # status, reason, body framing (unless HEAD or CONNECT), keep-alive
-_request_memo: dict[bytes, RequestHead] = {}
-_response_memo: dict[bytes, ResponseHead | None] = {}
-_UNKNOWN: Final[Any] = object()
-_METHODS_FRAMING_RESPONSES: Final = frozenset((b"HEAD", b"CONNECT"))
-
-
-def parse_request_head(head: bytes) -> RequestHead:
-    """Check a complete request head strictly and read what framing needs; raises Refusal."""
-    match = _REQUEST_HEAD.fullmatch(head)
-    if match is None:
-        raise Refusal(400, "malformed request head")
-    method, target, minor = match.groups()
-    lengths: list[bytes] = []
-    transfer_encoding: bytes | None = None
-    connection = b""
-    upgrade = False
-    user_agent = b""
-    for name, value in _REQUEST_FIELDS.findall(head):
-        size = len(name)
-        if size == 14:
-            lengths.append(value)
-        elif size == 17:
-            transfer_encoding = value if transfer_encoding is None else transfer_encoding + b"," + value
-        elif size == 7:
-            upgrade = True
-        elif name[0] in b"cC":
-            connection = connection + b"," + value if connection else value
-        else:
-            user_agent = value
-    version = 1 if minor == b"1" else 0
-    framing = request_framing(version, lengths, transfer_encoding)
-    return (method, target, version, persistent(version, connection),
-            upgrade and b"upgrade" in connection.lower(), user_agent, framing)
-
-
-def parse_response_head(head: bytes, method: bytes) -> ResponseHead | None:
-    """Read a complete response head (leniently); None if it is not HTTP/1.x."""
-    match = _STATUS_LINE.match(head)
-    if match is None:
-        return None
-    minor, code, reason = match.groups()
-    status = int(code)
-    lengths: list[bytes] = []
-    transfer_encoding: bytes | None = None
-    connection = b""
-    for name, value in _RESPONSE_FIELDS.findall(head, match.end() - 1):
-        size = len(name)
-        if size == 14:
-            lengths.append(value)
-        elif size == 17:
-            transfer_encoding = value if transfer_encoding is None else transfer_encoding + b"," + value
-        else:
-            connection = connection + b"," + value if connection else value
-    text = reason.rstrip(b" \t")[:MAX_REASON].decode("latin-1") if reason else ""
-    return (status, text, response_framing(method, status, lengths, transfer_encoding),
-            persistent(1 if minor == b"1" else 0, connection))
-
-
-def _remember(memo: dict[bytes, Any], head: bytes, parsed: Any) -> None:
-    if len(head) <= MEMO_HEAD_BYTES:
-        if len(memo) >= MEMO_ENTRIES:
-            memo.clear()
-        memo[head] = parsed
-
-
-def simple_response(status: int, reason: str, text: str) -> bytes:
-    """A complete response the proxy writes itself; it always closes the connection."""
-    body = text.encode()
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-
-
-# --- chunked bodies ------------------------------------------------------------
-
-_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
-
-
-class ChunkedBody:
-    """Walks one chunked body (RFC 9112 7.1) by counting; holds only a partial size or trailer line.
-
-    `strict` (requests) refuses bare LF and malformed lines; otherwise
-    (responses) bare LF is accepted and errors still raise `Refusal`.
-    """
-
-    __slots__ = ("left", "line", "max_trailer", "state", "strict", "trailer_bytes")
-
-    def __init__(self, strict: bool, max_trailer: int) -> None:
-        self.strict = strict
-        self.max_trailer = max_trailer
-        self.state = _SIZE
-        self.left = 0
-        self.line = bytearray()
-        self.trailer_bytes = 0
-
-    def reset(self) -> None:
-        self.state = _SIZE
-        self.left = 0
-        self.trailer_bytes = 0
-        self.line.clear()
-
-    @property
-    def done(self) -> bool:
-        return self.state == _DONE
-
-    def feed(self, data: bytes, pos: int) -> int:
-        """Walk `data[pos:]`; return where the body ends in it, or `len(data)` if it goes on."""
-        end = len(data)
-        while pos < end:
-            state = self.state
-            if state == _DATA:
-                if end - pos < self.left:
-                    self.left -= end - pos
-                    return end
-                pos += self.left
-                self.left = 2
-                self.state = _DATA_END
-            elif state == _DATA_END:
-                byte = data[pos]
-                if byte == 13 and self.left == 2:
-                    self.left = 1
-                elif byte == 10 and (self.left == 1 or not self.strict):
-                    self.state = _SIZE
-                else:
-                    raise Refusal(400, "chunk data not followed by CRLF")
-                pos += 1
-            elif state == _DONE:
-                return pos
-            else:  # _SIZE or _TRAILER: a line
-                nl = data.find(b"\n", pos)
-                limit = MAX_CHUNK_LINE if state == _SIZE else self.max_trailer - self.trailer_bytes
-                if nl < 0:
-                    self.line += data[pos:]
-                    if len(self.line) > limit:
-                        raise Refusal(400, "chunk line too long")
-                    return end
-                if self.line:
-                    self.line += data[pos:nl]
-                    line = bytes(self.line)
-                    self.line.clear()
-                else:
-                    line = data[pos:nl]
-                if len(line) >= limit:
-                    raise Refusal(400, "chunk line too long")
-                pos = nl + 1
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                elif self.strict:
-                    raise Refusal(400, "bare LF in a chunked body")
-                if state == _SIZE:
-                    self._size_line(line)
-                else:
-                    self._trailer_line(line)
-        return pos
-
-    def _size_line(self, line: bytes) -> None:
-        match = _CHUNK_SIZE.fullmatch(line)
-        if match is None:
-            raise Refusal(400, "bad chunk size")
-        self.left = int(match.group(1), 16)
-        self.state = _DATA if self.left else _TRAILER
-
-    def _trailer_line(self, line: bytes) -> None:
-        if not line:
-            self.state = _DONE
-            return
-        self.trailer_bytes += len(line) + 2
-        if self.strict and _TRAILER_LINE.fullmatch(line) is None:
-            raise Refusal(400, "bad trailer field")
 
 
 # --- the tracker ------------------------------------------------------------------
@@ -451,7 +180,7 @@ class ExchangeTracker:
         state = self._rq_state
         if state == _R_HEAD and len(data) <= self._memo_limit and not self._rq_buf:
             # The commonest chunk: exactly one bodiless request head seen before.
-            parsed = _request_memo.get(data)
+            parsed = request_memo.get(data)
             if parsed is not None and parsed[6] == 0 and data[0] != 13:
                 self._rq_ex = fresh = Exchange(now)
                 fresh.method, fresh.target, fresh.version, fresh.keep_alive, fresh.upgrade, fresh.user_agent, _ = parsed
@@ -584,7 +313,7 @@ class ExchangeTracker:
             skip += 2
         nl = buf.find(b"\n", skip)
         if nl >= 0:
-            if _REQUEST_LINE.fullmatch(buf, skip, nl) is None:
+            if REQUEST_LINE.fullmatch(buf, skip, nl) is None:
                 raise Refusal(400, "not an HTTP/1.x request line")
             self._rq_line_ok = True
             return
@@ -592,19 +321,19 @@ class ExchangeTracker:
         method_end = len(buf) if sp < 0 else sp
         if buf[skip:] == b"\r":
             return
-        if method_end - skip > _MAX_METHOD or _METHOD.fullmatch(buf, skip, method_end) is None:
+        if method_end - skip > MAX_METHOD or METHOD.fullmatch(buf, skip, method_end) is None:
             raise Refusal(400, "not an HTTP request")
 
     def _begin_request(self, ex: Exchange, head: bytes) -> None:
         ex.bytes_in += len(head)
-        parsed = _request_memo.get(head)
+        parsed = request_memo.get(head)
         if parsed is None:
             try:
                 parsed = parse_request_head(head)
             except Refusal:
                 _guess_request_line(ex, head)
                 raise
-            _remember(_request_memo, head, parsed)
+            remember(request_memo, head, parsed)
         ex.method, ex.target, ex.version, ex.keep_alive, ex.upgrade, ex.user_agent, framing = parsed
         ex.head_done = True
         self._unanswered.append(ex)
@@ -719,7 +448,7 @@ class ExchangeTracker:
         if buf:
             old = len(buf)
             buf += data
-            after = _find_head_end(buf, max(0, old - 3))
+            after = find_head_end(buf, max(0, old - 3))
             if after < 0:
                 ex.bytes_out += len(data)
                 if len(buf) > 16 * self.max_head:
@@ -734,15 +463,15 @@ class ExchangeTracker:
         if after >= 4:
             head = data[pos:after]
             # A remembered head ends at its first empty line, so it cannot hide a bare-LF one.
-            parsed = _response_memo.get(head, _UNKNOWN)
-            if parsed is _UNKNOWN or ex.method in _METHODS_FRAMING_RESPONSES:
+            parsed = response_memo.get(head, _UNKNOWN)
+            if parsed is _UNKNOWN or ex.method in METHODS_FRAMING_RESPONSES:
                 bare = data.find(b"\n\n", pos, after)
                 if bare >= 0:
                     after = bare + 2
                     head = data[pos:after]
                 parsed = self._parse_response_head(head, ex.method)
         else:
-            after = _find_head_end(data, pos)
+            after = find_head_end(data, pos)
             if after < 0:
                 buf += data[pos:]
                 ex.bytes_out += len(data) - pos
@@ -755,8 +484,8 @@ class ExchangeTracker:
     @staticmethod
     def _parse_response_head(head: bytes, method: bytes) -> ResponseHead | None:
         parsed = parse_response_head(head, method)
-        if method not in _METHODS_FRAMING_RESPONSES:  # the framing depends on them: not remembered
-            _remember(_response_memo, head, parsed)
+        if method not in METHODS_FRAMING_RESPONSES:  # the framing depends on them: not remembered
+            remember(response_memo, head, parsed)
         return parsed
 
     def _apply_response_head(self, ex: Exchange, parsed: ResponseHead | None) -> None:
@@ -901,10 +630,9 @@ class ExchangeTracker:
 
 def _guess_request_line(ex: Exchange, head: bytes | bytearray) -> None:
     """Method and target of a refused head, when its first line is readable (for the sample)."""
-    line = bytes(head[:4096]).lstrip(b"\r\n").split(b"\n", 1)[0].rstrip(b"\r")
-    parts = line.split(b" ")
-    if len(parts) == 3 and _METHOD.fullmatch(parts[0]) and parts[2].startswith(b"HTTP/"):
-        ex.method, ex.target = parts[0][:_MAX_METHOD], parts[1]
+    guess = request_line_guess(head)
+    if guess is not None:
+        ex.method, ex.target = guess
 
 
 def _orphan(now: float) -> Exchange:
@@ -913,12 +641,3 @@ def _orphan(now: float) -> Exchange:
     ex.orphan = True
     ex.method = b"GET"
     return ex
-
-
-def _find_head_end(data: bytes | bytearray, pos: int) -> int:
-    """The position just after a response head's empty line (CRLF or bare LF), or -1."""
-    crlf = data.find(b"\r\n\r\n", pos)
-    lf = data.find(b"\n\n", pos, crlf if crlf >= 0 else len(data))
-    if lf >= 0:
-        return lf + 2
-    return crlf + 4 if crlf >= 0 else -1

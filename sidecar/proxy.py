@@ -64,7 +64,8 @@ from app.options import SidecarConfig
 from app.routes import RouteCap
 from app.wire import Sample
 from sidecar.exchange import SampleMaker
-from sidecar.http1 import Exchange, ExchangeTracker, simple_response
+from sidecar.heads import simple_response
+from sidecar.http1 import Exchange, ExchangeTracker
 from sidecar.resolver import CachingResolver
 
 log = logging.getLogger(__name__)

@@ -14,21 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.http1 import (
-    CHUNKED,
-    TUNNEL,
-    UNTIL_CLOSE,
-    ChunkedBody,
-    Exchange,
-    ExchangeTracker,
-    Refusal,
-    chunked_is_final,
-    content_length,
-    persistent,
-    request_framing,
-    response_framing,
-    simple_response,
-)
+from sidecar.http1 import Exchange, ExchangeTracker
 
 Summary = tuple[str, str, int, int, int, "str | None"]  # method, target, status, bytes_in, bytes_out, error
 
@@ -494,55 +480,3 @@ def test_arbitrary_bytes_never_raise_and_only_a_prefix_goes_on(data: bytes, cuts
     assert data.startswith(forwarded)
     tracker.close("client", 99.0)
     assert tracker.live == 0
-
-
-# --- the rules ---------------------------------------------------------------------------
-
-
-def test_content_length_rules() -> None:
-    assert content_length([b"12"]) == 12
-    assert content_length([b"7, 7", b"7"]) == 7  # identical repeats are one length
-    for bad in ([b""], [b"-1"], [b" "], [b"1 2"], [b"1", b"2"], [b"9" * 19]):
-        with pytest.raises(Refusal):
-            content_length(bad)
-
-
-def test_transfer_coding_rules() -> None:
-    assert chunked_is_final(b"chunked") and chunked_is_final(b"gzip, Chunked")
-    assert not chunked_is_final(b"chunked, gzip") and not chunked_is_final(b"") and not chunked_is_final(b"x")
-    assert request_framing(1, [], b"chunked") == CHUNKED
-    assert request_framing(1, [b"3"], None) == 3
-    assert request_framing(1, [], None) == 0
-
-
-def test_response_framing_rules() -> None:
-    assert response_framing(b"HEAD", 200, [b"10"], None) == 0
-    assert response_framing(b"GET", 101, [], None) == TUNNEL
-    assert response_framing(b"CONNECT", 200, [], None) == TUNNEL
-    assert response_framing(b"GET", 304, [b"10"], None) == 0
-    assert response_framing(b"GET", 200, [b"10"], b"chunked") == CHUNKED  # TE wins in a response
-    assert response_framing(b"GET", 200, [], b"gzip") == UNTIL_CLOSE
-    assert response_framing(b"GET", 200, [b"1", b"2"], None) == UNTIL_CLOSE
-    assert response_framing(b"GET", 200, [], None) == UNTIL_CLOSE
-
-
-def test_persistence_rules() -> None:
-    assert persistent(1, b"") and not persistent(0, b"")
-    assert not persistent(1, b"Close") and persistent(0, b"Keep-Alive")
-    assert not persistent(0, b"keep-alive, close")
-
-
-def test_chunked_body_alone() -> None:
-    body = ChunkedBody(strict=True, max_trailer=100)
-    data = b"3\r\nabc\r\n0\r\n\r\nNEXT"
-    assert body.feed(data, 0) == len(data) - 4 and body.done
-    with pytest.raises(Refusal):
-        ChunkedBody(strict=True, max_trailer=20).feed(b"0\r\n" + b"X-Long: " + b"a" * 30 + b"\r\n\r\n", 0)
-
-
-def test_simple_response_is_well_framed() -> None:
-    response = simple_response(502, "Bad Gateway", "nope\n")
-    tracker = ExchangeTracker()
-    tracker.feed_request(GET, 1.0)
-    [ex] = tracker.feed_response(response, 2.0)
-    assert (ex.status, ex.bytes_out) == (502, len(response)) and tracker.must_close

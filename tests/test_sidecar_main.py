@@ -83,7 +83,8 @@ def start_sidecar(run_app: Any, target: int, dashboard: str = "", *extra: str) -
 
 
 def requests_total(families: dict[str, Any]) -> float:
-    return sum(s.value for s in families["http_server_requests"].samples if s.name == "http_server_requests_total")
+    return float(sum(s.value for s in families["http_server_requests"].samples
+                     if s.name == "http_server_requests_total"))
 
 
 def test_exchanges_reach_the_dashboard_and_metrics(run_app: Any, target: int, receiver: Receiver) -> None:

@@ -6,7 +6,11 @@ driven by real HTTP and WebSocket clients; only the clock is faked.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import dataclasses
+import os
+import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -123,3 +127,17 @@ async def running(config: DashboardConfig | None = None, clock: FakeClock | None
         server.stop()
         await app.dashboard.stop()
         await server.close_all_connections()
+
+
+async def stuck_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket handshake, then never another read (with a small receive buffer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    reader._transport.pause_reading()  # type: ignore[attr-defined]  # never read again
+    return reader, writer

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import socket
 import time
 from typing import Any
 
@@ -15,7 +13,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from app.options import DashboardConfig
-from tests.dashboard_support import T0, FakeClock, Running, running, sample, stats_body
+from tests.dashboard_support import T0, FakeClock, Running, running, sample, stats_body, stuck_websocket
 
 
 async def connect(server: Running, *, origin: str | None = None, query: str = "",
@@ -149,20 +147,6 @@ async def test_a_client_flooding_messages_is_closed(io_loop: Any) -> None:
         ws.close()
 
 
-async def stuck_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A WebSocket handshake, then never another read (with a small receive buffer)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024)
-    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101")
-    reader._transport.pause_reading()  # type: ignore[attr-defined]  # never read again
-    return reader, writer
-
-
 @pytest.mark.gen_test(timeout=60)
 async def test_a_client_that_never_reads_holds_one_message_and_blocks_no_one(io_loop: Any) -> None:
     clock = FakeClock(T0 + 10)
@@ -171,7 +155,7 @@ async def test_a_client_that_never_reads_holds_one_message_and_blocks_no_one(io_
         for i in range(300):
             await server.post("/stats", stats_body(f"app{i % 5}-{i}-x", [sample(f"/r{k}x", started=T0 + 5)
                                                                          for k in range(6)]))
-        _, stuck_writer = await stuck_client(server.port)
+        _, stuck_writer = await stuck_websocket(server.port)
         good = await connect(server)
         await read(good)
         hub = server.app.dashboard.hub

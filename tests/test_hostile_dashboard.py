@@ -9,11 +9,9 @@ the pages that behave.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import copy
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from tornado.websocket import WebSocketClosedError, websocket_connect
 
 from app.wire import MAX_SAMPLES, MAX_TEXT
 from tests.conftest import AppProcess, app_env, free_port, wait_for_port
-from tests.dashboard_support import resource_body, sample, stats_body
+from tests.dashboard_support import resource_body, sample, stats_body, stuck_websocket
 from tests.fault_support import Dashboard, fetch, rss_bytes, start_dashboard, tracebacks
 
 NOW = time.time()
@@ -297,20 +295,6 @@ def test_not_finite_numbers_anywhere_in_a_resource_report_are_refused(run_app: A
 # --- WebSocket abuse ------------------------------------------------------------------------------------------
 
 
-async def stuck_page(port: int) -> asyncio.StreamWriter:
-    """A WebSocket handshake, then never another read, with a small receive buffer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1024)
-    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101")
-    reader._transport.pause_reading()  # type: ignore[attr-defined]  # never read again
-    return writer
-
-
 async def flood(url: str, stop: asyncio.Event, counts: dict[str, int], big: bool) -> None:
     """Connect, send messages as fast as the socket takes them until the server closes us, and again."""
     message = "x" * (1 << 20) if big else '{"type": "subscribe", "scope": "all", "window": 300}'
@@ -348,7 +332,7 @@ async def test_pages_that_never_read_or_flood_keep_memory_flat_and_others_served
     before_attack = rss_bytes(board.pid)
 
     stuck_n = 20
-    stuck = [await stuck_page(board.port) for _ in range(stuck_n)]
+    stuck = [(await stuck_websocket(board.port))[1] for _ in range(stuck_n)]
     arrivals: list[float] = []
     rss: list[int] = []
     n = 0

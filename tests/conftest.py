@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,17 @@ def run_app(tmp_path: Path) -> Iterator[object]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@contextmanager
+def sample_app(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The project's sample application (`python -m app.sampleapp`) on a free port, stopped afterwards."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "app.sampleapp", "--host", "127.0.0.1", "--port", str(port), *args],
+                            cwd=ROOT, env=app_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc=proc)
+        yield proc, port
+    finally:
+        proc.terminate()
+        proc.wait(10)

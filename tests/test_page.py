@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.browser_support import PageWatch, chromium_fixture, open_page_fixture  # noqa: F401 - fixtures
-from tests.conftest import ROOT, AppProcess, app_env, free_port, wait_for_port
+from tests.conftest import ROOT, AppProcess, app_env, free_port
+from tests.conftest import sample_app as start_sample_app
 
 pytestmark = pytest.mark.browser
 
@@ -105,16 +106,8 @@ def dashboard(run_app: Callable[..., AppProcess]) -> Callable[..., Dashboard]:
 @pytest.fixture
 def sample_app() -> Iterator[int]:
     """The project's sample application on a free port: the app behind the sidecar."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "app.sampleapp", "--host", "127.0.0.1", "--port", str(port),
-                             "--seed", "7"], cwd=ROOT, env=app_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with start_sample_app("--seed", "7") as (_, port):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 class Traffic(threading.Thread):

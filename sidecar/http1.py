@@ -388,6 +388,25 @@ class ExchangeTracker:
             return _NOTHING
         if state == _S_DONE:
             return _NOTHING
+        if state == _S_HEAD and self._rs_ex is None and self._unanswered and not self._rs_buf:
+            # The commonest chunk: one whole response with a remembered head and a
+            # Content-Length body, to a request that neither upgrades nor tunnels.
+            after = data.find(b"\r\n\r\n") + 4
+            parsed = response_memo.get(data[:after]) if after >= 4 else None
+            if parsed is not None and parsed[2] >= 0 and after + parsed[2] == len(data) and parsed[0] >= 200:
+                first = self._unanswered[0]
+                if not first.upgrade and first.method not in METHODS_FRAMING_RESPONSES:
+                    self._unanswered.popleft()
+                    if first.t_first is None:
+                        first.t_first = now
+                    first.status, first.reason, _, keep = parsed
+                    first.bytes_out += len(data)
+                    first.response_done = True
+                    if not (keep and first.keep_alive):
+                        self._rs_keep = False
+                        self.must_close = True
+                        self._rs_state = _S_DONE
+                    return (first,)
         completed: list[Exchange] = []
         end = len(data)
         pos = 0

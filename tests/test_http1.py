@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidecar.heads import response_memo
 from sidecar.http1 import Exchange, ExchangeTracker
 
 Summary = tuple[str, str, int, int, int, "str | None"]  # method, target, status, bytes_in, bytes_out, error
@@ -480,3 +481,35 @@ def test_arbitrary_bytes_never_raise_and_only_a_prefix_goes_on(data: bytes, cuts
     assert data.startswith(forwarded)
     tracker.close("client", 99.0)
     assert tracker.live == 0
+
+
+# --- remembered heads take a shortcut that must not change anything ------------------------
+
+UPGRADE = b"GET /chat HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+SHORTCUT_CASES = {
+    "keep-alive": ([GET], [OK]),
+    "close": ([GET], [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"]),
+    "http/1.0 request": ([b"GET / HTTP/1.0\r\n\r\n"], [OK]),
+    "declined upgrade": ([UPGRADE + GET], [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", OK]),
+    "interim then final": ([GET], [b"HTTP/1.1 100 Continue\r\n\r\n", OK]),
+    "two in one chunk": ([GET + GET], [OK + OK]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHORTCUT_CASES))
+def test_a_remembered_response_head_frames_like_a_fresh_one(name: str) -> None:
+    requests, responses = SHORTCUT_CASES[name]
+    response_memo.clear()
+    fresh = run(requests, responses)
+    assert response_memo  # the heads are remembered now
+    again = run(requests, responses)
+    assert (again.forwarded, again.exchanges, again.must_close) == (fresh.forwarded, fresh.exchanges, fresh.must_close)
+    assert all(e[2] >= 200 for e in fresh.exchanges)
+
+
+def test_a_head_response_never_takes_a_remembered_length() -> None:
+    head17 = b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n"
+    no_content = b"HTTP/1.1 204 \r\n\r\n"  # 17 bytes: just what a remembered length would swallow
+    requests = b"GET /a HTTP/1.1\r\n\r\nHEAD /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n"
+    got = run([requests], [head17 + b"x" * 17, head17 + no_content])
+    assert [(e[1], e[2], e[4]) for e in got.exchanges] == [("/a", 200, 39 + 17), ("/b", 200, 39), ("/c", 204, 17)]

@@ -7,8 +7,6 @@ import http.client
 import json
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, AppProcess, app_env, free_port, wait_for_port
+from tests.conftest import AppProcess, free_port, sample_app
 from tests.receiver_support import Receiver
 
 POD = "shop-7-x2k9q"
@@ -28,16 +26,8 @@ POD = "shop-7-x2k9q"
 @pytest.fixture
 def target() -> Iterator[int]:
     """The sample app, as the application behind the sidecar."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "app.sampleapp", "--host", "127.0.0.1", "--port", str(port),
-                             "--fail-rate", "0"], cwd=ROOT, env=app_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with sample_app("--fail-rate", "0") as (_, port):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

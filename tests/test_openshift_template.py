@@ -166,8 +166,8 @@ def app_mode(container: Obj) -> str | None:
     return None
 
 
-def config_of(container: Obj, secrets: dict[tuple[str, str], str]) -> Any:
-    """What `python -m app` makes of this container's command and environment."""
+def container_env(container: Obj, secrets: dict[tuple[str, str], str]) -> dict[str, str]:
+    """The container's environment as the kubelet would give it (secrets and the pod's name resolved)."""
     env = {}
     for name, entry in env_of(container).items():
         if "value" in entry:
@@ -177,7 +177,12 @@ def config_of(container: Obj, secrets: dict[tuple[str, str], str]) -> Any:
             env[name] = secrets[ref["name"], ref["key"]]
         elif entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
             env[name] = POD_NAME
-    return parse(container["command"][3:], env)
+    return env
+
+
+def config_of(container: Obj, secrets: dict[tuple[str, str], str]) -> Any:
+    """What `python -m app` makes of this container's command and environment."""
+    return parse(container["command"][3:], container_env(container, secrets))
 
 
 def secret_values(objects: list[Obj]) -> dict[tuple[str, str], str]:
@@ -425,17 +430,7 @@ def test_prometheus_scrapes_the_sidecars_admin_port(objects: list[Obj]) -> None:
 
 
 def _process_env(container: Obj, secrets: dict[tuple[str, str], str], overrides: dict[str, str]) -> dict[str, str]:
-    env = {}
-    for name, entry in env_of(container).items():
-        if "value" in entry:
-            env[name] = entry["value"]
-        elif "secretKeyRef" in entry.get("valueFrom", {}):
-            ref = entry["valueFrom"]["secretKeyRef"]
-            env[name] = secrets[ref["name"], ref["key"]]
-        else:
-            env[name] = POD_NAME
-    env.update(overrides)
-    return env
+    return {**container_env(container, secrets), **overrides}
 
 
 def _get(url: str, password: str | None = None) -> tuple[int, bytes]:

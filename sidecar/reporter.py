@@ -1,4 +1,4 @@
-"""`Reporter`: delivers stats batches and resource samples to the dashboard with `AsyncHTTPClient`.
+"""`Reporter`: delivers stats batches and resource samples to the dashboard over kept-alive connections.
 
 Every `stats_interval` the buffer's open batch is sealed (when there is
 something new) and sealed batches are POSTed oldest first, one at a time; a
@@ -6,7 +6,8 @@ batch leaves the buffer only on a 2xx and is otherwise resent unchanged, with
 exponential backoff and jitter. Every `resources_interval` a resource sample
 is taken (for /metrics too) and POSTed when no earlier one is still on its
 way. Nothing here raises into the proxy: failures are counted and logged at a
-bounded rate. With no dashboard configured nothing is sent at all.
+bounded rate. With no dashboard configured nothing is sent at all. The POSTs
+go through a `DashboardClient`, which reuses its connections.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import time
 from collections.abc import Callable
 
 import ujson
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from app.options import SidecarConfig
 from sidecar.buffer import Batch, SampleBuffer
+from sidecar.dashboard_client import DashboardClient, Reply
 from sidecar.metrics import SidecarMetrics
 from sidecar.resources import ResourceSampler
 
@@ -42,9 +43,9 @@ def endpoint_url(base: str, name: str) -> str:
 
 def failure_reason(code: int, error: BaseException | None) -> str:
     """A bounded word for a failed POST: a label value on /metrics."""
-    if isinstance(error, HTTPClientError) and error.code == 599:
-        return "timeout" if "timeout" in str(error).lower() else "connection"
-    if isinstance(error, (OSError, ConnectionError)) or code == 599:
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, OSError) or code == 599:
         return "connection"
     if 400 <= code < 500:
         return "status_4xx"
@@ -113,7 +114,7 @@ class Reporter:
         self.request_timeout = request_timeout or min(10.0, max(1.0, 2 * config.stats_interval))
         self.enabled = bool(config.dashboard)
         self._backoff = Backoff(min(1.0, config.stats_interval), max(30.0, config.stats_interval), rng)
-        self._http: AsyncHTTPClient | None = None
+        self._http: DashboardClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._resource_post: asyncio.Task[None] | None = None
@@ -123,9 +124,7 @@ class Reporter:
 
     def start(self) -> None:
         if self.enabled:
-            # An instance of our own: its queue and connections are not shared
-            # with anything else in the process.
-            self._http = AsyncHTTPClient(force_instance=True, max_clients=4)
+            self._http = DashboardClient()
             self._tasks.append(asyncio.ensure_future(self._seal_loop()))
             self._tasks.append(asyncio.ensure_future(self._deliver_loop()))
         if self.sampler is not None:
@@ -149,7 +148,7 @@ class Reporter:
         if not self.enabled:
             return True
         if self._http is None:
-            self._http = AsyncHTTPClient(force_instance=True, max_clients=4)
+            self._http = DashboardClient()
         self.buffer.seal()
         deadline = time.monotonic() + timeout
         while True:
@@ -244,19 +243,15 @@ class Reporter:
         headers = {"Content-Type": "application/json"}
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token}"
-        request = HTTPRequest(endpoint_url(self.config.dashboard, endpoint), method="POST", body=body,
-                              headers=headers, connect_timeout=timeout, request_timeout=timeout,
-                              follow_redirects=False, decompress_response=True)
         error: BaseException | None = None
         code = 599
-        response: HTTPResponse | None = None
+        reply: Reply | None = None
         try:
-            response = await self._http.fetch(request, raise_error=False)
-            code = response.code
-            error = response.error if not 200 <= code < 300 else None
+            reply = await self._http.post(endpoint_url(self.config.dashboard, endpoint), body, headers, timeout)
+            code = reply.code
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # refused, reset, DNS: all mean "try again later"
+        except Exception as exc:  # refused, reset, timed out, DNS: all mean "try again later"
             error = exc
         if 200 <= code < 300:
             self.metrics.post_succeeded(endpoint)
@@ -264,13 +259,14 @@ class Reporter:
             return code
         reason = failure_reason(code, error)
         self.metrics.post_failed(endpoint, reason)
-        self._logs[endpoint].failed(reason, _describe(code, error, response))
+        self._logs[endpoint].failed(reason, _describe(code, error, reply))
         return code
 
 
-def _describe(code: int, error: BaseException | None, response: HTTPResponse | None) -> str:
-    if response is not None and code != 599:
-        text = (response.body or b"")[:200].decode("utf-8", "replace").strip()
+def _describe(code: int, error: BaseException | None, reply: Reply | None) -> str:
+    if reply is not None:
+        text = reply.body[:200].decode("utf-8", "replace").strip()
         return f"HTTP {code} {text}".strip()
+    if isinstance(error, TimeoutError):
+        return "no answer within the timeout"
     return f"{type(error).__name__}: {error}" if error else f"HTTP {code}"
-

@@ -4,7 +4,7 @@ It runs a real Tornado server on 127.0.0.1 in a thread of its own, so both
 async tests (sharing nothing with the test's loop) and plain tests driving a
 sidecar process can use it. Modes: `ok` (200), `fail` (500), `reject` (400),
 `hang` (never answers until the mode changes or it stops), and `refuse()`
-closes the listening socket until `accept()`. With `forward_to` it relays
+closes every connection and the listening socket until `accept()`. With `forward_to` it relays
 each POST to a real dashboard first and answers with its status, or with a
 500 to /stats while `lose_acks` lasts: a dashboard that stored a batch whose
 acknowledgement was lost on the way back.
@@ -34,6 +34,7 @@ class Received:
     body: Any
     at: float  # time.monotonic()
     status: int = 0  # what the receiver answered (0: it hung)
+    peer: int = 0  # the client's port: which connection the POST came on
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Receiver:
         self._server: HTTPServer | None = None
         self._release: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def url(self) -> str:
@@ -79,8 +81,13 @@ class Receiver:
             self._loop.call_soon_threadsafe(self._release.set)
 
     def refuse(self) -> None:
-        """Stop listening: connections are refused until `accept()`."""
-        self._call(lambda: self._server.stop() if self._server else None)
+        """Go down: close every connection and stop listening; connections are refused until `accept()`."""
+        def down() -> None:
+            if self._server is not None:
+                self._server.stop()
+                self._closing = asyncio.ensure_future(self._server.close_all_connections())
+
+        self._call(down)
 
     def accept(self) -> None:
         self._call(self._listen)
@@ -169,7 +176,8 @@ class _Handler(RequestHandler):
             body = json.loads(self.request.body)
         except ValueError:
             body = None
-        post = Received(self.request.path, dict(self.request.headers), body, time.monotonic())
+        post = Received(self.request.path, dict(self.request.headers), body, time.monotonic(),
+                        peer=self.request.connection.context.address[1])  # type: ignore[union-attr]
         receiver._record(post)
         if receiver.mode == "hang":
             await receiver._hang()

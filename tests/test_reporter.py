@@ -82,10 +82,11 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
 
 
 def test_failure_reasons_are_bounded_words() -> None:
-    from tornado.httpclient import HTTPClientError
+    from tornado.iostream import StreamClosedError
 
-    assert failure_reason(599, HTTPClientError(599, "Timeout during request")) == "timeout"
+    assert failure_reason(599, TimeoutError()) == "timeout"
     assert failure_reason(599, ConnectionRefusedError()) == "connection"
+    assert failure_reason(599, StreamClosedError()) == "connection"
     assert failure_reason(503, None) == "status_5xx"
     assert failure_reason(401, None) == "status_4xx"
 
@@ -210,6 +211,47 @@ async def test_no_loss_across_an_outage_within_the_buffer(io_loop: Any, receiver
         raw = sum(len(p.body["stats"]) for p in receiver.stats())
         assert raw == added  # 30 per interval, well under the cap of 100: every raw sample too
         assert reporter.buffer.queued_exchanges == 0
+    finally:
+        await reporter.stop()
+        reporter.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_posts_reuse_one_connection(io_loop: Any, receiver: Receiver) -> None:
+    reporter = make_reporter(receiver.url, sampler=ResourceSampler(), resources_interval=0.05)
+    reporter.start()
+    try:
+        for i in range(5):
+            reporter.buffer.add(make_sample(i))
+            await until(lambda: receiver.counted()[0] == i + 1)  # noqa: B023 (awaited before i changes)
+        await until(lambda: len(receiver.resources()) >= 10)
+        # Stats and resources may be out at the same moment: at most two connections, each kept.
+        assert len({p.peer for p in receiver.posts}) <= 2 and len(receiver.posts) >= 15
+    finally:
+        await reporter.stop()
+        reporter.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_dashboard_that_goes_down_and_comes_back_loses_and_doubles_nothing(
+        io_loop: Any, receiver: Receiver) -> None:
+    reporter = make_reporter(receiver.url)
+    reporter.start()
+    try:
+        reporter.buffer.add(make_sample(0))
+        await until(lambda: receiver.counted()[0] == 1)
+        receiver.refuse()  # down: the kept connection is closed, new ones are refused
+        for i in range(1, 4):
+            reporter.buffer.add(make_sample(i))
+            await asyncio.sleep(0.15)
+        assert metric(reporter, "mothership_reporter_failed_posts_total", endpoint="stats", reason="connection") >= 1
+        assert receiver.counted()[0] == 1
+        receiver.accept()
+        await until(lambda: receiver.counted()[0] == 4)
+        posts = receiver.stats()
+        assert len(posts) == len({p.body["batch"] for p in posts})  # each batch sent (and answered) once
+        assert sorted(s["endpoint"] for p in posts for s in p.body["stats"]) == [f"/users/{i}" for i in range(4)]
+        assert len({p.peer for p in posts[1:]}) == 1 and posts[0].peer != posts[1].peer  # a new kept connection
     finally:
         await reporter.stop()
         reporter.close()

@@ -190,9 +190,11 @@ async def _serve(config: DashboardConfig) -> None:
     print(f"mothership dashboard on http://{shown}:{config.port}/ (history: {history})", flush=True)
     await stopping.wait()
     log.info("stopping: writing history")
+    # Close the kept-alive connections before the last write: a POST acknowledged
+    # on one of them after the write would be lost with the process.
     server.stop()
-    await app.dashboard.stop()
     await server.close_all_connections()
+    await app.dashboard.stop()
 
 
 def run(config: DashboardConfig) -> int:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPConnection, HTTPMessageDelegate
 from tornado.ioloop import PeriodicCallback
 from tornado.log import access_log
 from tornado.web import Application, RequestHandler
@@ -27,6 +28,7 @@ from app.dashboard import handlers
 from app.dashboard.aggregate import Clock, PodStore
 from app.dashboard.history import History
 from app.dashboard.hub import LiveHub, LiveSocket
+from app.dashboard.ingest import IngestDispatch
 from app.dashboard.metrics import DashboardMetrics
 from app.dashboard.scope import FINE_SPAN
 from app.options import DashboardConfig
@@ -129,7 +131,11 @@ def _log_request(handler: RequestHandler) -> None:
 
 
 class DashboardApplication(Application):
-    """A Tornado application carrying its `Dashboard` (for `run` and tests; handlers get a Context)."""
+    """A Tornado application carrying its `Dashboard` (for `run` and tests; handlers get a Context).
+
+    The sidecars' POSTs skip its routing and handlers: `start_request` gives
+    each request to an `IngestDispatch`, which serves those itself.
+    """
 
     def __init__(self, dashboard: Dashboard, **settings: Any) -> None:
         self.dashboard = dashboard
@@ -146,6 +152,10 @@ class DashboardApplication(Application):
             (r"/ws", LiveSocket, {"hub": dashboard.hub, "view_token": config.view_token,
                                   "allowed_origins": config.allowed_origins}),
         ], **settings)
+
+    def start_request(self, server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
+        return IngestDispatch(self.dashboard.ctx, request_conn,
+                              lambda: super(DashboardApplication, self).start_request(server_conn, request_conn))
 
 
 def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval: float = 1.0,

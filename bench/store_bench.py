@@ -1,0 +1,220 @@
+"""The dashboard's store alone: CPU per pod per second for each part, and memory per pod, in-process.
+
+N simulated pods report as in `bench.dashboard_bench` (its payloads, imported):
+resources every second, stats every 5 s, ten pods per app. A fake clock moves
+one second at a time; each second the store ingests what is due, ticks, the hub
+builds the overview (what one page's update costs) and a series tail, and
+every 2 s the store drains into `History` on a temporary SQLite file, as the
+server does. Decoding and checking the JSON is request handling, not the
+store's, and is left out. CPU is `time.process_time` per part over the measured
+seconds, divided by pods and seconds. Memory is a second run of `--memory-pods`
+pods with tracemalloc on, through the whole retention plus a minute.
+
+    python -m bench.store_bench                         # 2000 pods, then memory over a full hour
+    python -m bench.store_bench --pods 500 --measure 20 --no-memory
+    python -m bench.store_bench --quick                 # seconds: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ujson
+
+from app.dashboard.aggregate import PodStore
+from app.dashboard.history import History
+from app.dashboard.hub import TAIL_SECONDS, LiveHub
+from app.dashboard.metrics import DashboardMetrics
+from app.dashboard.scope import FINE_SPAN, Scope
+from app.wire import ResourceReport, StatsBatch, parse_resources, parse_stats
+from bench.dashboard_bench import resource_body, stats_body, stats_template
+
+START = 1_760_000_000.0  # the fake clock's first second
+FLUSH_EVERY = 2  # seconds, as the server's history writer
+PRUNE_EVERY = 60
+TEMPLATES = 16  # distinct five-second traffic shapes shared out among the pods
+PARTS = ("ingest_stats", "ingest_resources", "tick", "eviction", "overview", "series", "drain", "history_write")
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Meter:
+    """CPU seconds per part, counted only while `on`."""
+
+    def __init__(self) -> None:
+        self.cpu = dict.fromkeys(PARTS, 0.0)
+        self.on = False
+
+    def timed(self, part: str, call: Callable[..., Any], *args: Any) -> Any:
+        if not self.on:
+            return call(*args)
+        began = time.process_time()
+        try:
+            return call(*args)
+        finally:
+            self.cpu[part] += time.process_time() - began
+
+
+class Simulation:
+    """A store, a hub and a history file fed by `pods` pods under a fake clock."""
+
+    def __init__(self, pods: int, retention: float, data: str, seed: int = 1) -> None:
+        self.clock = FakeClock(START)
+        self.store = PodStore(retention=retention, clock=self.clock)
+        self.hub = LiveHub(self.store, DashboardMetrics())
+        self.history = History(data)
+        self.meter = Meter()
+        rng = random.Random(seed)
+        templates = [stats_template(rng) for _ in range(TEMPLATES)]
+        self.pods = [(f"app{i // 10:04d}-{i % 10}-bench", templates[i % TEMPLATES]) for i in range(pods)]
+        self.rng = rng
+        self.second = 0
+        self._watch_eviction()
+
+    def _watch_eviction(self) -> None:
+        """Time `Scope.evict` (called from `tick`) as a part of its own; `tick` is reported without it."""
+        meter, evict = self.meter, Scope.evict
+
+        def timed_evict(scope: Scope, now: float, retention: float) -> None:
+            meter.timed("eviction", evict, scope, now, retention)
+
+        self._evict = evict
+        Scope.evict = timed_evict  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        Scope.evict = self._evict  # type: ignore[method-assign]
+        self.history.close()
+
+    def stats_batch(self, index: int) -> StatsBatch:
+        pod, template = self.pods[index]
+        body = stats_body(pod, template, self.clock.now, f"{pod}-{self.second}")
+        return parse_stats(ujson.loads(body))
+
+    def resource_report(self, index: int) -> ResourceReport:
+        body = resource_body(self.pods[index][0], self.rng)
+        return parse_resources(ujson.loads(body), raw=body)
+
+    def step(self) -> None:
+        """One second: every pod's resources, a fifth of the pods' stats, then tick, push and history."""
+        self.second += 1
+        self.clock.now = START + self.second
+        store, meter = self.store, self.meter
+        for index in range(len(self.pods)):
+            # Spread over the second like real arrivals, so the fake clock reads something plausible.
+            self.clock.now = START + self.second + index / len(self.pods)
+            report = self.resource_report(index)
+            meter.timed("ingest_resources", store.ingest_resources, report)
+            if self.second % 5 == index % 5:
+                batch = self.stats_batch(index)
+                meter.timed("ingest_stats", store.ingest_stats, batch)
+        self.clock.now = START + self.second + 0.999
+        meter.timed("tick", store.tick)
+        meter.timed("overview", self.hub.overview_json)
+        meter.timed("series", self.hub.series_message, "all", 300, TAIL_SECONDS)
+        if self.second % FLUSH_EVERY == 0:
+            changes = meter.timed("drain", store.drain)
+            now = self.clock.now
+            prune = None
+            if self.second % PRUNE_EVERY == 0:
+                prune = (int(now) - FINE_SPAN, int(now - store.retention))
+            meter.timed("history_write", self.history.write, changes, prune)
+
+
+def measure_cpu(pods: int, warmup: int, seconds: int, retention: float, workdir: Path) -> dict[str, Any]:
+    sim = Simulation(pods, retention, str(workdir / "cpu.sqlite"))
+    try:
+        for _ in range(warmup):
+            sim.step()
+        sim.meter.on = True
+        began = time.perf_counter()
+        for _ in range(seconds):
+            sim.step()
+        wall = time.perf_counter() - began
+    finally:
+        sim.close()
+    cpu = dict(sim.meter.cpu)
+    cpu["tick"] -= cpu["eviction"]  # eviction runs inside tick
+    per_pod = {part: value / seconds / pods * 1e3 for part, value in cpu.items()}  # ms per pod per second
+    return {"pods": pods, "warmup": warmup, "seconds": seconds, "wall": wall, "cpu_ms_per_pod_s": per_pod,
+            "total_ms_per_pod_s": sum(per_pod.values()), "overview_bytes": len(sim.hub.overview_json())}
+
+
+def measure_memory(pods: int, seconds: int, retention: float, workdir: Path) -> dict[str, Any]:
+    tracemalloc.start()
+    try:
+        sim = Simulation(pods, retention, str(workdir / "memory.sqlite"), seed=2)
+        base = tracemalloc.get_traced_memory()[0]
+        marks = []
+        for _ in range(seconds):
+            sim.step()
+            if sim.second % 600 == 0 or sim.second == seconds:
+                marks.append((sim.second, (tracemalloc.get_traced_memory()[0] - base) / pods))
+        sim.close()
+    finally:
+        tracemalloc.stop()
+    return {"pods": pods, "seconds": seconds, "retention": retention, "bytes_per_pod": marks[-1][1],
+            "marks": marks}
+
+
+def show_cpu(r: dict[str, Any]) -> None:
+    print(f"CPU, {r['pods']} pods, {r['seconds']} s measured after {r['warmup']} s "
+          f"(wall {r['wall']:.1f} s, overview {r['overview_bytes'] / 1e6:.2f} MB):")
+    for part, ms in r["cpu_ms_per_pod_s"].items():
+        print(f"  {part:<17} {ms * 1000:8.2f} us per pod per second")
+    total = r["total_ms_per_pod_s"]
+    print(f"  {'total':<17} {total * 1000:8.2f} us per pod per second "
+          f"= {total * r['pods'] / 10:.1f}% of a core at {r['pods']} pods")
+
+
+def show_memory(r: dict[str, Any]) -> None:
+    marks = "  ".join(f"{t}s {b / 1e6:.3f}" for t, b in r["marks"])
+    print(f"memory, {r['pods']} pods, {r['seconds']} s simulated, retention {r['retention']:.0f} s: "
+          f"{r['bytes_per_pod'] / 1e6:.3f} MB per pod (tracemalloc; MB per pod by time: {marks})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=FINE_SPAN + 20,
+                        help="simulated seconds before measuring (past the fine span, so eviction runs)")
+    parser.add_argument("--measure", type=int, default=30, help="simulated seconds measured")
+    parser.add_argument("--retention", type=float, default=3600.0)
+    parser.add_argument("--memory-pods", type=int, default=50)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a few seconds: 50 pods, short runs")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    memory_seconds = int(args.retention) + 60
+    if args.quick:
+        args.pods, args.warmup, args.measure, args.memory_pods = 50, 10, 5, 10
+        args.retention = memory_seconds = 60
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
+        out["cpu"] = measure_cpu(args.pods, args.warmup, args.measure, args.retention, Path(tmp))
+        show_cpu(out["cpu"])
+        sys.stdout.flush()
+        if not args.no_memory:
+            out["memory"] = measure_memory(args.memory_pods, memory_seconds, args.retention, Path(tmp))
+            show_memory(out["memory"])
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -201,3 +201,22 @@ def test_an_app_scope_settles_for_a_few_seconds_a_pod_scope_does_not() -> None:
         scope.add_traffic(TrafficDelta(more, now, 3600), now)
         assert scope.window(now + 4).count == expected_soon
         assert scope.window(now + 5.5).count == 5
+
+
+def test_traffic_goes_to_history_at_once_resource_readings_once_their_bucket_has_settled() -> None:
+    scope = Scope("app:a")
+    t = int(T0) - int(T0) % COARSE
+    scope.add_resource(t, 10.0, 1.0, None)
+    assert scope.drain_buckets(settled=t) == []  # its second and its slot have not ended yet
+    scope.add_traffic(TrafficDelta(cells_for([sample(started=t + 0.5)]), t + 1, 3600), t + 1)
+    written = {(step, at): row for step, at, row in scope.drain_buckets(settled=t)}
+    assert set(written) == {(1, t), (COARSE, t)} and written[1, t][0] == 1 and written[1, t][10] == 1  # count, cpu_n
+    assert scope.drain_buckets(settled=t + COARSE) == []  # the readings went with the traffic
+    for second in range(t + 1, t + COARSE):
+        scope.add_resource(second, 20.0, 1.0, None)
+    assert [(step, at) for step, at, _ in scope.drain_buckets(settled=t + 2)] == [(1, t + 1)]
+    assert sorted((step, at) for step, at, _ in scope.drain_buckets(settled=t + COARSE)) == [
+        (1, t + 2), (1, t + 3), (1, t + 4), (COARSE, t)]
+    scope.add_resource(t + COARSE, 30.0, 1.0, None)
+    assert len(scope.drain_buckets()) == 2  # without `settled` (the last write), every change goes
+    assert scope.drain_buckets() == []

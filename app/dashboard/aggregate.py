@@ -32,6 +32,9 @@ POD_ROUTES = 10
 SLOWEST_SPAN = 300  # seconds the slowest list looks back
 SLOW_FLUSH = 30.0  # seconds between history writes of the bulky, slowly useful parts (recent lists, routes)
 POD_FLUSH = 10.0  # seconds between writes of pods' own rows (last seen, latest resources, counters)
+# Seconds after its end a bucket that took only resource readings since its last write waits before it is
+# written: by then the pod's next stats batch has usually rewritten it with its traffic anyway.
+RESOURCE_SETTLE = 10
 SERIES_STEPS = {300: 1, 900: 5, 3600: 10}  # window -> step (docs/live-protocol.md)
 
 Clock = Callable[[], float]
@@ -213,6 +216,7 @@ class PodStore:
             if silent > self.drop_after:
                 self._leave(pod)
                 del self.pods[pod.name]
+                self._dirty_scopes.discard(pod.scope)
                 self._dirty_pods.discard(pod.name)
                 self._recent_pods.discard(pod.name)
                 self._dropped_pods.append(pod.name)
@@ -256,29 +260,19 @@ class PodStore:
         whole every second would cost more than the ingest it reports on.
         """
         now = self.clock()
-        pods_out = []
-        dropped = 0
-        for pod in self._sorted_pods():
-            scope, point = pod.scope, pod.point
-            head = {"pod": pod.name, "app": pod.app, "stale": pod.stale, "seen": round(pod.seen * 1000),
-                    "dropped": pod.dropped, **scope.window(now).headline(),
-                    "cpu": None if point.cpu is None else round(point.cpu, 2), "cores": point.cores,
-                    "memory": None if point.memory is None else round(point.memory),
-                    "memory_limit": None if point.memory_limit is None else round(point.memory_limit)}
-            routes = scope.routes_json(now, limit=POD_ROUTES)
-            head["route_count"] = len(scope.route_rows(now))
-            pods_out.append(f'{dumps(head)[:-1]},"trend":{scope.trend_json(now)},"routes":{routes}}}')
-            dropped += pod.dropped
+        pods = self._sorted_pods()
+        pods_out = [pod.overview_text(now, POD_ROUTES) for pod in pods]
+        dropped = sum(pod.dropped for pod in pods)
         apps_out = []
         routes_out = []
         for _, app in sorted(self.apps.items()):
             if not app.pods:
                 continue
             scope = app.scope
-            head = {"app": app.name, "pods": sorted(app.pods), "stale": all(self.pods[p].stale for p in app.pods),
-                    **scope.window(now).headline(), "cpu": app.totals.cpu, "memory": app.totals.memory,
-                    "memory_limit": app.totals.memory_limit}
-            apps_out.append(f'{dumps(head)[:-1]},"trend":{scope.trend_json(now)}}}')
+            head = {"app": app.name, "pods": sorted(app.pods), "stale": all(self.pods[p].stale for p in app.pods)}
+            tail = {"cpu": app.totals.cpu, "memory": app.totals.memory, "memory_limit": app.totals.memory_limit}
+            apps_out.append(f'{dumps(head)[:-1]},{scope.window(now).headline_text()},{dumps(tail)[1:-1]},'
+                            f'"trend":{scope.trend_json(now)}}}')
             routes = scope.routes_json(now, app.name)
             if routes != "[]":
                 routes_out.append(routes[1:-1])
@@ -360,13 +354,14 @@ class PodStore:
         slow = final or now - self._slow_written >= SLOW_FLUSH
         if slow:
             self._slow_written = now
+        settled = None if final else int(now) - RESOURCE_SETTLE
         for scope in list(self._dirty_scopes):
-            for step, t, data in scope.drain_buckets():
+            for step, t, data in scope.drain_buckets(settled):
                 changes.buckets.append((scope.name, step, t, data))
             if slow and scope.routes_dirty:
                 scope.routes_dirty = False
                 changes.routes.append((scope.name, {f"{m} {r}": s.to_json() for (r, m), s in scope.routes.items()}))
-            if not scope.dirty and not scope.routes_dirty:
+            if not scope.dirty and not scope.later and not scope.routes_dirty:
                 self._dirty_scopes.discard(scope)
         changes.batch_ids, self._batch_ids = self._batch_ids, []
         if final or now - self._pods_written >= POD_FLUSH:

@@ -13,6 +13,7 @@ import math
 import struct
 from typing import Any
 
+from app.dashboard.jsontext import dumps
 from app.dashboard.packed import WIDTH, quantiles, to_bytes
 
 
@@ -204,12 +205,13 @@ def read_slot(slot: Slot | None) -> Bucket | None:
 class Window(Traffic):
     """Traffic over a span of `seconds`, reduced to the numbers people read."""
 
-    __slots__ = ("_quantiles", "seconds")
+    __slots__ = ("_headline", "_quantiles", "seconds")
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
         self.seconds = max(seconds, 1.0)
         self._quantiles: tuple[float | None, float | None, float | None] | None = None
+        self._headline: str | None = None
 
     def quantiles(self) -> tuple[float | None, float | None, float | None]:
         """p50, p95, p99, computed once (a window is rebuilt, not changed, when data comes)."""
@@ -224,6 +226,12 @@ class Window(Traffic):
         return {"rps": round(count / self.seconds, 3),
                 "success": round(1 - self.failures / count, 5) if count else None,
                 "p50": p50, "p95": p95, "p99": p99}
+
+    def headline_text(self) -> str:
+        """`headline()` as the members of a JSON object (no braces), encoded once: the overview reads it each second."""
+        if self._headline is None:
+            self._headline = dumps(self.headline())[1:-1]
+        return self._headline
 
     def numbers(self) -> dict[str, Any]:
         count = self.count

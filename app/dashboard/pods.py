@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
+from app.dashboard.jsontext import dumps
 from app.dashboard.scope import Scope
 from app.wire import ResourcePoint, Sample, resource_point
 
@@ -61,8 +62,8 @@ class ResourceTotals:
 class Pod:
     """One reporting pod: its scope, latest resources, recent exchanges and batch ids."""
 
-    __slots__ = ("app", "batches", "dropped", "first_seen", "name", "point", "recent", "resource",
-                 "resource_seen", "scope", "seen", "stale", "total")
+    __slots__ = ("_point_text", "_prefix", "_tail", "app", "batches", "dropped", "first_seen", "name", "point",
+                 "recent", "resource", "resource_seen", "scope", "seen", "stale", "total")
 
     def __init__(self, name: str, app: str, now: float) -> None:
         self.name = name
@@ -78,6 +79,35 @@ class Pod:
         self.point = NO_POINT
         self.recent: deque[Sample] = deque(maxlen=RECENT_PER_POD)
         self.batches: OrderedDict[str, None] = OrderedDict()
+        # The overview entry's parts, each kept as JSON text until what it shows changes.
+        self._prefix = ("", "")  # (app, text)
+        self._point_text: tuple[ResourcePoint | None, str] = (None, "")
+        self._tail: tuple[str, str, int, str] = ("", "", -1, "")  # (trend, routes, route count, text)
+
+    def overview_text(self, now: float, route_limit: int) -> str:
+        """This pod in the Overview (docs/live-protocol.md), as JSON text.
+
+        Every pod is in every update: the parts that change with each report
+        (resources each second, traffic every few seconds) are encoded when they
+        change, the rest reused, so an update costs little more than joining text.
+        """
+        if self._prefix[0] != self.app:
+            self._prefix = (self.app, f'{{"pod":{dumps(self.name)},"app":{dumps(self.app)},')
+        point = self.point
+        if self._point_text[0] is not point:
+            self._point_text = (point, dumps({
+                "cpu": None if point.cpu is None else round(point.cpu, 2), "cores": point.cores,
+                "memory": None if point.memory is None else round(point.memory),
+                "memory_limit": None if point.memory_limit is None else round(point.memory_limit)})[1:-1])
+        scope = self.scope
+        trend = scope.trend_json(now)
+        routes = scope.routes_json(now, limit=route_limit)
+        count = len(scope.route_rows(now))
+        tail = self._tail
+        if tail[0] is not trend or tail[1] is not routes or tail[2] != count:
+            tail = self._tail = (trend, routes, count, f',"route_count":{count},"trend":{trend},"routes":{routes}}}')
+        return (f'{self._prefix[1]}"stale":{"true" if self.stale else "false"},"seen":{round(self.seen * 1000)},'
+                f'"dropped":{self.dropped},{scope.window(now).headline_text()},{self._point_text[1]}{tail[3]}')
 
     def to_json(self) -> dict[str, Any]:
         """The small part, written whenever the pod reports; `recent` and `batches` go separately."""

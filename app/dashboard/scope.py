@@ -94,6 +94,18 @@ def window_start(now: float) -> tuple[int, int]:
     return end - WINDOW, end
 
 
+class TrendColumns:
+    """A trend's four series as JSON numbers (or null), one per slot, oldest first: joined in C when rebuilt."""
+
+    __slots__ = ("cpu", "memory", "p95", "rps")
+
+    def __init__(self) -> None:
+        self.rps: deque[str] = deque(maxlen=TREND_POINTS)
+        self.p95: deque[str] = deque(maxlen=TREND_POINTS)
+        self.cpu: deque[str] = deque(maxlen=TREND_POINTS)
+        self.memory: deque[str] = deque(maxlen=TREND_POINTS)
+
+
 class Scope:
     """Fine and coarse buckets plus a route table for one pod, one app, or everything."""
 
@@ -109,7 +121,8 @@ class Scope:
         self.fine: dict[int, Slot] = {}
         self.coarse: dict[int, Slot] = {}
         self.routes: dict[RouteKey, RouteStat] = {}
-        self.dirty: set[tuple[int, int]] = set()  # (step, t) changed since the last history write
+        self.dirty: set[tuple[int, int]] = set()  # (step, t) whose traffic changed since the last history write
+        self.later: set[tuple[int, int]] = set()  # (step, t) whose resource readings only changed since then
         self.routes_dirty = False
         self.version = 0  # bumps whenever traffic data changes
         self._fine_floor = 0
@@ -120,7 +133,8 @@ class Scope:
         self.phase = zlib.crc32(name.encode("utf-8", "replace")) % (COARSE * 100) / 100
         self._window: tuple[int, int, float, Window] | None = None  # (start, version, built, value)
         self._trend: tuple[int, float, str] | None = None  # (end, built, text)
-        self._trend_cols: deque[tuple[str, str, str, str]] = deque()  # per slot: rps, p95, cpu, memory as JSON
+        # rps, p95, cpu, memory: one JSON number (or null) per slot each, joined by C loops when rebuilt
+        self._trend_cols = TrendColumns()
         self._trend_end = 0
         self._trend_dirty = 0  # the earliest coarse slot changed since the trend was built
         self._routes_cache: tuple[int, int, float, list[dict[str, Any]]] | None = None
@@ -129,23 +143,24 @@ class Scope:
 
     # --- writing ----------------------------------------------------------
 
-    def fine_bucket(self, t: int) -> Bucket:
+    def fine_bucket(self, t: int, marks: set[tuple[int, int]]) -> Bucket:
+        """The one-second bucket at `t`, made hot; marked in `marks` (`dirty` or `later`) for history."""
         bucket = read_slot(self.fine.get(t))
         if bucket is None:
             bucket = Bucket()
         self.fine[t] = bucket
         if self.persist_fine:
-            self.dirty.add((1, t))
+            marks.add((1, t))
         return bucket
 
-    def coarse_bucket(self, t5: int) -> Bucket:
+    def coarse_bucket(self, t5: int, marks: set[tuple[int, int]]) -> Bucket:
         bucket = read_slot(self.coarse.get(t5))
         if bucket is None:
             bucket = Bucket()
         self.coarse[t5] = bucket
         if t5 < self._trend_dirty:
             self._trend_dirty = t5
-        self.dirty.add((COARSE, t5))
+        marks.add((COARSE, t5))
         return bucket
 
     def add_traffic(self, delta: TrafficDelta, now: float) -> None:
@@ -153,9 +168,9 @@ class Scope:
         fine_from = int(now) - FINE_SPAN
         for t, bucket in delta.seconds.items():
             if t >= fine_from:
-                self.fine_bucket(t).merge(bucket)
+                self.fine_bucket(t, self.dirty).merge(bucket)
         for t5, bucket in delta.coarse.items():
-            self.coarse_bucket(t5).merge(bucket)
+            self.coarse_bucket(t5, self.dirty).merge(bucket)
         self.version += 1
 
     def add_routes(self, delta: TrafficDelta) -> None:
@@ -174,8 +189,8 @@ class Scope:
         self.version += 1
 
     def add_resource(self, t: int, cpu: float | None, memory: float | None, limit: float | None) -> None:
-        self.fine_bucket(t).add_resource(cpu, memory, limit)
-        self.coarse_bucket(t - t % COARSE).add_resource(cpu, memory, limit)
+        self.fine_bucket(t, self.later).add_resource(cpu, memory, limit)
+        self.coarse_bucket(t - t % COARSE, self.later).add_resource(cpu, memory, limit)
 
     def evict(self, now: float, retention: float) -> None:
         """Forget fine buckets past FINE_SPAN, coarse ones past the retention, idle routes."""
@@ -211,10 +226,29 @@ class Scope:
         """The bucket of a tier at `t`, for reading (a frozen one is thawed, not kept thawed)."""
         return read_slot((self.fine if step == 1 else self.coarse).get(t))
 
-    def drain_buckets(self) -> list[tuple[int, int, BucketRow]]:
-        """Changed buckets as (step, t, columns), and the change marks cleared."""
+    def drain_buckets(self, settled: int | None = None) -> list[tuple[int, int, BucketRow]]:
+        """Changed buckets as (step, t, columns), and their change marks cleared.
+
+        Buckets whose traffic changed go at once (a batch id is written with its
+        counts). Buckets that only took resource readings wait until they end
+        before `settled` (every bucket with None): a pod's current slot takes one
+        every second and would otherwise be rewritten at every write, while
+        traffic comes every few seconds and rewrites it anyway.
+        """
+        due = self.dirty
+        later = self.later
+        if later:
+            later -= due
+            if settled is None:
+                due |= later
+                later.clear()
+            else:
+                ready = {key for key in later if key[1] + key[0] <= settled}
+                if ready:
+                    due |= ready
+                    later -= ready
         out = []
-        for step, t in self.dirty:
+        for step, t in due:
             bucket = self.bucket(step, t)
             if bucket is not None:
                 out.append((step, t, bucket.to_row()))
@@ -263,23 +297,23 @@ class Scope:
         if cached is not None and cached[0] == end and (self._trend_dirty >= end or now - cached[1] < self.settle):
             return cached[2]
         cols = self._trend_cols
-        moved = (end - self._trend_end) // COARSE if cols else TREND_POINTS
+        rps, p95, cpu, memory = cols.rps, cols.p95, cols.cpu, cols.memory
+        moved = (end - self._trend_end) // COARSE if rps else TREND_POINTS
         if not 0 <= moved < TREND_POINTS:
-            cols.clear()
             moved, redo = TREND_POINTS, end
         else:
             redo = max(self._trend_dirty, first)
-        for _ in range(moved):
-            cols.append(("null", "null", "null", "null"))
-        while len(cols) > TREND_POINTS:
-            cols.popleft()
+        nulls = ("null",) * moved
+        for col in (rps, p95, cpu, memory):
+            col.extend(nulls)  # the oldest fall off the left
         coarse = self.coarse
         for t5 in range(max(first, min(redo, end - moved * COARSE)), end, COARSE):
             bucket = read_slot(coarse.get(t5))
-            cols[(t5 - first) // COARSE] = NO_TREND_POINT if bucket is None else bucket.trend_text(COARSE)
+            i = (t5 - first) // COARSE
+            rps[i], p95[i], cpu[i], memory[i] = NO_TREND_POINT if bucket is None else bucket.trend_text(COARSE)
         self._trend_end, self._trend_dirty = end, end
-        text = ('{"rps":[' + ",".join(c[0] for c in cols) + '],"p95":[' + ",".join(c[1] for c in cols)
-                + '],"cpu":[' + ",".join(c[2] for c in cols) + '],"memory":[' + ",".join(c[3] for c in cols) + "]}")
+        text = (f'{{"rps":[{",".join(rps)}],"p95":[{",".join(p95)}],"cpu":[{",".join(cpu)}],'
+                f'"memory":[{",".join(memory)}]}}')
         self._trend = (end, now, text)
         return text
 

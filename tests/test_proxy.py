@@ -26,7 +26,8 @@ from tornado.websocket import WebSocketHandler, websocket_connect
 from app.options import SidecarConfig
 from app.wire import Sample
 from sidecar import proxy as proxy_module
-from sidecar.proxy import CHUNK, MIN_CHUNK, SidecarServer, next_chunk_size
+from sidecar.proxy import SidecarServer
+from sidecar.stream_io import CHUNK, MIN_CHUNK
 from tests.proxy_support import (
     Peer,
     RawBackend,
@@ -835,18 +836,6 @@ async def test_close_all_hands_over_every_sample(io_loop: Any, backend: Any, sid
         proxy.server.close_all()  # at once, before the batch delay is up
         assert [s["response"]["status"] for s in proxy.samples] == [200]
         assert proxy.counters.exchanges_in_flight == 0
-
-
-def test_read_sizes_follow_the_traffic() -> None:
-    assert next_chunk_size(MIN_CHUNK, 300) == MIN_CHUNK  # small exchanges read small
-    assert next_chunk_size(MIN_CHUNK, MIN_CHUNK) == CHUNK  # a full read: more is waiting, read it all at once
-    assert next_chunk_size(CHUNK, CHUNK) == CHUNK
-    assert next_chunk_size(CHUNK, CHUNK // 2) == CHUNK  # a body streaming in uneven reads keeps its size
-    size, steps = CHUNK, 0
-    while size > MIN_CHUNK:  # back to small reads within a few exchanges
-        size, steps = next_chunk_size(size, 300), steps + 1
-    assert size == MIN_CHUNK and steps <= 5
-    assert next_chunk_size(16384, 5000) == 16384  # a chunk that fits the traffic stays
 
 
 @pytest.mark.gen_test(timeout=20)

@@ -10,6 +10,8 @@ them is within about 10% of the true value.
 from __future__ import annotations
 
 import math
+import struct
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 
 LOWEST_MS = 0.05
@@ -21,12 +23,45 @@ OVERFLOW = len(BOUNDS_MS)  # index of the bucket above the last bound
 _LOG_GROWTH = math.log(GROWTH)
 
 
-def bucket_of(ms: float) -> int:
-    """Index of the bucket (upper-bound inclusive) that holds `ms`."""
+def bucket_by_log(ms: float) -> int:
+    """Index of the bucket (upper-bound inclusive) that holds `ms`: the formula that defines the buckets."""
     if ms <= LOWEST_MS:
         return 0
     index = math.ceil(math.log(ms / LOWEST_MS) / _LOG_GROWTH - 1e-9)
     return min(index, OVERFLOW)
+
+
+def _first_above(index: int) -> float:
+    """The smallest float that `bucket_by_log` puts above bucket `index` (searched bit by bit)."""
+    def bits(x: float) -> int:
+        return int(struct.unpack("<q", struct.pack("<d", x))[0])
+
+    def value(b: int) -> float:
+        return float(struct.unpack("<d", struct.pack("<q", b))[0])
+
+    low, high = bits(BOUNDS_MS[index] * 0.999), bits(BOUNDS_MS[index] * 1.001)  # below it, and above it
+    while high - low > 1:  # positive floats order as their bit patterns do
+        middle = (low + high) // 2
+        if bucket_by_log(value(middle)) > index:
+            high = middle
+        else:
+            low = middle
+    return value(high)
+
+
+# Where each bucket ends, exactly as the formula draws it (the 1e-9 slack
+# included): `bucket_of` bisects these instead of taking a logarithm.
+_FIRSTS_ABOVE: tuple[float, ...] = tuple(_first_above(i) for i in range(OVERFLOW))
+_LAST = _FIRSTS_ABOVE[-1]
+
+
+def bucket_of(ms: float) -> int:
+    """Index of the bucket (upper-bound inclusive) that holds `ms`; the same as `bucket_by_log`, faster."""
+    if ms <= LOWEST_MS:
+        return 0
+    if ms < _LAST:
+        return bisect_right(_FIRSTS_ABOVE, ms)
+    return bucket_by_log(ms)  # the overflow bucket, and what the formula refuses (inf, nan)
 
 
 def bucket_range(index: int) -> tuple[float, float]:

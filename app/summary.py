@@ -18,9 +18,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from app.histogram import Histogram
-from app.wire import Sample, is_failure, status_class
+from app.wire import FAILURE_ERRORS, Sample, status_class
 
 CellKey = tuple[int, str, str]  # (epoch second, route, method)
+# Status code -> class, made once: `Cell.add` runs once per exchange. Codes
+# outside 100-599 (and non-integers) are left to `status_class` itself.
+_STATUS_CLASS: dict[int, str] = {code: status_class(code) for code in range(100, 600)}
 
 
 class Cell:
@@ -40,9 +43,13 @@ class Cell:
         return self.hist.count
 
     def add(self, sample: Sample) -> None:
-        klass = status_class(sample["response"]["status"])
-        self.status[klass] = self.status.get(klass, 0) + 1
-        if is_failure(sample):
+        code = sample["response"]["status"]
+        klass = _STATUS_CLASS.get(code) if type(code) is int else None
+        if klass is None:
+            klass = status_class(code)
+        status = self.status
+        status[klass] = status.get(klass, 0) + 1
+        if code >= 500 or sample.get("error") in FAILURE_ERRORS:  # `is_failure`, spelled out
             self.failures += 1
         self.hist.add(sample["time"])
         self.bytes_in += sample.get("bytes_in") or 0

@@ -1,4 +1,4 @@
-"""Turning one tracked `Exchange` into one wire `Sample`.
+"""One HTTP exchange: the `Exchange` record the tracker fills in as the bytes pass, and the wire `Sample` it becomes.
 
 `SampleMaker` owns the choices a sample makes about its request: the path
 without the query, the route (templated, then capped so label sets stay
@@ -12,7 +12,46 @@ from typing import Final
 
 from app import routes
 from app.wire import Sample
-from sidecar.http1 import Exchange
+
+
+class Exchange:
+    """One request and its response, as far as they have been seen.
+
+    Times are the caller's monotonic seconds: `t_start` when the request's
+    first byte came in, `t_first` when the response's first byte came in
+    (1xx interim responses included), `t_end` when its last byte went out.
+    """
+
+    # Class-level defaults: a new exchange sets only its start time (this is
+    # made once per request, on the hot path); the rest is set as it is seen.
+    t_first: float | None = None
+    t_end: float | None = None
+    method = b""
+    target = b""
+    version = 1  # minor version: HTTP/1.0 or HTTP/1.1
+    user_agent = b""
+    keep_alive = True
+    upgrade = False  # asked for Upgrade (with Connection: upgrade)
+    status = 0
+    reason = ""  # the reason phrase, or why the proxy refused the request
+    bytes_in = 0
+    bytes_out = 0
+    error: str | None = None
+    head_done = False
+    request_done = False
+    response_done = False
+    tunnel = False
+    refused = False
+    orphan = False  # a response nobody asked for: forwarded, never reported
+
+    def __init__(self, t_start: float) -> None:
+        self.t_start = t_start
+
+    def __repr__(self) -> str:
+        return (f"<Exchange {self.method.decode('latin-1')} {self.target[:80]!r} -> {self.status}"
+                f" in={self.bytes_in} out={self.bytes_out} error={self.error}>")
+
+
 
 PROBE_AGENT: Final = b"kube-probe/"  # how the kubelet's User-Agent begins
 OTHER_METHOD: Final = "_OTHER"

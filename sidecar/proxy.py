@@ -45,8 +45,7 @@ from app.options import SidecarConfig
 from app.routes import RouteCap
 from app.wire import Sample
 from sidecar.connection import ProxiedConnection
-from sidecar.exchange import SampleMaker
-from sidecar.http1 import Exchange
+from sidecar.exchange import Exchange, SampleMaker
 from sidecar.resolver import CachingResolver
 from sidecar.stream_io import CHUNK, MIN_CHUNK
 

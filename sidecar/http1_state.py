@@ -1,0 +1,77 @@
+"""`TrackerState`: what the two sides of an `ExchangeTracker` share: the exchanges in flight and each side's state.
+
+The request side (`sidecar.http1_requests`) and the response side
+(`sidecar.http1_responses`) read and move the same state: a response decides
+what the request bytes held behind an Upgrade are, a request that closes the
+connection ends the response side's work. Pure: no I/O and no clock.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+
+from sidecar.chunked import ChunkedBody
+from sidecar.exchange import Exchange
+from sidecar.heads import MEMO_HEAD_BYTES
+
+# Request side states.
+R_HEAD = 0  # between requests or inside a head (held in _rq_buf)
+R_LENGTH = 1  # a Content-Length body; _rq_left bytes to go
+R_CHUNKED = 2
+R_WAIT = 3  # Upgrade/CONNECT asked: bytes are held until the response decides what they are
+R_TUNNEL = 4
+R_DISCARD = 5  # after a request that closes the connection: nothing more goes on
+R_REFUSED = 6
+
+# Response side states.
+S_HEAD = 0
+S_LENGTH = 1
+S_CHUNKED = 2
+S_UNTIL_CLOSE = 3
+S_TUNNEL = 4
+S_DONE = 5  # the connection closes after this response
+
+
+class TrackerState(ABC):
+    """Both sides' state; the sides are mixins over it, `sidecar.http1.ExchangeTracker` joins them."""
+
+    def __init__(self, max_head: int = 65536) -> None:
+        self.max_head = max_head
+        self._memo_limit = min(max_head, MEMO_HEAD_BYTES)
+        self.finished: list[Exchange] = []
+        self.refused: Exchange | None = None
+        self.must_close = False  # the response side ended the connection
+        self._live: deque[Exchange] = deque()  # every unfinished exchange, in request order
+        self._unanswered: deque[Exchange] = deque()  # heads forwarded, response not begun
+        self._rq_state = R_HEAD
+        self._rq_ex: Exchange | None = None
+        self._rq_buf = bytearray()
+        self._rq_line_ok = False
+        self._rq_left = 0
+        self._rq_held = bytearray()  # what came behind an Upgrade/CONNECT request, held in R_WAIT
+        self.released = bytearray()  # held request bytes the response side cleared to go to the app
+        self._rq_chunks = ChunkedBody(strict=True, max_trailer=max_head)
+        self._rs_state = S_HEAD
+        self._rs_ex: Exchange | None = None
+        self._rs_buf = bytearray()
+        self._rs_left = 0
+        self._rs_keep = True
+        self._rs_chunks = ChunkedBody(strict=False, max_trailer=max_head)
+
+    @abstractmethod
+    def feed_request(self, data: bytes, now: float) -> bytes:
+        """Take bytes from the client; return those that may be forwarded now (the request side's)."""
+
+    def _finish(self, ex: Exchange) -> None:
+        if self._live and self._live[0] is ex:
+            self._live.popleft()
+        elif ex in self._live:
+            self._live.remove(ex)
+        else:
+            return
+        self.finished.append(ex)
+
+    def _drop(self, ex: Exchange) -> None:
+        if ex in self._live:
+            self._live.remove(ex)

@@ -8,7 +8,8 @@ every 2 s the store drains into `History` on a temporary SQLite file, as the
 server does. Decoding and checking the JSON is request handling, not the
 store's, and is left out. CPU is `time.process_time` per part over the measured
 seconds, divided by pods and seconds. Memory is a second run of `--memory-pods`
-pods with tracemalloc on, through the whole retention plus a minute.
+pods through the whole retention plus a minute, then the sizes of every object
+the store reaches (`sys.getsizeof`, each object once), per pod.
 
     python -m bench.store_bench                         # 2000 pods, then memory over a full hour
     python -m bench.store_bench --pods 500 --measure 20 --no-memory
@@ -18,14 +19,15 @@ pods with tracemalloc on, through the whole retention plus a minute.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 import ujson
@@ -154,21 +156,35 @@ def measure_cpu(pods: int, warmup: int, seconds: int, retention: float, workdir:
             "total_ms_per_pod_s": sum(per_pod.values()), "overview_bytes": len(sim.hub.overview_json())}
 
 
+def deep_size(root: object, seen: set[int] | None = None) -> int:
+    """Bytes of `root` and everything it reaches (each object once), classes, modules and functions left out."""
+    seen = set() if seen is None else seen
+    stack, total = [root], 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (type, ModuleType, FunctionType, BuiltinFunctionType, MethodType)):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
 def measure_memory(pods: int, seconds: int, retention: float, workdir: Path) -> dict[str, Any]:
-    tracemalloc.start()
+    """The store's objects after `seconds`, per pod: all of it, and the pods' own part (scope, samples, ids)."""
+    sim = Simulation(pods, retention, str(workdir / "memory.sqlite"), seed=2)
+    marks = []
     try:
-        sim = Simulation(pods, retention, str(workdir / "memory.sqlite"), seed=2)
-        base = tracemalloc.get_traced_memory()[0]
-        marks = []
         for _ in range(seconds):
             sim.step()
             if sim.second % 600 == 0 or sim.second == seconds:
-                marks.append((sim.second, (tracemalloc.get_traced_memory()[0] - base) / pods))
-        sim.close()
+                marks.append((sim.second, deep_size(sim.store) / pods))
+        seen: set[int] = set()
+        own = sum(deep_size(pod, seen) for pod in sim.store.pods.values()) / pods
     finally:
-        tracemalloc.stop()
+        sim.close()
     return {"pods": pods, "seconds": seconds, "retention": retention, "bytes_per_pod": marks[-1][1],
-            "marks": marks}
+            "pod_own_bytes": own, "marks": marks}
 
 
 def show_cpu(r: dict[str, Any]) -> None:
@@ -184,7 +200,8 @@ def show_cpu(r: dict[str, Any]) -> None:
 def show_memory(r: dict[str, Any]) -> None:
     marks = "  ".join(f"{t}s {b / 1e6:.3f}" for t, b in r["marks"])
     print(f"memory, {r['pods']} pods, {r['seconds']} s simulated, retention {r['retention']:.0f} s: "
-          f"{r['bytes_per_pod'] / 1e6:.3f} MB per pod (tracemalloc; MB per pod by time: {marks})")
+          f"{r['bytes_per_pod'] / 1e6:.3f} MB per pod, of which the pod's own objects {r['pod_own_bytes'] / 1e6:.3f} MB"
+          f" (MB per pod by time: {marks})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,3 +49,16 @@ def test_freeze_and_thaw_round_trip(hist: dict[int, int], status: dict[str, int]
         bucket.add_resource(12.5, 1e9, 2e9)
     frozen = freeze(bucket)
     assert isinstance(frozen, bytes) and thaw(frozen).to_row() == bucket.to_row()
+
+
+def test_a_frozen_bucket_keeps_each_count_in_as_few_bytes_as_it_needs() -> None:
+    bucket = Bucket()
+    bucket.hist = pack_pairs([[20, 3], [21, 255], [29, 1]])  # slots 20-29 kept, one byte each
+    bucket.status, bucket.count = pack_status({"2xx": 200, "4xx": 59}), 259  # slots 0-3 (1xx to 4xx)
+    bucket.total, bucket.low, bucket.high = 900.0, 1.0, 30.0
+    small = freeze(bucket)
+    bucket.hist += pack_pairs([[22, 300]])  # 300 needs two bytes a slot
+    bucket.status, bucket.count = pack_status({"2xx": 500, "4xx": 59}), 559
+    wider = freeze(bucket)
+    assert len(wider) - len(small) == 10 + 4  # ten histogram slots and four status slots, a byte more each
+    assert thaw(small).hist == pack_pairs([[20, 3], [21, 255], [29, 1]]) and thaw(wider).to_row() == bucket.to_row()

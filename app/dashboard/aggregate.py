@@ -232,8 +232,10 @@ class PodStore:
                 if totals.pods > 0:
                     group.add_resource(second, totals.cpu, totals.memory, totals.memory_limit)
                     self._dirty_scopes.add(group)
+            turn = second % COARSE  # each scope evicts and freezes every COARSE seconds, at its own turn
             for scope in self._scopes():
-                scope.evict(now, self.retention)
+                if scope.evict_turn == turn:
+                    scope.evict(now, self.retention)
             for name in [n for n, a in self.apps.items() if not a.pods and not a.scope.coarse]:
                 del self.apps[name]
             oldest = second // 60 - SLOWEST_SPAN // 60

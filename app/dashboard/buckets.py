@@ -15,6 +15,8 @@ from typing import Any
 
 from app.dashboard.jsontext import dumps
 from app.dashboard.packed import WIDTH, quantiles, to_bytes
+from app.histogram import OVERFLOW
+from app.wire import STATUS_CLASSES
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -162,36 +164,68 @@ class Bucket(Traffic):
         return bucket
 
 
-_FROZEN = struct.Struct("<QQQQIIddddddHH")  # the fixed part of a frozen bucket, then status and histogram
+_FROZEN = struct.Struct("<QQQQIIddddddHHB")  # the fixed part of a frozen bucket, then status and histogram
+_SLOTS = max(OVERFLOW + 1, len(STATUS_CLASSES))  # slots a packed status or histogram can have
+# Per narrow width (bytes per slot), the bits of every slot above that width: a packed int ANDed
+# with it is 0 when each of its counts fits.
+_ABOVE = {width: sum((((1 << WIDTH) - 1) ^ ((1 << 8 * width) - 1)) << (WIDTH * i) for i in range(_SLOTS))
+          for width in (1, 2, 4)}
+
+
+def _narrow(packed: int, width: int) -> bytes:
+    """Each 8-byte slot's low `width` bytes (slicing in C, no loop over slots in Python)."""
+    raw = packed.to_bytes((packed.bit_length() + WIDTH - 1) // WIDTH * 8, "little")
+    if width == 8:
+        return raw
+    if width == 1:
+        return raw[::8]
+    out = bytearray(len(raw) // 8 * width)
+    for k in range(width):
+        out[k::width] = raw[k::8]
+    return bytes(out)
+
+
+def _widen(data: bytes, width: int) -> int:
+    if width == 8:
+        return int.from_bytes(data, "little")
+    wide = bytearray(len(data) // width * 8)
+    for k in range(width):
+        wide[k::8] = data[k::width]
+    return int.from_bytes(wide, "little")
 
 
 def freeze(bucket: Bucket) -> bytes:
-    """A complete bucket as about a quarter of its memory: fixed fields, then the packed counts as bytes.
+    """A complete bucket as a fraction of its memory: fixed fields, then the counts per status class and per
+    latency bucket, each slot in as few bytes as the largest count needs (one, mostly).
 
-    The histogram's empty low slots are left out (latencies cluster), the rest is
-    the packed int's own little-endian bytes. `thaw` gives the bucket back.
+    The histogram's empty low slots are left out (latencies cluster). `thaw` gives the bucket back.
     """
     hist = bucket.hist
     skip = ((hist & -hist).bit_length() - 1) // WIDTH if hist else 0  # empty slots below the first count
-    status_bytes, hist_bytes = to_bytes(bucket.status), to_bytes(hist >> (skip * WIDTH))
+    hist >>= skip * WIDTH
+    both = hist | bucket.status
+    width = 8
+    if both.bit_length() <= _SLOTS * WIDTH:
+        width = next((w for w, above in _ABOVE.items() if not both & above), 8)
+    status_bytes = _narrow(bucket.status, width)
     limit = math.nan if bucket.mem_limit is None else bucket.mem_limit
     low = bucket.low if bucket.count else math.nan
     head = _FROZEN.pack(bucket.count, bucket.failures, bucket.bytes_in, bucket.bytes_out, bucket.cpu_n,
                         bucket.mem_n, bucket.total, low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit,
-                        skip, len(status_bytes))
-    return head + status_bytes + hist_bytes
+                        skip, len(status_bytes), width)
+    return head + status_bytes + _narrow(hist, width)
 
 
 def thaw(frozen: bytes) -> Bucket:
     bucket = Bucket()
     (bucket.count, bucket.failures, bucket.bytes_in, bucket.bytes_out, bucket.cpu_n, bucket.mem_n, bucket.total,
-     low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit, skip, status_len) = _FROZEN.unpack_from(frozen)
+     low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit, skip, status_len, width) = _FROZEN.unpack_from(frozen)
     if bucket.count:
         bucket.low = low
     bucket.mem_limit = None if math.isnan(limit) else limit
     start = _FROZEN.size
-    bucket.status = int.from_bytes(frozen[start:start + status_len], "little")
-    bucket.hist = int.from_bytes(frozen[start + status_len:], "little") << (skip * WIDTH)
+    bucket.status = _widen(frozen[start:start + status_len], width)
+    bucket.hist = _widen(frozen[start + status_len:], width) << (skip * WIDTH)
     return bucket
 
 

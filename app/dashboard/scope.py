@@ -47,12 +47,12 @@ class TrafficDelta:
         self.coarse: dict[int, Bucket] = {}
         self.routes: dict[tuple[str, str, int], Traffic] = {}
         self.last_seen: dict[RouteKey, float] = {}
-        self.cells = 0
-        self.count = 0
+        cells_seen = count = 0
         oldest, newest = int(now - retention), int(now) + MAX_SKEW
         seconds, routes, last_seen = self.seconds, self.routes, self.last_seen
         for d in cells:
-            if not d["count"]:
+            n = d["count"]
+            if not n:
                 continue
             t = d["t"]
             if t < oldest:
@@ -64,17 +64,18 @@ class TrafficDelta:
             if bucket is None:
                 bucket = seconds[t] = Bucket()
             bucket.add_cell(d, status, hist)
-            t5 = t - t % COARSE
-            route_key = (d["route"], d["method"])
-            slot = routes.get((*route_key, t5))
+            route, method = d["route"], d["method"]
+            slot_key = (route, method, t - t % COARSE)
+            slot = routes.get(slot_key)
             if slot is None:
-                slot = routes[(*route_key, t5)] = Traffic()
+                slot = routes[slot_key] = Traffic()
             slot.add_cell(d, status, hist)
             seen = t * 1000.0
-            if seen > last_seen.get(route_key, 0.0):
-                last_seen[route_key] = seen
-            self.cells += 1
-            self.count += d["count"]
+            if seen > last_seen.get((route, method), 0.0):
+                last_seen[route, method] = seen
+            cells_seen += 1
+            count += n
+        self.cells, self.count = cells_seen, count
         coarse = self.coarse
         for t, bucket in seconds.items():
             t5 = t - t % COARSE
@@ -131,6 +132,7 @@ class Scope:
         self._fine_frozen = 0  # below these, tiers hold frozen bytes
         self._coarse_frozen = 0
         self.phase = zlib.crc32(name.encode("utf-8", "replace")) % (COARSE * 100) / 100
+        self.evict_turn = int(self.phase)  # the second (modulo COARSE) at which the store calls `evict`
         self._window: tuple[int, int, float, Window] | None = None  # (start, version, built, value)
         self._trend: tuple[int, float, str] | None = None  # (end, built, text)
         # rps, p95, cpu, memory: one JSON number (or null) per slot each, joined by C loops when rebuilt

@@ -242,12 +242,12 @@
       lap('other');
       D.setText($('updated'), 'updated ' + F.clock(ov.now || Date.now()));
       showCardCount();
-      $('overview-empty').hidden = (ov.apps || []).length + (ov.pods || []).length > 0;
+      D.setHidden($('overview-empty'), (ov.apps || []).length + (ov.pods || []).length > 0);
     }
 
     function showCardCount() {
       const total = (latest.pods || []).length;
-      $('pods-empty').hidden = total > 0;
+      D.setHidden($('pods-empty'), total > 0);
       D.setText($('cards-count'), cards.filter ? cards.shown + ' of ' + total + ' pods' : total + (total === 1 ? ' pod' : ' pods'));
     }
     $('card-filter').addEventListener('input', () => {

@@ -18,8 +18,6 @@
     return a.route < b.route ? -1 : a.route > b.route ? 1 : a.method < b.method ? -1 : a.method > b.method ? 1 : 0;
   }
 
-  function routeKey(r) { return r.method + ' ' + r.route; }
-
   class PodCards {
     constructor(container, onSelect) {
       this.container = container;
@@ -92,8 +90,12 @@
       const cpuVal = D.el('span', 'meter-val');
       cpuRow.append(cpuLabel, cores, cpuVal);
 
-      card.append(head, stats, table, more, empty, memRow, cpuRow);
-      const routes = new D.KeyedList(tbody, () => this.createRoute(), (rec, r) => this.updateRoute(rec, r));
+      // The body has a fixed size (style.css): a change inside a card then
+      // lays out that card alone, not the grid of all cards around it.
+      const body = D.el('div', 'card-body');
+      body.append(head, stats, table, more, empty, memRow, cpuRow);
+      card.append(body);
+      const routes = new D.SlotList(tbody, () => this.createRoute(), (rec, r) => this.updateRoute(rec, r));
       return { el: card, dot, app, stale, dropped, rps, success, p95, seen, routes, more, empty, table,
         memFill, memVal, memTrack, cores, coreBars: [], cpuVal };
     }
@@ -137,9 +139,9 @@
       D.setAttr(rec.el, 'data-stale', stale ? 'true' : 'false');
       rec.el.classList.toggle('is-stale', stale);
       D.setText(rec.app, String(pod.app || ''));
-      rec.stale.hidden = !stale;
+      D.setHidden(rec.stale, !stale);
       const dropped = Number(pod.dropped) || 0;
-      rec.dropped.hidden = !(dropped > 0);
+      D.setHidden(rec.dropped, !(dropped > 0));
       if (dropped > 0) D.setText(rec.dropped, F.count(dropped) + ' dropped');
       D.setText(rec.rps, F.rate(pod.rps));
       D.setText(rec.success, F.ratio(pod.success));
@@ -153,14 +155,14 @@
       const routes = Array.isArray(pod.routes) ? pod.routes : [];
       const top = (routes.length > ROUTES_PER_CARD ? routes.slice().sort(compareRoutes).slice(0, ROUTES_PER_CARD)
         : routes.slice()).sort(byName);
-      rec.routes.render(top, routeKey);
+      rec.routes.render(top);
       // A server may send only each pod's busiest routes and say how many it has.
       const known = F.isNum(pod.route_count) ? Math.max(pod.route_count, routes.length) : routes.length;
       const hidden = known - top.length;
-      rec.more.hidden = hidden <= 0;
+      D.setHidden(rec.more, hidden <= 0);
       if (hidden > 0) D.setText(rec.more, '+ ' + hidden + ' more route' + (hidden === 1 ? '' : 's') + ' in the routes table');
-      rec.empty.hidden = routes.length > 0;
-      rec.table.hidden = routes.length === 0;
+      D.setHidden(rec.empty, routes.length > 0);
+      D.setHidden(rec.table, routes.length === 0);
       let worst = 'none';
       for (const r of top) {
         const level = F.latencyLevel(r.p95);

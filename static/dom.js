@@ -14,14 +14,22 @@
   }
 
   // Skips the write (and the style/layout work it causes) when unchanged.
-  // counts.text: writes done, for the page's own statistics.
+  // The element keeps one Text child whose data is changed in place: a new
+  // text node (textContent) would also cost a style recalc and a layout
+  // object of its own. counts.text: writes done, for the page's statistics.
   const counts = { text: 0 };
   function setText(node, text) {
-    if (node.__text !== text) {
-      node.__text = text;
-      node.textContent = text;
-      counts.text += 1;
+    if (node.__text === text) return;
+    node.__text = text;
+    counts.text += 1;
+    const child = node.__textNode;
+    if (child !== undefined && child.parentNode === node) {
+      child.data = text;
+      return;
     }
+    const fresh = document.createTextNode(text);
+    node.replaceChildren(fresh);
+    node.__textNode = fresh;
   }
 
   function setAttr(node, name, value) {
@@ -30,6 +38,11 @@
       node[key] = value;
       node.setAttribute(name, value);
     }
+  }
+
+  // Setting `hidden` again to the value it has still invalidates style.
+  function setHidden(node, hidden) {
+    if (node.hidden !== hidden) node.hidden = hidden;
   }
 
   // One class from a set of alternatives, e.g. level-ok / level-warn / level-bad.
@@ -210,8 +223,46 @@
     get size() { return this.records.size; }
   }
 
+  // Keeps `container`'s children equal to one node per item by position:
+  // row i shows item i. For ranked lists whose members change every update
+  // (a pod's busiest routes, the newest exchanges): rewriting a row's text
+  // costs far less than creating, removing or moving rows, each of which
+  // means new style, new layout objects and a repaint. create() returns a
+  // record with an `el`; update(record, item) fills it; remove(record), if
+  // given, runs when a row goes.
+  class SlotList {
+    constructor(container, create, update, remove) {
+      this.container = container;
+      this.create = create;
+      this.update = update;
+      this.remove = remove || null;
+      this.records = [];
+    }
+
+    render(items) {
+      const recs = this.records;
+      while (recs.length > items.length) {
+        const rec = recs.pop();
+        rec.el.remove();
+        if (this.remove) this.remove(rec);
+      }
+      if (recs.length < items.length) {
+        const added = document.createDocumentFragment();
+        while (recs.length < items.length) {
+          const rec = this.create();
+          recs.push(rec);
+          added.append(rec.el);
+        }
+        this.container.append(added);
+      }
+      for (let i = 0; i < items.length; i += 1) this.update(recs[i], items[i]);
+    }
+
+    get size() { return this.records.length; }
+  }
+
   M.dom = {
-    el, setText, setAttr, setVariant, setWidth, setHeight, KeyedList, Visibility, visibility, counts,
+    el, setText, setAttr, setHidden, setVariant, setWidth, setHeight, KeyedList, SlotList, Visibility, visibility, counts,
     watchRecord, drawIfVisible, unwatchRecord,
   };
 })(window.Mothership = window.Mothership || {});

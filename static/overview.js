@@ -131,9 +131,9 @@
       }
       const stale = Boolean(d.stale);
       rec.el.classList.toggle('is-stale', stale);
-      rec.stale.hidden = !stale;
+      D.setHidden(rec.stale, !stale);
       const dropped = Number(d.dropped) || 0;
-      rec.dropped.hidden = !(dropped > 0);
+      D.setHidden(rec.dropped, !(dropped > 0));
       if (dropped > 0) D.setText(rec.dropped, F.count(dropped) + ' dropped');
       rec.el.classList.toggle('is-selected', rec.scope === this.selected);
 

@@ -21,7 +21,8 @@
       this.sortDesc = true;
       this.filter = '';
       const draw = (rec, r) => this.updateRow(rec, r);
-      this.list = new D.KeyedList(body, () => {
+      // Rows by rank: re-sorting moves texts, not nodes.
+      this.list = new D.SlotList(body, () => {
         const rec = this.createRow();
         D.watchRecord(rec, draw);
         return rec;
@@ -115,7 +116,7 @@
       }
       const total = rows.length;
       if (rows.length > MAX_ROWS) rows.length = MAX_ROWS;
-      this.list.render(rows, (r) => r.app + '\u0000' + r.method + '\u0000' + r.route);
+      this.list.render(rows);
       D.setText(this.countLabel, total > MAX_ROWS ? 'top ' + MAX_ROWS + ' of ' + total : total + (total === 1 ? ' route' : ' routes'));
     }
   }

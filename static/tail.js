@@ -86,7 +86,9 @@
       this.podFilter = '';
       this.routeFilter = '';
       this.statusFilter = '';
-      this.list = new D.KeyedList(tbody, () => createSampleRow(false), (rec, s) => updateSampleRow(rec, s, null));
+      // Rows by position: each update's newest exchanges rewrite the rows' text
+      // rather than adding and removing nodes.
+      this.list = new D.SlotList(tbody, () => createSampleRow(false), (rec, s) => updateSampleRow(rec, s, null));
       controls.pod.replaceChildren();
       this.podOptions = new D.KeyedList(controls.pod, (key) => {
         const option = D.el('option', null, key === '' ? 'all pods' : key);
@@ -163,14 +165,14 @@
         }
         rows.push(s);
       }
-      if (!this.paused || force) this.list.render(rows, (s) => s.__key);
+      if (!this.paused || force) this.list.render(rows);
       D.setText(this.controls.count, this.paused ? this.unseen + ' new while paused' : rows.length + ' shown');
     }
   }
 
   class SlowestList {
     constructor(tbody) {
-      this.list = new D.KeyedList(tbody, () => createSampleRow(true), (rec, s) => {
+      this.list = new D.SlotList(tbody, () => createSampleRow(true), (rec, s) => {
         updateSampleRow(rec, s, this.now);
         D.setWidth(rec.bar, this.max > 0 ? s.time / this.max : 0);
       });
@@ -181,7 +183,7 @@
       this.now = overview.now;
       this.max = 0;
       for (const s of rows) if (F.isNum(s.time) && s.time > this.max) this.max = s.time;
-      this.list.render(rows, sampleKey);
+      this.list.render(rows);
     }
   }
 

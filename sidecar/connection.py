@@ -125,9 +125,6 @@ class ProxiedConnection:
                 self.close("client")
                 return
             now = self.last_client = monotonic()
-            size = client.read_chunk_size
-            if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
-                client.read_chunk_size = next_chunk_size(size, len(data))
             out = tracker.feed_request(data, now)
             if out:
                 upstream = self.upstream
@@ -149,6 +146,9 @@ class ProxiedConnection:
                 except StreamClosedError:
                     self.close("upstream")
                     return
+            size = client.read_chunk_size
+            if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
+                client.read_chunk_size = next_chunk_size(size, len(data))
             if tracker.finished:
                 self._emit()
             if tracker.refused is not None:
@@ -175,17 +175,20 @@ class ProxiedConnection:
                 self.close("upstream")
                 return
             self.last_upstream = now = monotonic()
-            size = upstream.read_chunk_size
-            if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
-                upstream.read_chunk_size = next_chunk_size(size, len(data))
-            done = tracker.feed_response(data, now)
+            # Response bytes go out as they are, so they go before the tracker
+            # reads them: its work is off the path of the client's wait.
             try:
                 pending = write_through(client, data)
                 if pending is not None:
                     await pending
             except StreamClosedError:
+                tracker.feed_response(data, now)  # what the app sent still counts in the sample
                 self.close("client")
                 return
+            done = tracker.feed_response(data, now)
+            size = upstream.read_chunk_size
+            if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
+                upstream.read_chunk_size = next_chunk_size(size, len(data))
             if done:
                 tracker.sent(done, monotonic())
                 self._emit()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.dashboard.aggregate import POD_ROUTES, RECENT, SLOWEST, PodStore, Restored
+from app.dashboard.aggregate import POD_ROUTES, RECENT, RECENT_FLUSH, SLOWEST, PodStore, Restored
 from app.dashboard.buckets import BucketRow
 from app.dashboard.pods import BATCH_IDS, RECENT_PER_POD
 from app.histogram import Histogram
@@ -292,3 +292,16 @@ def test_a_batch_id_goes_to_history_with_its_counts_and_its_pod() -> None:
     assert {scope for scope, *_ in changes.buckets} >= {"pod:new-1-x", "app:new", "all"}
     assert sum(row[0] for scope, step, _, row in changes.buckets if scope == "all" and step == 5) == 3
     assert not store.drain().batch_ids  # written once
+
+
+def test_pods_recent_lists_go_to_history_every_recent_flush_and_at_the_last_write() -> None:
+    clock = FakeClock(T0 + 10)
+    store = make_store(clock)
+    post(store, stats_body("shop-1-x", [sample(started=T0 + 9)] * 3, batch="a"))
+    clock.advance(31)
+    changes = store.drain()
+    assert changes.routes and changes.samples is not None and not changes.recent  # routes: every SLOW_FLUSH
+    clock.advance(RECENT_FLUSH - 31)
+    assert [(pod, len(samples)) for pod, samples in store.drain().recent] == [("shop-1-x", 3)]
+    post(store, stats_body("shop-1-x", [sample(started=T0 + 130)], batch="b"))
+    assert [(pod, len(samples)) for pod, samples in store.drain(final=True).recent] == [("shop-1-x", 4)]

@@ -30,7 +30,10 @@ SLOWEST = 20
 # every live update about 3 MiB. The app-wide `routes` list stays whole for the routes table.
 POD_ROUTES = 10
 SLOWEST_SPAN = 300  # seconds the slowest list looks back
-SLOW_FLUSH = 30.0  # seconds between history writes of the bulky, slowly useful parts (recent lists, routes)
+SLOW_FLUSH = 30.0  # seconds between history writes of the bulky, slowly useful parts (routes, recent and slowest)
+# Seconds between writes of every pod's recent exchanges (for GET /stats after a restart): each pod's
+# 50 are all new every few seconds, so each write encodes them all (about 11 kB of JSON a pod).
+RECENT_FLUSH = 120.0
 POD_FLUSH = 10.0  # seconds between writes of pods' own rows (last seen, latest resources, counters)
 # Seconds after its end a bucket that took only resource readings since its last write waits before it is
 # written: by then the pod's next stats batch has usually rewritten it with its traffic anyway.
@@ -104,7 +107,7 @@ class PodStore:
         self._dirty_pods: set[str] = set()
         self._recent_pods: set[str] = set()
         self._batch_ids: list[tuple[str, str, float]] = []
-        self._slow_written = self._pods_written = clock()
+        self._slow_written = self._pods_written = self._recent_written = clock()
         self._dropped_pods: list[str] = []
         self._samples_dirty = False
         self._last_tick = 0
@@ -349,7 +352,8 @@ class PodStore:
         Every changed bucket goes in each drain, with the batch ids whose counts they
         hold and the rows of the pods those ids belong to: written together, a crash
         keeps both a batch and its id or neither, so a retry is counted exactly once.
-        Pods' own rows otherwise follow every POD_FLUSH, the bulky parts every SLOW_FLUSH.
+        Pods' own rows otherwise follow every POD_FLUSH, the bulky parts every SLOW_FLUSH, and
+        pods' recent exchanges every RECENT_FLUSH.
         """
         now = self.clock()
         changes = Changes()
@@ -373,12 +377,13 @@ class PodStore:
             due = self._dirty_pods & {pod for pod, _, _ in changes.batch_ids}
         changes.pods = [(name, self.pods[name].to_json()) for name in due if name in self.pods]
         self._dirty_pods -= due
-        if slow:
+        if final or now - self._recent_written >= RECENT_FLUSH:
+            self._recent_written = now
             changes.recent = [(name, list(self.pods[name].recent)) for name in self._recent_pods]
             self._recent_pods.clear()
-            if self._samples_dirty:
-                self._samples_dirty = False
-                changes.samples = {"recent": self.recent_samples(), "slowest": self.slowest(now)}
+        if slow and self._samples_dirty:
+            self._samples_dirty = False
+            changes.samples = {"recent": self.recent_samples(), "slowest": self.slowest(now)}
         changes.dropped_pods, self._dropped_pods = self._dropped_pods, []
         return changes
 

@@ -28,7 +28,10 @@ TREND_POINTS = 60  # coarse buckets in a trend (5 minutes)
 ROUTE_LIMIT = 200  # distinct (route, method) per scope; more go to {other}
 MAX_SKEW = 60  # seconds a sender's clock may run ahead before its cells are counted now
 FINE_HOT = 30  # seconds a one-second bucket stays an object; older ones are packed into bytes
-COARSE_HOT = TREND_POINTS * COARSE + 2 * COARSE  # the trend reads coarse buckets this far back, often
+# Coarse buckets stay objects over the window (60 s, up to 10 s behind now) and the slots still taking late
+# batches; older ones are read rarely (a trend redoes only slots that changed) and thawed then. Kept as
+# objects for the trend's five minutes, they were most of the objects the garbage collector walked.
+COARSE_HOT = WINDOW + 4 * COARSE
 
 RouteKey = tuple[str, str]  # (route, method)
 

@@ -7,7 +7,8 @@ builds the overview (what one page's update costs) and a series tail, and
 every 2 s the store drains into `History` on a temporary SQLite file, as the
 server does. Decoding and checking the JSON is request handling, not the
 store's, and is left out. CPU is `time.process_time` per part over the measured
-seconds, divided by pods and seconds. Memory is a second run of `--memory-pods`
+seconds, divided by pods and seconds; garbage collections that ran inside the
+store's parts are counted apart, as `gc`. Memory is a second run of `--memory-pods`
 pods through the whole retention plus a minute, then the sizes of every object
 the store reaches (`sys.getsizeof`, each object once), per pod.
 
@@ -44,7 +45,7 @@ START = 1_760_000_000.0  # the fake clock's first second
 FLUSH_EVERY = 2  # seconds, as the server's history writer
 PRUNE_EVERY = 60
 TEMPLATES = 16  # distinct five-second traffic shapes shared out among the pods
-PARTS = ("ingest_stats", "ingest_resources", "tick", "eviction", "overview", "series", "drain", "history_write")
+PARTS = ("ingest_stats", "ingest_resources", "tick", "eviction", "overview", "series", "drain", "history_write", "gc")
 
 
 class FakeClock:
@@ -56,20 +57,38 @@ class FakeClock:
 
 
 class Meter:
-    """CPU seconds per part, counted only while `on`."""
+    """CPU seconds per part, counted only while `on`; garbage collections inside a part count as `gc`.
+
+    A collection runs in whichever part's allocation tipped it over, so it is
+    counted apart: what each part costs itself stays comparable between runs.
+    """
 
     def __init__(self) -> None:
         self.cpu = dict.fromkeys(PARTS, 0.0)
         self.on = False
+        self._gc = 0.0  # CPU seconds in collections so far
+        self._gc_began = 0.0
+        self._depth = 0
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_began = time.process_time()
+        else:
+            self._gc += time.process_time() - self._gc_began
 
     def timed(self, part: str, call: Callable[..., Any], *args: Any) -> Any:
         if not self.on:
             return call(*args)
-        began = time.process_time()
+        began, gc_began = time.process_time(), self._gc
+        self._depth += 1
         try:
             return call(*args)
         finally:
-            self.cpu[part] += time.process_time() - began
+            self._depth -= 1
+            in_gc = self._gc - gc_began
+            self.cpu[part] += time.process_time() - began - in_gc
+            if not self._depth:
+                self.cpu["gc"] += in_gc
 
 
 class Simulation:
@@ -143,11 +162,14 @@ def measure_cpu(pods: int, warmup: int, seconds: int, retention: float, workdir:
         for _ in range(warmup):
             sim.step()
         sim.meter.on = True
+        gc.callbacks.append(sim.meter.on_gc)
         began = time.perf_counter()
         for _ in range(seconds):
             sim.step()
         wall = time.perf_counter() - began
     finally:
+        if sim.meter.on_gc in gc.callbacks:
+            gc.callbacks.remove(sim.meter.on_gc)
         sim.close()
     cpu = dict(sim.meter.cpu)
     cpu["tick"] -= cpu["eviction"]  # eviction runs inside tick

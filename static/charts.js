@@ -1,7 +1,9 @@
 // The four live charts (requests/s by status class, latency percentiles,
-// CPU, memory) drawn with the vendored Chart.js from one SeriesBuffer. The
-// charts share the buffer's arrays, so an update is one redraw without
-// animation ('none'), and their memory is bounded by the buffer's window.
+// CPU, memory) drawn with the vendored Chart.js from one SeriesBuffer. Each
+// line's points are {x, y} objects reused from one update to the next and
+// handed over unparsed (parsing: false), so an update is a copy of numbers
+// and one redraw without animation ('none'); a status class with no traffic
+// has no points at all. Memory is bounded by the buffer's window.
 (function (M) {
   'use strict';
 
@@ -19,9 +21,32 @@
     return 'rgba(' + parseInt(m[1], 16) + ',' + parseInt(m[2], 16) + ',' + parseInt(m[3], 16) + ',' + a + ')';
   }
 
+  // Makes `points` the n points (t[i], values[i]), or (t[i], constant) when
+  // values is null, reusing the objects already there. Elements are set by
+  // index: Chart.js watches push and splice on its data arrays. With `sums`
+  // (one running total per point) the line is stacked on the ones before it:
+  // y is the total so far and v the line's own value (for the tooltip).
+  function copyPoints(points, t, values, constant, n, sums) {
+    for (let i = points.length; i < n; i += 1) points[i] = { x: 0, y: null, v: null };
+    points.length = n;
+    for (let i = 0; i < n; i += 1) {
+      const p = points[i];
+      const v = values ? values[i] : constant;
+      p.x = t[i];
+      p.v = v;
+      if (sums && v !== null) {
+        sums[i] += v;
+        p.y = sums[i];
+      } else {
+        p.y = v;
+      }
+    }
+  }
+
   function baseOptions(theme, formatY) {
     return {
       animation: false,
+      parsing: false,
       responsive: true,
       maintainAspectRatio: false,
       normalized: true,
@@ -30,6 +55,10 @@
       elements: { point: { radius: 0, hitRadius: 6, hoverRadius: 3 }, line: { borderWidth: 1.5, tension: 0 } },
       layout: { padding: { top: 4, right: 6 } },
       plugins: {
+        title: false,
+        subtitle: false,
+        colors: false,
+        decimation: false,
         legend: {
           position: 'top',
           align: 'end',
@@ -43,7 +72,7 @@
           bodyColor: theme.text,
           callbacks: {
             title: (items) => (items.length ? F.clock(items[0].parsed.x * 1000) : ''),
-            label: (item) => item.dataset.label + ': ' + formatY(item.parsed.y),
+            label: (item) => item.dataset.label + ': ' + formatY(item.raw.v),
           },
         },
       },
@@ -70,7 +99,6 @@
   class LiveCharts {
     constructor(canvases, buffer) {
       this.buffer = buffer;
-      this.limitCol = [];
       const theme = {
         text: cssVar('--text', '#d6dde6'),
         muted: cssVar('--muted', '#8b96a5'),
@@ -91,16 +119,21 @@
         memory: cssVar('--c-mem', '#bc8cff'),
         limit: cssVar('--muted', '#8b96a5'),
       };
-      const cols = buffer.cols;
-      const labels = buffer.t;
-      const line = (label, data, c, extra) => Object.assign({
-        label, data, borderColor: c, backgroundColor: alpha(c, 0.15), fill: false,
-      }, extra || {});
+      // One dataset per line; `source` names its column in the buffer.
+      this.lines = [];
+      // `stackIndex`: the dataset's index in requests/s by status, whose
+      // lines are stacked.
+      const line = (source, label, c, extra, stackIndex) => {
+        const dataset = Object.assign({ label, data: [], borderColor: c, backgroundColor: alpha(c, 0.15), fill: false },
+          extra || {});
+        const stacked = stackIndex !== undefined;
+        this.lines.push({ source, dataset, points: dataset.data, none: [], stacked, stackIndex });
+        return dataset;
+      };
 
       // With no traffic yet, these keep the axes' labels sensible (not "1 B").
       const floorOf = (options, max) => { options.scales.y.suggestedMax = max; return options; };
       const rpsOptions = baseOptions(theme, F.rate);
-      rpsOptions.scales.y.stacked = true;
       rpsOptions.scales.y.suggestedMax = 1;
       rpsOptions.plugins.legend.labels.filter = (item) => {
         const name = item.text === 'no response' ? 'none' : item.text;
@@ -109,10 +142,9 @@
       this.rps = new window.Chart(canvases.rps, {
         type: 'line',
         data: {
-          labels,
           datasets: M.SeriesBuffer.CLASSES.map((klass, i) => line(
-            klass === 'none' ? 'no response' : klass, cols[klass], color[klass],
-            { fill: i === 0 ? 'origin' : '-1', backgroundColor: alpha(color[klass], 0.35), stack: 'rps' },
+            klass, klass === 'none' ? 'no response' : klass, color[klass],
+            { fill: 'origin', backgroundColor: alpha(color[klass], 0.35) }, i,
           )),
         },
         options: rpsOptions,
@@ -121,11 +153,10 @@
       this.latency = new window.Chart(canvases.latency, {
         type: 'line',
         data: {
-          labels,
           datasets: [
-            line('p50', cols.p50, color.p50),
-            line('p95', cols.p95, color.p95),
-            line('p99', cols.p99, color.p99),
+            line('p50', 'p50', color.p50),
+            line('p95', 'p95', color.p95),
+            line('p99', 'p99', color.p99),
           ],
         },
         options: floorOf(baseOptions(theme, F.ms), 10),
@@ -133,20 +164,20 @@
 
       this.cpu = new window.Chart(canvases.cpu, {
         type: 'line',
-        data: { labels, datasets: [line('CPU', cols.cpu, color.cpu, { fill: 'origin' })] },
+        data: { datasets: [line('cpu', 'CPU', color.cpu, { fill: 'origin' })] },
         options: floorOf(baseOptions(theme, F.percent), 10),
       });
 
       const memOptions = floorOf(baseOptions(theme, F.bytes), 64 * 1024 * 1024);
-      memOptions.plugins.legend.labels.filter = (item) => item.text !== 'limit' || this.limitCol.length > 0;
+      this.limitShown = false;
+      memOptions.plugins.legend.labels.filter = (item) => item.text !== 'limit' || this.limitShown;
       this.memCaption = canvases.memory.closest('figure').querySelector('figcaption');
       this.memory = new window.Chart(canvases.memory, {
         type: 'line',
         data: {
-          labels,
           datasets: [
-            line('memory', cols.memory, color.memory, { fill: 'origin' }),
-            line('limit', this.limitCol, color.limit, { borderDash: [4, 4], borderWidth: 1 }),
+            line('memory', 'memory', color.memory, { fill: 'origin' }),
+            line('limit', 'limit', color.limit, { borderDash: [4, 4], borderWidth: 1 }),
           ],
         },
         options: memOptions,
@@ -157,14 +188,30 @@
     render() {
       const b = this.buffer;
       const n = b.t.length;
-      // The limit line: one value per point, rebuilt in place. A limit far
-      // above the usage would flatten the line, so it is then only named.
-      this.limitCol.length = 0;
+      // The limit line is drawn while the usage is within sight of it; a
+      // limit far above the usage would flatten the line, so it is then only named.
       let memMax = 0;
       for (const v of b.cols.memory) if (v !== null && v > memMax) memMax = v;
       const limit = b.memoryLimit;
-      if (limit !== null && memMax >= limit * 0.2) for (let i = 0; i < n; i += 1) this.limitCol.push(limit);
+      this.limitShown = limit !== null && memMax >= limit * 0.2;
       M.dom.setText(this.memCaption, limit !== null ? 'memory \u00b7 limit ' + F.bytes(limit) : 'memory');
+      // Requests/s by status class is stacked here rather than by Chart.js:
+      // each class fills down to the class drawn before it. A class with no
+      // traffic has no points (and no legend entry).
+      const sums = new Array(n).fill(0);
+      let below = null;
+      for (const l of this.lines) {
+        let shown = n > 0;
+        if (l.source === 'limit') shown = shown && this.limitShown;
+        else if (l.stacked) shown = shown && (l.source === '2xx' || b.hasData(l.source));
+        if (shown) copyPoints(l.points, b.t, l.source === 'limit' ? null : b.cols[l.source], limit, n, l.stacked ? sums : null);
+        const data = shown ? l.points : l.none;
+        if (l.dataset.data !== data) l.dataset.data = data;
+        if (l.stacked && shown) {
+          l.dataset.fill = below === null ? 'origin' : below;
+          below = l.stackIndex;
+        }
+      }
       // A fixed window on x, so a new scope's first points do not fill the width.
       const max = n ? b.t[n - 1] : Date.now() / 1000;
       const min = max - b.window;

@@ -147,10 +147,10 @@ def card(pod: str) -> str:
 
 
 def chart_total(watch: PageWatch, canvas: str) -> float:
-    """The sum of every number a chart currently draws."""
+    """The sum of every number a chart currently draws (its points are {x, y} objects)."""
     return float(watch.page.evaluate(
         """(id) => Chart.getChart(id).data.datasets.reduce(
-             (sum, d) => sum + d.data.reduce((s, v) => s + (typeof v === 'number' ? v : 0), 0), 0)""", canvas))
+             (sum, d) => sum + d.data.reduce((s, p) => s + (typeof p.y === 'number' ? p.y : 0), 0), 0)""", canvas))
 
 
 # --- the tests ------------------------------------------------------------------------------------------
@@ -250,17 +250,16 @@ def test_traffic_through_a_real_sidecar_fills_cards_and_charts_and_keeps_them_mo
         # The overview row for the pod and its app, and the charts.
         watch.wait_for(f"() => [...document.querySelectorAll('.ov-pod')].some((r) => r.dataset.rowPod === '{pod}')")
         watch.wait_for("() => window.__mothership.chartPoints > 0")
-        watch.wait_for("() => Chart.getChart('chart-rps').data.datasets.some((d) => d.data.some((v) => v > 0))",
+        watch.wait_for("() => Chart.getChart('chart-rps').data.datasets.some((d) => d.data.some((p) => p.y > 0))",
                        timeout=15)
-        watch.wait_for("() => Chart.getChart('chart-latency').data.datasets[1].data.some((v) => v > 0)", timeout=15)
+        watch.wait_for("() => Chart.getChart('chart-latency').data.datasets[1].data.some((p) => p.y > 0)", timeout=15)
 
         # ...and they keep moving: more updates, the charts' newest point advances.
         before = watch.live()
-        newest = "() => { const t = Chart.getChart('chart-rps').data.labels; return t[t.length - 1]; }"
+        newest = "() => Math.max(...Chart.getChart('chart-rps').data.datasets.flatMap((d) => d.data.map((p) => p.x)))"
         last_t = watch.page.evaluate(newest)
         watch.wait_for("(n) => window.__mothership.updates >= n + 2", arg=before["updates"], timeout=10)
-        watch.wait_for("(t) => { const l = Chart.getChart('chart-rps').data.labels; return l[l.length - 1] > t; }",
-                       arg=last_t, timeout=10)
+        watch.wait_for(f"(t) => ({newest})() > t", arg=last_t, timeout=10)
         assert watch.live()["series"] > before["series"]
         watch.wait_for("() => document.querySelectorAll('#tail-body .drow').length > 0")
         assert chart_total(watch, "chart-rps") > 0

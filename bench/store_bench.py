@@ -38,6 +38,7 @@ from app.dashboard.history import History
 from app.dashboard.hub import TAIL_SECONDS, LiveHub
 from app.dashboard.metrics import DashboardMetrics
 from app.dashboard.scope import FINE_SPAN, Scope
+from app.dashboard.server import GC_YOUNG_THRESHOLD
 from app.wire import ResourceReport, StatsBatch, parse_resources, parse_stats
 from bench.dashboard_bench import resource_body, stats_body, stats_template
 
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds: 50 pods, short runs")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])  # as the dashboard process does
     memory_seconds = int(args.retention) + 60
     if args.quick:
         args.pods, args.warmup, args.measure, args.memory_pods = 50, 10, 5, 10

@@ -49,6 +49,7 @@ BEHIND_LIMIT_S = 1.0
 TARGET_PODS = 2000  # issue 4: 2000 pods on one process ...
 TARGET_CPU = 0.70  # ... at no more than 70% of one core
 POSTS_PER_POD = 1.2  # a pod sends resources every second and stats every 5 s
+BARE_PODS_IN_ISSUE = 3500  # what issue 4 says the bare handler carries on one core "here"
 
 
 # --- payloads ------------------------------------------------------------------
@@ -395,7 +396,8 @@ def median(values: list[float]) -> float:
 
 
 def summarise(results: dict[str, list[dict[str, Any]]], keepalive: bool) -> None:
-    """Each target's capacity, CPU and RSS, then the target of issue 4 with PASS or MISS."""
+    """Each target's capacity, CPU and RSS, then the target of issue 4 with PASS or MISS, measured
+    directly at 2000 pods and as the issue derives it from the bare handler."""
     how = "one kept-alive connection per pod" if keepalive else "a new connection per POST"
     print(f"summary ({how}; the server alone on one core when there are two):")
     per_pod: dict[str, float] = {}
@@ -418,15 +420,24 @@ def summarise(results: dict[str, list[dict[str, Any]]], keepalive: bool) -> None
           f"< {BEHIND_LIMIT_S:.0f} s behind) with its CPU <= {100 * TARGET_CPU:.0f}% of one core, i.e. <= "
           f"{1e6 * budget:.0f} us of CPU per pod per second (one core would carry {1 / budget:.0f} pods)")
     at_target = [r for r in results.get("dashboard", []) if r["pods"] == TARGET_PODS]
-    if not at_target:
+    if at_target:
+        r = at_target[0]
+        verdict = "PASS" if r["ok"] and r["cpu"] <= TARGET_CPU else "MISS"
+        print(f"  at {TARGET_PODS} pods: dashboard CPU {100 * r['cpu']:.0f}% of one core "
+              f"({1e6 * cpu_per_pod(r):.0f} us per pod per second), POST p99 {r['p99_ms']:.1f} ms, "
+              f"updates up to {r['behind_max_s']:.2f} s behind, {r['errors']} errors, RSS {r['rss_mb']:.0f} MB, "
+              f"step {'passed' if r['ok'] else 'FAILED'}: {verdict}")
+    else:
         print(f"  not measured: no {TARGET_PODS}-pod step for the dashboard (--pods)")
-        return
-    r = at_target[0]
-    verdict = "PASS" if r["ok"] and r["cpu"] <= TARGET_CPU else "MISS"
-    print(f"  at {TARGET_PODS} pods: dashboard CPU {100 * r['cpu']:.0f}% of one core "
-          f"({1e6 * cpu_per_pod(r):.0f} us per pod per second), POST p99 {r['p99_ms']:.1f} ms, "
-          f"updates up to {r['behind_max_s']:.2f} s behind, {r['errors']} errors, RSS {r['rss_mb']:.0f} MB, "
-          f"step {'passed' if r['ok'] else 'FAILED'}: {verdict}")
+    # The issue derives the target from the bare handler's capacity "here" (3500 pods): the dashboard's
+    # CPU per pod may be at most 3500 / 2857 = 1.22x the bare handler's. Both measured in the same run,
+    # that ratio moves less with how busy the machine is than an absolute share of a core does.
+    allowed = BARE_PODS_IN_ISSUE * budget
+    if "bare" in per_pod and "dashboard" in per_pod:
+        ratio = per_pod["dashboard"] / per_pod["bare"]
+        print(f"  as the issue derives it (the bare handler carries {BARE_PODS_IN_ISSUE} pods, so the dashboard "
+              f"may cost at most {allowed:.2f}x its CPU per pod): {ratio:.2f}x in this run: "
+              f"{'PASS' if ratio <= allowed else 'MISS'}")
 
 
 def main() -> int:

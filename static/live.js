@@ -4,7 +4,8 @@
 // Web Worker started from this same file: receiving and parsing each update
 // (megabytes with hundreds of pods) then happens off the page's main thread,
 // and the worker drops what the page never shows (each pod's routes beyond
-// its busiest) before handing a message over. The server sends a fresh
+// its busiest, fields no view reads) and packs the trend lines into typed
+// arrays before handing a message over. The server sends a fresh
 // snapshot on every connection, so nothing is replayed.
 (function (scope) {
   'use strict';
@@ -19,16 +20,47 @@
     return Math.round(raw * (0.8 + Math.random() * 0.4));
   }
 
-  // Keeps each pod's busiest routes only, and says how many it had.
+  // What the page reads of a pod's route (its card) and of an app's (the routes table).
+  const POD_ROUTE_FIELDS = ['route', 'method', 'count', 'avg', 'p95', 'errors', 'error_rate'];
+  const ROUTE_FIELDS = ['app', 'route', 'method', 'rps', 'p50', 'p95', 'p99', 'errors', 'error_rate', 'last_seen'];
+
+  function pick(item, fields) {
+    const out = {};
+    for (const name of fields) if (name in item) out[name] = item[name];
+    return out;
+  }
+
+  // Trend lines (numbers or null) become Float64Arrays, NaN for null: a typed
+  // array crosses to the page as one block of memory, not number by number.
+  function packTrend(item) {
+    const trend = item.trend;
+    if (!trend || typeof trend !== 'object') return;
+    for (const key of Object.keys(trend)) {
+      const values = trend[key];
+      if (Array.isArray(values)) trend[key] = Float64Array.from(values, (v) => (typeof v === 'number' ? v : NaN));
+    }
+  }
+
+  // Keeps each pod's busiest routes only, and says how many it had; keeps
+  // only the fields the page reads, so that handing a message over (and the
+  // garbage it leaves) costs the page as little as it can.
   function digest(msg) {
     if (!msg || (msg.type !== 'snapshot' && msg.type !== 'update') || !msg.data) return msg;
-    for (const pod of msg.data.pods || []) {
+    const data = msg.data;
+    for (const pod of Array.isArray(data.pods) ? data.pods : []) {
+      if (!pod || typeof pod !== 'object') continue;
+      packTrend(pod);
       const routes = pod.routes;
-      if (!Array.isArray(routes) || routes.length <= ROUTES_PER_POD) continue;
-      if (typeof pod.route_count !== 'number') pod.route_count = routes.length;
-      routes.sort((a, b) => (b.count || 0) - (a.count || 0) || (a.route < b.route ? -1 : a.route > b.route ? 1 : 0));
-      routes.length = ROUTES_PER_POD;
+      if (!Array.isArray(routes)) continue;
+      if (routes.length > ROUTES_PER_POD) {
+        if (typeof pod.route_count !== 'number') pod.route_count = routes.length;
+        routes.sort((a, b) => (b.count || 0) - (a.count || 0) || (a.route < b.route ? -1 : a.route > b.route ? 1 : 0));
+        routes.length = ROUTES_PER_POD;
+      }
+      pod.routes = routes.map((r) => pick(r, POD_ROUTE_FIELDS));
     }
+    for (const app of Array.isArray(data.apps) ? data.apps : []) if (app && typeof app === 'object') packTrend(app);
+    if (Array.isArray(data.routes)) data.routes = data.routes.map((r) => pick(r, ROUTE_FIELDS));
     return msg;
   }
 

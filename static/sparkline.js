@@ -8,9 +8,10 @@
   const W = 100;
   const H = 24;
 
+  // Gaps are null, or NaN in a Float64Array (as the live feed sends them).
   function sameValues(a, b) {
     if (!a || !b || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
+    for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
     return true;
   }
 
@@ -30,7 +31,7 @@
       this.ceiling = null;
     }
 
-    // values: numbers or null, oldest first. ceiling: the least top (e.g. a
+    // values: numbers or gaps (null, NaN), oldest first. ceiling: the least top (e.g. a
     // memory limit or 100 % CPU) so rows compare; else the line's own max.
     // fromMin: scale from the line's own minimum, for values (memory with no
     // limit) whose movement is small next to their size.
@@ -45,7 +46,7 @@
       let min = Infinity;
       for (let i = 0; i < n; i += 1) {
         const v = values[i];
-        if (typeof v !== 'number') continue;
+        if (typeof v !== 'number' || !Number.isFinite(v)) continue;
         if (v > max) max = v;
         if (v < min) min = v;
       }

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ujson
+from tornado.http1connection import HTTP1Connection
 from tornado.httputil import (
     HTTPConnection,
     HTTPHeaders,
@@ -30,6 +31,7 @@ from tornado.log import access_log
 
 from app.dashboard import auth
 from app.dashboard.handlers import Context
+from app.dashboard.heads import HeadWatch
 from app.dashboard.jsontext import dumps
 from app.wire import WireError, parse_resources, parse_stats
 
@@ -162,17 +164,22 @@ class IngestRequest(HTTPMessageDelegate):
 
 
 class IngestDispatch(HTTPMessageDelegate):
-    """Sends a request to an `IngestRequest` or, when it is not an ingest POST, to `fallback()`'s delegate."""
+    """Sends a request to an `IngestRequest` or, when it is not an ingest POST, to `fallback()`'s delegate,
+    and tells `heads` when the request's head has arrived."""
 
-    def __init__(self, ctx: Context, connection: HTTPConnection, fallback: Callable[[], HTTPMessageDelegate]) -> None:
+    def __init__(self, ctx: Context, connection: HTTPConnection, heads: HeadWatch,
+                 fallback: Callable[[], HTTPMessageDelegate]) -> None:
         self.ctx = ctx
         self.connection = connection
+        self.heads = heads
         self.fallback = fallback
         self.target: HTTPMessageDelegate | None = None
 
     def headers_received(self, start_line: RequestStartLine | ResponseStartLine,
                          headers: HTTPHeaders) -> Awaitable[None] | None:
         assert isinstance(start_line, RequestStartLine)
+        if isinstance(self.connection, HTTP1Connection):
+            self.heads.arrived(self.connection)
         endpoint = ENDPOINTS.get(start_line.path.partition("?")[0]) if start_line.method == "POST" else None
         self.target = IngestRequest(self.ctx, self.connection, endpoint) if endpoint else self.fallback()
         return self.target.headers_received(start_line, headers)

@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPConnection, HTTPMessageDelegate
 from tornado.ioloop import PeriodicCallback
@@ -26,6 +27,7 @@ from tornado.web import Application, RequestHandler
 from app import paths
 from app.dashboard import handlers
 from app.dashboard.aggregate import Clock, PodStore
+from app.dashboard.heads import HEAD_TIMEOUT, HeadWatch
 from app.dashboard.history import History
 from app.dashboard.hub import LiveHub, LiveSocket
 from app.dashboard.ingest import IngestDispatch
@@ -49,8 +51,9 @@ class Dashboard:
     """The store, the hub, history, and the periodic work that ties them together."""
 
     def __init__(self, config: DashboardConfig, clock: Clock = time.time, *, tick_interval: float = 1.0,
-                 flush_interval: float = 2.0) -> None:
+                 flush_interval: float = 2.0, head_timeout: float = HEAD_TIMEOUT) -> None:
         self.config = config
+        self.heads = HeadWatch(head_timeout)
         self.clock = clock
         self.tick_interval = tick_interval
         self.flush_interval = flush_interval
@@ -76,7 +79,8 @@ class Dashboard:
 
     def start(self) -> None:
         """Start the tick and the history writer on the current IOLoop."""
-        self._callbacks = [PeriodicCallback(self.tick, self.tick_interval * 1000)]
+        self._callbacks = [PeriodicCallback(self.tick, self.tick_interval * 1000),
+                           PeriodicCallback(self.heads.sweep, min(5.0, self.heads.timeout / 3) * 1000)]
         if self.history is not None:
             self._callbacks.append(PeriodicCallback(self.flush, self.flush_interval * 1000))
         for callback in self._callbacks:
@@ -160,14 +164,20 @@ class DashboardApplication(Application):
         ], **settings)
 
     def start_request(self, server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
-        return IngestDispatch(self.dashboard.ctx, request_conn,
+        # Called as a connection starts waiting for its next request's head.
+        heads = self.dashboard.heads
+        if isinstance(request_conn, HTTP1Connection):
+            heads.waiting(request_conn)
+        return IngestDispatch(self.dashboard.ctx, request_conn, heads,
                               lambda: super(DashboardApplication, self).start_request(server_conn, request_conn))
 
 
 def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval: float = 1.0,
-             flush_interval: float = 2.0, start: bool = True) -> DashboardApplication:
+             flush_interval: float = 2.0, head_timeout: float = HEAD_TIMEOUT,
+             start: bool = True) -> DashboardApplication:
     """The dashboard's Tornado application; with `start`, its periodic work runs on the current IOLoop."""
-    dashboard = Dashboard(config, clock, tick_interval=tick_interval, flush_interval=flush_interval)
+    dashboard = Dashboard(config, clock, tick_interval=tick_interval, flush_interval=flush_interval,
+                          head_timeout=head_timeout)
     app = DashboardApplication(
         dashboard,
         template_path=str(paths.TEMPLATES_DIR),
@@ -183,10 +193,9 @@ def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval
 
 def listen(app: DashboardApplication, port: int, host: str = "127.0.0.1") -> HTTPServer:
     """An HTTPServer for `app`, with limits that leave the body size check to the handlers (413, not a reset)."""
-    # A header timeout (Tornado's idle_connection_timeout) guards against connections that
-    # never finish a request; a body timeout would add a second timer to every POST.
-    server = HTTPServer(app, max_body_size=app.dashboard.config.max_body_bytes + (1 << 20),
-                        idle_connection_timeout=75)
+    # The dashboard's HeadWatch closes connections that never finish a head (Tornado's
+    # idle_connection_timeout would arm a timer for every POST; a body timeout would add another).
+    server = HTTPServer(app, max_body_size=app.dashboard.config.max_body_bytes + (1 << 20))
     # Thousands of sidecars each open a connection per POST: with Tornado's default
     # backlog of 128, a busy moment overflows the accept queue and clients wait a
     # whole SYN retransmission (a second) to get in.

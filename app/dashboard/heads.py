@@ -1,0 +1,46 @@
+"""`HeadWatch`: closes connections that wait too long for a request's head, without a timer per request.
+
+Tornado's `idle_connection_timeout` arms a timeout around every wait for a
+head, so each of the thousands of POSTs a second pays for a timer it almost
+never needs. Here a connection is noted when it starts waiting for a head and
+forgotten when one arrives, and a sweep every few seconds closes those that
+waited longer than the limit: an idle kept-alive connection, or a head that
+never ends (slowloris). The limit is kept within one sweep interval.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable
+
+from tornado.http1connection import HTTP1Connection
+
+HEAD_TIMEOUT = 75.0  # seconds; sidecars POST every second or more often, so only the dead wait this long
+
+
+class HeadWatch:
+    def __init__(self, timeout: float = HEAD_TIMEOUT, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self._clock = clock
+        # Weak: a connection that ends while waiting leaves by itself.
+        self._waiting: weakref.WeakKeyDictionary[HTTP1Connection, float] = weakref.WeakKeyDictionary()
+
+    def waiting(self, connection: HTTP1Connection) -> None:
+        """`connection` starts waiting for a request's head."""
+        self._waiting[connection] = self._clock()
+
+    def arrived(self, connection: HTTP1Connection) -> None:
+        """A head arrived on `connection`."""
+        self._waiting.pop(connection, None)
+
+    def sweep(self) -> None:
+        """Close the connections that waited longer than the timeout."""
+        limit = self._clock() - self.timeout
+        late = [connection for connection, since in self._waiting.items() if since <= limit]
+        for connection in late:
+            del self._waiting[connection]
+            connection.close()
+
+    def __len__(self) -> int:
+        return len(self._waiting)

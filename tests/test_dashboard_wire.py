@@ -148,3 +148,13 @@ def test_non_finite_numbers_in_a_resource_report_are_refused_with_or_without_the
                 parse_resources(ujson.loads(raw), raw=given_raw)
         else:
             assert parse_resources(ujson.loads(raw), raw=given_raw).resource["memory"]["percent"] == float(literal)
+
+
+@given(st.text(alphabet="NaInfityeE+-0123456789.,:[]{} \"x", max_size=40))
+def test_the_not_finite_prefilter_matches_exactly_the_texts_it_did(text: str) -> None:
+    import re
+
+    from app.wire import _maybe_not_finite
+
+    raw = text.encode()
+    assert _maybe_not_finite(raw) == bool(re.search(rb"NaN|Infinity|[eE][+-]?\d{3}", raw))

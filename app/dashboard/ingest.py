@@ -76,12 +76,13 @@ class IngestRequest(HTTPMessageDelegate):
         self.chunks: list[bytes] = []
         self.size = 0
         self.done = False  # answered (a refusal can come before the body is read)
-        self.started = 0.0
+        self.head_at = 0.0  # when the head arrived (for the log)
+        self.body_at = 0.0  # when the whole body was in (for mothership_ingest_seconds)
         self.method_path = f"POST /{endpoint}"
 
     def headers_received(self, start_line: RequestStartLine | ResponseStartLine,
                          headers: HTTPHeaders) -> None:
-        self.started = time.perf_counter()
+        self.head_at = time.perf_counter()
         config = self.ctx.config
         if not auth.bearer_ok(headers.get("Authorization"), config.token):
             return self.refuse(401, "unauthorized", "a valid Authorization: Bearer token is required",
@@ -108,6 +109,7 @@ class IngestRequest(HTTPMessageDelegate):
     def finish(self) -> None:
         if self.done:
             return
+        self.body_at = time.perf_counter()
         body, self.chunks = b"".join(self.chunks), []
         try:
             if self.endpoint == "stats":
@@ -137,14 +139,14 @@ class IngestRequest(HTTPMessageDelegate):
                 metrics.dropped.inc(batch.dropped)
         self.reply(200, dumps({"response": "saved", "pod": batch.pod, "duplicate": ack.duplicate,
                                "samples": ack.samples, "cells": ack.cells}).encode())
-        metrics.ingest_seconds["stats"].observe(time.perf_counter() - self.started)
+        metrics.ingest_seconds["stats"].observe(time.perf_counter() - self.body_at)
 
     def save_resources(self, body: bytes) -> None:
         report = parse_resources(decode_body(body), raw=body)
         self.ctx.store.ingest_resources(report)
         self.ctx.metrics.ingest["resources", "saved"].inc()
         self.reply(200, SAVED)
-        self.ctx.metrics.ingest_seconds["resources"].observe(time.perf_counter() - self.started)
+        self.ctx.metrics.ingest_seconds["resources"].observe(time.perf_counter() - self.body_at)
 
     def too_large(self) -> None:
         self.refuse(413, "too_large", f"the body is larger than {self.ctx.config.max_body_bytes} bytes")
@@ -155,7 +157,7 @@ class IngestRequest(HTTPMessageDelegate):
         # Refusals only, as the handlers' log (app.dashboard.server): successes would drown the log.
         context = getattr(self.connection, "context", None)
         access_log.warning("%d %s (%s) %.2fms", status, self.method_path, getattr(context, "remote_ip", "?"),
-                           1000.0 * (time.perf_counter() - self.started))
+                           1000.0 * (time.perf_counter() - self.head_at))
 
     def reply(self, status: int, body: bytes, *extra: tuple[str, str]) -> None:
         self.done = True

@@ -102,7 +102,7 @@ class DashboardClient:
         self._tcp = TCPClient()  # uses the process's configured Resolver (sidecar.resolver)
         self._idle: dict[tuple[str, str, int], list[IOStream]] = {}
         self._ssl: ssl.SSLContext | None = None
-        self.connections_opened = 0  # for tests and /metrics-free introspection
+        self.connections_opened = 0  # so far: how well connections are kept (the tests read it)
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
         target = _Target.parse(url)

@@ -129,7 +129,7 @@
     }
 
     updateCore(bar, value) {
-      D.setHeight(bar.fill, (F.isNum(value) ? value : 0) / 100);
+      D.setFill(bar.fill, (F.isNum(value) ? value : 0) / 100);
       D.setVariant(bar.fill, 'level-', !F.isNum(value) ? 'none' : value > 90 ? 'bad' : value > 70 ? 'warn' : 'ok');
       D.setAttr(bar.el, 'title', F.percent(value));
     }

@@ -68,7 +68,17 @@
   }
 
   function setWidth(node, fraction) { setFraction(node, 'width', fraction); }
-  function setHeight(node, fraction) { setFraction(node, 'height', fraction); }
+
+  // A bar that fills its track from the bottom, drawn by a transform: a
+  // change then costs a repaint of the bar, no layout.
+  function setFill(node, fraction) {
+    const f = Math.max(0, Math.min(1, Number.isFinite(fraction) ? fraction : 0));
+    const text = 'scaleY(' + f.toFixed(2) + ')';
+    if (node.__fill !== text) {
+      node.__fill = text;
+      node.style.transform = text;
+    }
+  }
 
   // Which elements are on screen (or nearly), so views can skip the DOM
   // writes, style and layout of rows and cards nobody can see, and draw them
@@ -262,7 +272,7 @@
   }
 
   M.dom = {
-    el, setText, setAttr, setHidden, setVariant, setWidth, setHeight, KeyedList, SlotList, Visibility, visibility, counts,
+    el, setText, setAttr, setHidden, setVariant, setWidth, setFill, KeyedList, SlotList, Visibility, visibility, counts,
     watchRecord, drawIfVisible, unwatchRecord,
   };
 })(window.Mothership = window.Mothership || {});

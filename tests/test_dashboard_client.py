@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from typing import Any
 
 import pytest
@@ -123,8 +123,7 @@ def test_targets_keep_their_path_prefix_and_default_ports() -> None:
 @pytest.mark.gen_test(timeout=10)
 async def test_posts_share_one_kept_connection(io_loop: Any) -> None:
     async with recorder() as (port, seen, _server):
-        client = DashboardClient()
-        try:
+        with closing(DashboardClient()) as client:
             replies = [await client.post(f"http://127.0.0.1:{port}/stats", b'{"n": %d}' % i, JSON, 2.0)
                        for i in range(20)]
             assert {r.code for r in replies} == {200} and replies[0].body == b'{"response":"saved"}'
@@ -134,65 +133,50 @@ async def test_posts_share_one_kept_connection(io_loop: Any) -> None:
             await asyncio.gather(post(client, port), post(client, port, "/resources"))
             await asyncio.gather(post(client, port), post(client, port, "/resources"))
             assert len({p for p, _ in seen}) == 2 and client.connections_opened == 2
-        finally:
-            client.close()
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_refusals_are_replies_and_the_connection_stays(io_loop: Any) -> None:
     async with recorder() as (port, seen, _server):
-        client = DashboardClient()
-        try:
+        with closing(DashboardClient()) as client:
             assert [await post(client, port, f"/stats?status={code}") for code in (500, 400, 401, 200)] == [
                 500, 400, 401, 200]
             assert len({p for p, _ in seen}) == 1
-        finally:
-            client.close()
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_connection_close_from_the_server_is_honoured(io_loop: Any) -> None:
     async with recorder() as (port, seen, _server):
-        client = DashboardClient()
-        try:
+        with closing(DashboardClient()) as client:
             for _ in range(3):
                 assert await post(client, port, "/stats?close=1") == 200
             assert len({p for p, _ in seen}) == 3 and client.connections_opened == 3
-        finally:
-            client.close()
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_an_idle_connection_the_server_closed_is_replaced(io_loop: Any) -> None:
     async with recorder(idle_connection_timeout=0.2) as (port, seen, _server):
-        client = DashboardClient()
-        try:
+        with closing(DashboardClient()) as client:
             assert await post(client, port) == 200
             await asyncio.sleep(0.5)  # the server's idle timeout closes the kept connection
             assert await post(client, port) == 200
             assert len(seen) == 2 and len({p for p, _ in seen}) == 2  # sent once, on a new connection
-        finally:
-            client.close()
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_a_reused_connection_closed_without_an_answer_is_retried_once_on_a_fresh_one(io_loop: Any) -> None:
     # The race a close-while-idle check cannot catch: the server reads the request, then closes.
     async with answering(lambda c, n: n == 1) as (port, requests):
-        client = DashboardClient()
-        try:
+        with closing(DashboardClient()) as client:
             assert await post(client, port) == 200  # connection 1, request 1
             assert await post(client, port) == 200  # connection 1 closes unanswered: connection 2
             assert requests == [(1, 1), (1, 2), (2, 1)] and client.connections_opened == 2
-        finally:
-            client.close()
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_the_retry_happens_once_and_a_fresh_connection_is_never_retried(io_loop: Any) -> None:
     async with answering(lambda c, n: c == 1 and n == 1) as (port, requests):
-        client = DashboardClient()
-        try:
+        with closing(DashboardClient()) as client:
             assert await post(client, port) == 200
             with pytest.raises(StreamClosedError):  # reused: retried once, and the fresh one fails too
                 await post(client, port)
@@ -200,8 +184,6 @@ async def test_the_retry_happens_once_and_a_fresh_connection_is_never_retried(io
             with pytest.raises(StreamClosedError):  # nothing idle: one attempt only
                 await post(client, port)
             assert requests == [(1, 1), (1, 2), (2, 1), (3, 1)]
-        finally:
-            client.close()
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -219,8 +201,7 @@ async def test_a_hanging_server_times_out_and_its_connection_is_not_reused(io_lo
             await writer.drain()
 
     async with raw_server(serve) as port:
-        client = DashboardClient()
-        try:
+        with closing(DashboardClient()) as client:
             started = time.monotonic()
             with pytest.raises(TimeoutError):
                 await post(client, port, timeout=0.3)
@@ -228,15 +209,12 @@ async def test_a_hanging_server_times_out_and_its_connection_is_not_reused(io_lo
             release.set()  # a late answer on the abandoned connection must not be taken for the next one's
             assert await post(client, port) == 200
             assert len(requests) == 2 and requests[0] != requests[1]
-        finally:
-            client.close()
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_down_then_restarted(io_loop: Any) -> None:
     port = free_port()
-    client = DashboardClient()
-    try:
+    with closing(DashboardClient()) as client:
         with pytest.raises(ConnectionRefusedError):
             await post(client, port)
         async with recorder(port) as (_port, seen, _server):
@@ -247,8 +225,6 @@ async def test_down_then_restarted(io_loop: Any) -> None:
         async with recorder(port) as (_port, seen, _server):  # restarted on the same port
             assert await post(client, port, body=b"after") == 200
             assert [body for _p, body in seen] == [b"after"]  # once, not twice
-    finally:
-        client.close()
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -262,15 +238,12 @@ async def test_an_oversized_or_malformed_reply_is_a_failure(io_loop: Any) -> Non
         await asyncio.sleep(5)
 
     async with raw_server(serve) as port:
-        client = DashboardClient()
-        try:
+        with closing(DashboardClient()) as client:
             for _ in range(2):
                 started = time.monotonic()
                 with pytest.raises(StreamClosedError):
                     await post(client, port)
                 assert time.monotonic() - started < 0.5  # refused at once, not read until the timeout
-        finally:
-            client.close()
 
 
 @pytest.mark.gen_test(timeout=10)

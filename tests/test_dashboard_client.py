@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing
@@ -256,3 +258,41 @@ async def test_idle_connections_are_capped_and_closed_on_close(io_loop: Any) -> 
         client.close()
         await asyncio.sleep(0.1)
         assert not server._connections  # the server saw them all closed
+
+
+# --- https: a dashboard behind TLS (an OpenShift Route with reencrypt, say) -------------------------------------
+
+
+def tls_server(tmp_path: Any) -> tuple[ssl.SSLContext, str]:
+    """A server context with a new self-signed certificate for 127.0.0.1, and that certificate's file."""
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", key,
+                    "-out", cert, "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_https_posts_are_verified_and_kept_alive(io_loop: Any, tmp_path: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    server_tls, cert = tls_server(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)  # trusted by this test's clients only
+    async with recorder(ssl_options=server_tls) as (port, seen, _server):
+        with closing(DashboardClient()) as client:
+            for i in range(3):
+                reply = await client.post(f"https://127.0.0.1:{port}/stats", b'{"n": %d}' % i, JSON, 2.0)
+                assert reply.code == 200
+            assert [body for _port, body in seen] == [b'{"n": %d}' % i for i in range(3)]
+            assert len({p for p, _ in seen}) == 1 and client.connections_opened == 1
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_https_to_an_untrusted_certificate_fails_and_sends_nothing(io_loop: Any, tmp_path: Any) -> None:
+    server_tls, _cert = tls_server(tmp_path)
+    async with recorder(ssl_options=server_tls) as (port, seen, _server):
+        with closing(DashboardClient()) as client:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await client.post(f"https://127.0.0.1:{port}/stats", b"{}", JSON, 2.0)
+            assert seen == []

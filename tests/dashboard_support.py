@@ -51,16 +51,21 @@ def sample(path: str = "/users/42", *, status: int = 200, ms: float = 10.0, star
             "bytes_out": bytes_out, "probe": False, "error": error}
 
 
+def cells_for(samples: Iterable[Sample]) -> list[dict[str, Any]]:
+    """The summary cells our sidecar would send for `samples`."""
+    builder = SummaryBuilder()
+    for s in samples:
+        builder.add(s)
+    return builder.drain()
+
+
 def stats_body(pod: str, samples: Iterable[Sample], *, batch: str | None = None, summary: bool = True,
                app: str | None = None, dropped: int = 0, raw: int | None = None) -> dict[str, Any]:
     """A POST /stats body as our sidecar sends it: summary cells plus (at most `raw`) raw samples."""
     samples = list(samples)
     body: dict[str, Any] = {"pod": pod, "stats": samples if raw is None else samples[-raw:] if raw else []}
     if summary:
-        builder = SummaryBuilder()
-        for s in samples:
-            builder.add(s)
-        body["summary"] = builder.drain()
+        body["summary"] = cells_for(samples)
     if batch is not None:
         body["batch"] = batch
     if app is not None:

@@ -9,17 +9,9 @@ from app.dashboard.buckets import Bucket, RouteStat, freeze, thaw
 from app.dashboard.packed import pack_pairs, pack_status
 from app.dashboard.scope import TrafficDelta
 from app.histogram import OVERFLOW
-from app.summary import SummaryBuilder
-from tests.dashboard_support import T0, sample
+from tests.dashboard_support import T0, cells_for, sample
 
 pairs = st.dictionaries(st.integers(0, OVERFLOW), st.integers(1, 10**12), max_size=30)
-
-
-def cells_for(samples: list) -> list[dict]:
-    builder = SummaryBuilder()
-    for s in samples:
-        builder.add(s)
-    return builder.drain()
 
 
 def test_bucket_and_route_json_round_trip() -> None:

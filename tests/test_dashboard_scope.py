@@ -10,15 +10,7 @@ from app.dashboard.buckets import Window
 from app.dashboard.scope import COARSE, FINE_SPAN, MAX_SKEW, ROUTE_LIMIT, Scope, TrafficDelta, window_start
 from app.histogram import Histogram
 from app.routes import OVERFLOW_ROUTE
-from app.summary import SummaryBuilder
-from tests.dashboard_support import T0, sample
-
-
-def cells_for(samples: list) -> list[dict]:
-    builder = SummaryBuilder()
-    for s in samples:
-        builder.add(s)
-    return builder.drain()
+from tests.dashboard_support import T0, cells_for, sample
 
 
 def test_percentiles_match_the_shared_histogram() -> None:

@@ -1,4 +1,4 @@
-"""HeadWatch on a real dashboard: connections that never send a head are closed, busy and upgraded ones are not."""
+"""HeadWatch on a real dashboard: connections that never finish a request are closed, busy and upgraded ones are not."""
 
 from __future__ import annotations
 
@@ -24,14 +24,16 @@ async def closed_after(reader: asyncio.StreamReader, limit: float = 3.0) -> floa
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_silent_and_unfinished_heads_are_closed_in_time(io_loop: Any) -> None:
+async def test_silent_connections_and_unfinished_requests_are_closed_in_time(io_loop: Any) -> None:
     async with running(clock=FakeClock(T0 + 10), head_timeout=TIMEOUT) as server:
         silent = await asyncio.open_connection("127.0.0.1", server.port)
         slow = await asyncio.open_connection("127.0.0.1", server.port)
         slow[1].write(b"POST /stats HTTP/1.1\r\nHost: x\r\n")  # and never the rest
-        waited = await asyncio.gather(closed_after(silent[0]), closed_after(slow[0]))
+        bodiless = await asyncio.open_connection("127.0.0.1", server.port)
+        bodiless[1].write(POST[:POST.index(b"\r\n\r\n") + 4] + b'{"pod"')  # a head, then a body that stops
+        waited = await asyncio.gather(*(closed_after(c[0]) for c in (silent, slow, bodiless)))
         assert all(TIMEOUT * 0.9 <= w <= TIMEOUT * 2 for w in waited), waited
-        for _reader, writer in (silent, slow):
+        for _reader, writer in (silent, slow, bodiless):
             writer.close()
         assert len(server.app.dashboard.heads) == 0
 

@@ -1,11 +1,13 @@
-"""`HeadWatch`: closes connections that wait too long for a request's head, without a timer per request.
+"""`HeadWatch`: closes connections that wait too long for a request, without a timer per request.
 
-Tornado's `idle_connection_timeout` arms a timeout around every wait for a
-head, so each of the thousands of POSTs a second pays for a timer it almost
-never needs. Here a connection is noted when it starts waiting for a head and
-forgotten when one arrives, and a sweep every few seconds closes those that
-waited longer than the limit: an idle kept-alive connection, or a head that
-never ends (slowloris). The limit is kept within one sweep interval.
+Tornado's `idle_connection_timeout` and `body_timeout` arm a timeout around
+every wait for a head and a body, so each of the thousands of POSTs a second
+pays for timers it almost never needs. Here a connection is noted when it
+starts waiting for a request and forgotten when the whole request (head and
+body) has arrived, and a sweep every few seconds closes those that waited
+longer than the limit: an idle kept-alive connection, a head that never ends
+(slowloris), or a body that never comes. The limit is kept within one sweep
+interval.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ class HeadWatch:
         self._waiting: weakref.WeakKeyDictionary[HTTP1Connection, float] = weakref.WeakKeyDictionary()
 
     def waiting(self, connection: HTTP1Connection) -> None:
-        """`connection` starts waiting for a request's head."""
+        """`connection` starts waiting for a request."""
         self._waiting[connection] = self._clock()
 
     def arrived(self, connection: HTTP1Connection) -> None:
-        """A head arrived on `connection`."""
+        """A whole request (head and body) arrived on `connection`."""
         self._waiting.pop(connection, None)
 
     def sweep(self) -> None:

@@ -170,7 +170,7 @@ class IngestRequest(HTTPMessageDelegate):
 
 class IngestDispatch(HTTPMessageDelegate):
     """Sends a request to an `IngestRequest` or, when it is not an ingest POST, to `fallback()`'s delegate,
-    and tells `heads` when the request's head has arrived."""
+    and tells `heads` when the whole request (head and body) has arrived."""
 
     def __init__(self, ctx: Context, connection: HTTPConnection, heads: HeadWatch,
                  fallback: Callable[[], HTTPMessageDelegate]) -> None:
@@ -183,8 +183,6 @@ class IngestDispatch(HTTPMessageDelegate):
     def headers_received(self, start_line: RequestStartLine | ResponseStartLine,
                          headers: HTTPHeaders) -> Awaitable[None] | None:
         assert isinstance(start_line, RequestStartLine)
-        if isinstance(self.connection, HTTP1Connection):
-            self.heads.arrived(self.connection)
         endpoint = ENDPOINTS.get(start_line.path.partition("?")[0]) if start_line.method == "POST" else None
         self.target = IngestRequest(self.ctx, self.connection, endpoint) if endpoint else self.fallback()
         return self.target.headers_received(start_line, headers)
@@ -195,6 +193,8 @@ class IngestDispatch(HTTPMessageDelegate):
 
     def finish(self) -> None:
         assert self.target is not None
+        if isinstance(self.connection, HTTP1Connection):
+            self.heads.arrived(self.connection)
         self.target.finish()
 
     def on_connection_close(self) -> None:

@@ -193,12 +193,12 @@ def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval
 
 def listen(app: DashboardApplication, port: int, host: str = "127.0.0.1") -> HTTPServer:
     """An HTTPServer for `app`, with limits that leave the body size check to the handlers (413, not a reset)."""
-    # The dashboard's HeadWatch closes connections that never finish a head (Tornado's
-    # idle_connection_timeout would arm a timer for every POST; a body timeout would add another).
+    # The dashboard's HeadWatch closes connections that never finish a request, head or body
+    # (Tornado's idle_connection_timeout and body_timeout would arm timers for every POST).
     server = HTTPServer(app, max_body_size=app.dashboard.config.max_body_bytes + (1 << 20))
-    # Thousands of sidecars each open a connection per POST: with Tornado's default
-    # backlog of 128, a busy moment overflows the accept queue and clients wait a
-    # whole SYN retransmission (a second) to get in.
+    # Thousands of sidecars connect at once after a dashboard restart: with Tornado's
+    # default backlog of 128, the accept queue overflows and clients wait a whole SYN
+    # retransmission (a second) to get in.
     server.listen(port, host, backlog=LISTEN_BACKLOG)
     return server
 

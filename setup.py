@@ -36,6 +36,7 @@ setup(
         "tornado>=6.3,<7",
         "psutil>=5.9,<8",
         "ujson>=5.8,<7",
+        "httptools>=0.6,<1",  # the dashboard reads the sidecars' POSTs with it (llhttp)
         "prometheus-client>=0.17,<1",
     ],
     extras_require={

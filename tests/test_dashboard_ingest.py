@@ -1,4 +1,5 @@
-"""The ingest path below the handlers: kept-alive POSTs, the HTTP details, and what still goes to the app.
+"""The ingest path below the handlers: kept-alive POSTs, the HTTP details, and what still goes to the app
+(a connection that starts otherwise, or changes course halfway).
 
 The refusals themselves (token, type, size, bad JSON) are in test_dashboard_handlers.py.
 """
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 import ujson
 
+from app import paths
+from app.dashboard.front import may_be_ingest
 from app.dashboard.ingest import decode_body
 from app.options import DashboardConfig
 from app.wire import WireError
@@ -118,3 +121,106 @@ async def test_refusals_are_logged_and_everything_else_goes_to_the_app(io_loop: 
             assert response.code == code, (method, path)
             assert response.headers["Server"].startswith("TornadoServer")  # the app answered, not the ingest
         assert [p["pod"] for p in await server.get_json("/stats")] == ["a-1-x"]
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head, await asyncio.wait_for(reader.readexactly(length), 5)
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+
+def test_a_connection_is_served_as_a_sidecar_s_when_its_first_bytes_may_be_an_ingest_post() -> None:
+    for first in (b"P", b"POST /sta", b"POST /stats", b"POST /stats?x=1 HTTP/1.1", b"POST /resources HTTP/1.1"):
+        assert may_be_ingest(first), first
+    for first in (b"G", b"GET /stats HTTP/1.1", b"POST /healthz", b"PUT /stats", b"\x16\x03\x01"):
+        assert not may_be_ingest(first), first
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_sidecar_connection_that_asks_for_something_else_is_handed_to_the_app_and_goes_on(
+        io_loop: Any) -> None:
+    async with running(clock=FakeClock(T0 + 10)) as server:
+        body = ujson.dumps(stats_body("shop-1-a", [sample(started=T0 + 1)], batch="b1")).encode()
+        reader, writer = await connect(server)
+        writer.write(request("/stats", body))
+        head, _ = await read_response(reader)
+        assert b"Server:" not in head  # the ingest answered
+        writer.write(get("/stats"))
+        head, listed = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 200") and b"Server: TornadoServer" in head  # the app answered
+        assert [p["count"] for p in ujson.loads(listed)] == [1]
+        # From here the app serves this connection, POSTs included, with the same checks and counts.
+        again = ujson.dumps(stats_body("shop-1-a", [sample(started=T0 + 2)], batch="b2")).encode()
+        writer.write(request("/stats", again) + request("/stats", again))  # the second is a duplicate
+        replies = [ujson.loads((await read_response(reader))[1]) for _ in range(2)]
+        assert [r["duplicate"] for r in replies] == [False, True]
+        # A large answer comes through whole (the relay's flow control).
+        writer.write(get("/static/chart.umd.min.js"))
+        head, script = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 200") and script == (paths.STATIC_DIR / "chart.umd.min.js").read_bytes()
+        writer.close()
+        (pod,) = await server.get_json("/stats")
+        assert pod["count"] == 2
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_post_on_a_connection_the_app_serves_is_checked_and_counted_as_the_ingest_does(
+        io_loop: Any) -> None:
+    async with running(DashboardConfig(data=":memory:", token="t0ken", max_body_bytes=2000),
+                       FakeClock(T0 + 10)) as server:
+        reader, writer = await connect(server)
+        writer.write(get("/healthz"))
+        assert (await read_response(reader))[0].startswith(b"HTTP/1.1 200")
+        body = ujson.dumps(stats_body("shop-1-a", [sample(started=T0 + 1)])).encode()
+        writer.write(request("/stats", body))
+        head, reply = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 401") and b"www-authenticate: bearer" in head.lower()
+        writer.write(request("/stats", body, extra="Authorization: Bearer t0ken\r\n"))
+        head, reply = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 200") and b"Server: TornadoServer" in head
+        assert ujson.loads(reply)["samples"] == 1
+        chunked = b"POST /resources HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n" \
+                  b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (2500, b" " * 2500) + b"0\r\n\r\n"
+        writer.write(chunked)
+        head, reply = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 413") and b"2000" in reply
+        writer.close()
+        (pod,) = await server.get_json("/stats", headers={"Authorization": "Bearer t0ken"})
+        assert pod["count"] == 1
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_requests_in_pieces_chunked_bodies_and_bad_framing(io_loop: Any) -> None:
+    async with running(clock=FakeClock(T0 + 10)) as server:
+        body = ujson.dumps(stats_body("shop-1-a", [sample(started=T0 + 1)])).encode()
+        reader, writer = await connect(server)
+        for byte in request("/stats", body):  # one byte at a time
+            writer.write(bytes([byte]))
+            await writer.drain()
+        assert ujson.loads((await read_response(reader))[1])["samples"] == 1
+        chunks = [body[:10], body[10:]]
+        writer.write(b"POST /stats HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n")
+        assert ujson.loads((await read_response(reader))[1])["duplicate"] is False
+        # Pipelined behind an ingest POST in the same write, another request cannot be handed on: a clear 400.
+        writer.write(request("/resources", b'{"pod": "shop-1-a", "resource": {}}') + get("/stats"))
+        assert (await read_response(reader))[0].startswith(b"HTTP/1.1 200")
+        head, error = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 400") and b"same read" in error
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+        for bad, status in ((b"POST /stats HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"400"),
+                            (b"POST /stats HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n\r\n", b"431")):
+            reader, writer = await connect(server)
+            writer.write(bad)
+            head, error = await read_response(reader)
+            assert head.startswith(b"HTTP/1.1 " + status) and b"error" in error
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+        (pod,) = await server.get_json("/stats")
+        assert pod["count"] == 2

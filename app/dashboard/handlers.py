@@ -2,12 +2,14 @@
 
 Each handler is a few lines in front of the `PodStore` or the `LiveHub`;
 errors are JSON `{"error": ...}` with a 4xx status. The sidecars' POSTs are
-served below these handlers, by `app.dashboard.ingest`.
+served below these handlers (`app.dashboard.ingest_http`); `IngestHandler`
+serves the rare POST on a connection that Tornado serves, with the same `Ingest`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ from app import paths
 from app.dashboard import auth
 from app.dashboard.aggregate import SERIES_STEPS, PodStore
 from app.dashboard.hub import LiveHub
+from app.dashboard.ingest import Ingest
 from app.dashboard.jsontext import dumps
 from app.dashboard.metrics import DashboardMetrics
 from app.options import DashboardConfig
@@ -74,16 +77,41 @@ class JSONHandler(RequestHandler):
             raise HTTPError(401, "the view token is missing or wrong")
 
 
-class StatsHandler(JSONHandler):
-    """GET /stats (POSTs are served by `app.dashboard.ingest`)."""
+class IngestHandler(JSONHandler):
+    """POST /stats or /resources on a connection that began with another request: what the front does."""
+
+    endpoint = ""
+
+    def post(self) -> None:
+        ingest, started, headers = Ingest(self.ctx, log_refusals=False), time.perf_counter(), self.request.headers
+        peer = str(self.request.remote_ip)
+        reply = ingest.check_head(self.endpoint, headers.get("Authorization"), headers.get("Content-Type"),
+                                  headers.get("Content-Length"), peer, started)
+        if reply is None and len(self.request.body) > self.ctx.config.max_body_bytes:  # chunked: no length up front
+            reply = ingest.too_large(self.endpoint, peer, started)
+        if reply is None:
+            reply = ingest.save(self.endpoint, self.request.body, peer, started)
+        self.set_status(reply.status)
+        for name, value in reply.extra:
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(reply.body)
+
+
+class StatsHandler(IngestHandler):
+    """GET /stats; POST /stats (see `IngestHandler`)."""
+
+    endpoint = "stats"
 
     def get(self) -> None:
         self.require_view()
         self.send_json(self.ctx.store.stats_list())
 
 
-class ResourcesHandler(JSONHandler):
-    """GET /resources (POSTs are served by `app.dashboard.ingest`)."""
+class ResourcesHandler(IngestHandler):
+    """GET /resources; POST /resources (see `IngestHandler`)."""
+
+    endpoint = "resources"
 
     def get(self) -> None:
         self.require_view()

@@ -17,9 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tornado.http1connection import HTTP1Connection
 from tornado.httpserver import HTTPServer
-from tornado.httputil import HTTPConnection, HTTPMessageDelegate
 from tornado.ioloop import PeriodicCallback
 from tornado.log import access_log
 from tornado.web import Application, RequestHandler
@@ -27,10 +25,11 @@ from tornado.web import Application, RequestHandler
 from app import paths
 from app.dashboard import handlers
 from app.dashboard.aggregate import Clock, PodStore
+from app.dashboard.front import Front
 from app.dashboard.heads import HEAD_TIMEOUT, HeadWatch
 from app.dashboard.history import History
 from app.dashboard.hub import LiveHub, LiveSocket
-from app.dashboard.ingest import IngestDispatch
+from app.dashboard.ingest import Ingest
 from app.dashboard.metrics import DashboardMetrics
 from app.dashboard.scope import FINE_SPAN
 from app.options import DashboardConfig
@@ -143,8 +142,7 @@ def _log_request(handler: RequestHandler) -> None:
 class DashboardApplication(Application):
     """A Tornado application carrying its `Dashboard` (for `run` and tests; handlers get a Context).
 
-    The sidecars' POSTs skip its routing and handlers: `start_request` gives
-    each request to an `IngestDispatch`, which serves those itself.
+    The sidecars' POSTs never reach it: `listen` serves those below Tornado.
     """
 
     def __init__(self, dashboard: Dashboard, **settings: Any) -> None:
@@ -162,14 +160,6 @@ class DashboardApplication(Application):
             (r"/ws", LiveSocket, {"hub": dashboard.hub, "view_token": config.view_token,
                                   "allowed_origins": config.allowed_origins}),
         ], **settings)
-
-    def start_request(self, server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
-        # Called as a connection starts waiting for its next request's head.
-        heads = self.dashboard.heads
-        if isinstance(request_conn, HTTP1Connection):
-            heads.waiting(request_conn)
-        return IngestDispatch(self.dashboard.ctx, request_conn, heads,
-                              lambda: super(DashboardApplication, self).start_request(server_conn, request_conn))
 
 
 def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval: float = 1.0,
@@ -191,16 +181,20 @@ def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval
     return app
 
 
-def listen(app: DashboardApplication, port: int, host: str = "127.0.0.1") -> HTTPServer:
-    """An HTTPServer for `app`, with limits that leave the body size check to the handlers (413, not a reset)."""
-    # The dashboard's HeadWatch closes connections that never finish a request, head or body
-    # (Tornado's idle_connection_timeout and body_timeout would arm timers for every POST).
-    server = HTTPServer(app, max_body_size=app.dashboard.config.max_body_bytes + (1 << 20))
+def listen(app: DashboardApplication, port: int, host: str = "127.0.0.1") -> Front:
+    """Serve `app` on `host:port`: the sidecars' POSTs straight off the socket, the rest through Tornado."""
+    dashboard = app.dashboard
+    heads = dashboard.heads
+    # Body size is checked by the handlers (a 413, not a reset); the few connections that reach
+    # Tornado get its own timeouts, the sidecars' are swept by the HeadWatch.
+    app_server = HTTPServer(app, max_body_size=dashboard.config.max_body_bytes + (1 << 20),
+                            idle_connection_timeout=heads.timeout, body_timeout=heads.timeout)
+    front = Front(Ingest(dashboard.ctx), heads, app_server)
     # Thousands of sidecars connect at once after a dashboard restart: with Tornado's
     # default backlog of 128, the accept queue overflows and clients wait a whole SYN
     # retransmission (a second) to get in.
-    server.listen(port, host, backlog=LISTEN_BACKLOG)
-    return server
+    front.listen(port, host, LISTEN_BACKLOG)
+    return front
 
 
 async def _serve(config: DashboardConfig) -> None:

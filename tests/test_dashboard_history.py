@@ -94,7 +94,7 @@ async def test_two_apps_on_one_file_show_the_same_after_a_restart(io_loop: Any, 
                                                   batch=f"b{i}"))
         await first.post("/resources", resource_body("shop-1-a"))
         clock.advance(1)
-        first.app.dashboard.tick()
+        await first.app.dashboard.tick()
         before = {path: await first.get_json(path) for path in
                   ("/stats", "/resources", "/api/overview", "/api/series?scope=pod:shop-1-a&window=900",
                    "/api/series?scope=all&window=300", "/api/series?scope=app:shop&window=3600")}

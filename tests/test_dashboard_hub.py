@@ -179,3 +179,34 @@ async def test_a_client_that_never_reads_holds_one_message_and_blocks_no_one(io_
         assert max(buffered) < 2 * size  # at most the one message in flight, whatever the rounds
         good.close()
         stuck_writer.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_large_update_is_built_in_steps_with_posts_served_in_between(io_loop: Any) -> None:
+    """At thousands of pods the overview takes tens of ms to build: POSTs must not wait for all of it."""
+    async with running(clock=FakeClock(T0 + 10), start=False) as server:
+        for i in range(300):
+            await server.post("/stats", stats_body(f"shop-{i}-a", [sample(f"/r{i % 7}", started=T0 + 5)] * 3))
+        ws = await connect(server)
+        await read(ws)  # the snapshot
+        await server.post("/stats", stats_body("late-1-a", [sample(started=T0 + 6)]))
+        store, hub = server.app.dashboard.store, server.app.dashboard.hub
+        steps = store.overview_steps(budget=0.0)  # every pod a step: a yield after each
+        assert sum(1 for _ in steps) == 301
+        done: list[str] = []
+
+        async def post_meanwhile() -> None:
+            assert (await server.post("/resources", {"pod": "shop-1-a", "resource": {}})).code == 200
+            done.append("post")
+
+        async def push() -> None:
+            await hub.push()
+            done.append("push")
+
+        hub.overview_step = 0.0
+        await asyncio.gather(post_meanwhile(), push())
+        assert done == ["post", "push"]  # answered while the update was being built
+        update = await read(ws)
+        assert update["type"] == "update"
+        assert update["data"] == ujson.loads(store.overview_json()) | {"now": update["data"]["now"]}
+        assert len(update["data"]["pods"]) == 301

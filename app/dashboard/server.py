@@ -85,9 +85,9 @@ class Dashboard:
         for callback in self._callbacks:
             callback.start()
 
-    def tick(self) -> None:
+    async def tick(self) -> None:
         self.store.tick()
-        self.hub.push()
+        await self.hub.push()
 
     async def flush(self, final: bool = False) -> int:
         """Hand what changed to the history thread; skipped while the last write still runs."""

@@ -39,6 +39,7 @@ class Context:
     hub: LiveHub
     metrics: DashboardMetrics
     history_ok: bool = True
+    page: bytes | None = None  # the page as rendered once: the same for every request
 
 
 class JSONHandler(RequestHandler):
@@ -170,4 +171,9 @@ class PageHandler(JSONHandler):
             raise HTTPError(503, "the page's template (templates/index.html) is not installed")
         self.set_header("Content-Security-Policy", CSP)
         self.set_header("Referrer-Policy", "no-referrer")
-        self.render("index.html")
+        # Rendered once: a render leaves reference cycles behind, which the dashboard's frozen
+        # collector would never free (app.dashboard.server, GC_YOUNG_THRESHOLD).
+        if self.ctx.page is None:
+            self.ctx.page = self.render_string("index.html")
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(self.ctx.page)

@@ -104,7 +104,13 @@ class IngestConnection(asyncio.Protocol):
         self.closed = True
         self.connections.discard(self)
         self.heads.forget(self)
+        self._part()
+
+    def _part(self) -> None:
+        """Break the parser's reference cycle (it holds this object's methods), so the connection is freed by
+        reference counts: the dashboard's collector is frozen (app.dashboard.server)."""
         self.chunks = []
+        del self.parser
 
     def data_received(self, data: bytes) -> None:
         self.read = data
@@ -127,6 +133,7 @@ class IngestConnection(asyncio.Protocol):
                 self.heads.forget(self)
                 self.connections.discard(self)
                 self.hand_off(self.transport, self.raw)
+                self._part()
             return
         if in_head and self.in_head and not self.closed:  # a head that has taken this whole read and goes on
             self.head_reads += len(data)  # (httptools holds a header's unfinished value meanwhile)

@@ -8,7 +8,9 @@ batch id and the counts it brought are kept or lost together.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import ujson
 
@@ -44,8 +46,32 @@ BUCKET_COLUMNS = ("count, status, failures, hist, total, low, high, bytes_in, by
 _BUCKET_PLACEHOLDERS = ", ".join("?" for _ in BUCKET_COLUMNS.split(","))
 
 
+# The writer thread pauses every PACE_BURST seconds of Python work for PACE_PAUSE. A thread
+# computing in Python keeps the GIL until the interpreter makes it let go (every 5 ms), and the
+# event loop lets go of it at every socket call, so without pauses each of the loop's sends and
+# receives could wait up to 5 ms while rows were encoded: at 2000 pods, POST p99 70-90 ms and live
+# updates up to a second late during writes, against 47 ms and 0.3 s with no history at all.
+PACE_BURST = 0.0005
+PACE_PAUSE = 0.0005
+
+T = TypeVar("T")
+
+
 def _dumps(value: Any) -> str:
     return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+
+
+def _paced(items: Iterable[T], convert: Callable[[T], tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """`convert` applied to each item, pausing (the GIL released) after every PACE_BURST of work."""
+    out = []
+    clock = time.perf_counter
+    since = clock()
+    for item in items:
+        out.append(convert(item))
+        if clock() - since > PACE_BURST:
+            time.sleep(PACE_PAUSE)
+            since = clock()
+    return out
 
 
 class History:
@@ -84,19 +110,19 @@ class History:
             if changes.buckets:
                 db.executemany(f"INSERT OR REPLACE INTO buckets (scope, step, t, {BUCKET_COLUMNS}) "
                                f"VALUES (?, ?, ?, {_BUCKET_PLACEHOLDERS})",
-                               [(s, step, t, *row) for s, step, t, row in changes.buckets])
+                               _paced(changes.buckets, lambda b: (b[0], b[1], b[2], *b[3])))
                 rows += len(changes.buckets)
             if changes.routes:
                 db.executemany("INSERT OR REPLACE INTO routes (scope, data) VALUES (?, ?)",
-                               [(s, _dumps(d)) for s, d in changes.routes])
+                               _paced(changes.routes, lambda r: (r[0], _dumps(r[1]))))
                 rows += len(changes.routes)
             if changes.pods:
                 db.executemany("INSERT OR REPLACE INTO pods (pod, seen, data) VALUES (?, ?, ?)",
-                               [(p, d["seen"], _dumps(d)) for p, d in changes.pods])
+                               _paced(changes.pods, lambda p: (p[0], p[1]["seen"], _dumps(p[1]))))
                 rows += len(changes.pods)
             if changes.recent:
                 db.executemany("INSERT OR REPLACE INTO recent (pod, data) VALUES (?, ?)",
-                               [(p, _dumps(samples)) for p, samples in changes.recent])
+                               _paced(changes.recent, lambda r: (r[0], _dumps(r[1]))))
                 rows += len(changes.recent)
             if changes.batch_ids:
                 db.executemany("INSERT OR REPLACE INTO batches (pod, id, t) VALUES (?, ?, ?)", changes.batch_ids)

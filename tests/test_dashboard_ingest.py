@@ -165,6 +165,7 @@ async def test_a_sidecar_connection_that_asks_for_something_else_is_handed_to_th
         writer.close()
         (pod,) = await server.get_json("/stats")
         assert pod["count"] == 2
+        assert "mothership_ingest_handoffs_total 1.0" in (await server.fetch("/metrics")).body.decode()
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -224,3 +225,6 @@ async def test_requests_in_pieces_chunked_bodies_and_bad_framing(io_loop: Any) -
             writer.close()
         (pod,) = await server.get_json("/stats")
         assert pod["count"] == 2
+        metrics = (await server.fetch("/metrics")).body.decode()
+        for reason in ("malformed", "head_too_large", "pipelined"):
+            assert f'mothership_ingest_refused_requests_total{{reason="{reason}"}} 1.0' in metrics, reason

@@ -124,21 +124,22 @@ class IngestConnection(asyncio.Protocol):
             pass  # an Upgrade header on an ingest POST: answered as any POST, the rest is not read
         except httptools.HttpParserError as exc:
             if not (self.handing or self.closed):
-                self.fail(400, f"malformed request ({str(exc)[:80]})")
+                self.fail(400, "malformed", f"malformed request ({str(exc)[:80]})")
         if self.handing:
             if self.raw is None:
-                self.fail(400, "a request other than an ingest POST came behind another one in the same read; "
-                          "send it after the answer or on its own connection")
+                self.fail(400, "pipelined", "a request other than an ingest POST came behind another one in the "
+                          "same read; send it after the answer or on its own connection")
             else:
                 self.heads.forget(self)
                 self.connections.discard(self)
+                self.ingest.ctx.metrics.handoffs.inc()
                 self.hand_off(self.transport, self.raw)
                 self._part()
             return
         if in_head and self.in_head and not self.closed:  # a head that has taken this whole read and goes on
             self.head_reads += len(data)  # (httptools holds a header's unfinished value meanwhile)
             if self.head_reads > HEAD_LIMIT:
-                self.fail(431, f"the request head is larger than {HEAD_LIMIT} bytes")
+                self.fail(431, "head_too_large", f"the request head is larger than {HEAD_LIMIT} bytes")
 
     def close(self) -> None:
         """Close now (the sweep of idle connections, the dashboard stopping); what is written is sent first."""
@@ -171,7 +172,7 @@ class IngestConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         if self.head_bytes > HEAD_LIMIT:
-            self.fail(431, f"the request head is larger than {HEAD_LIMIT} bytes")
+            self.fail(431, "head_too_large", f"the request head is larger than {HEAD_LIMIT} bytes")
             raise _Stop
         endpoint = ENDPOINTS.get(self.url.partition(b"?")[0]) if self.parser.get_method() == b"POST" else None
         if endpoint is None:
@@ -219,7 +220,9 @@ class IngestConnection(asyncio.Protocol):
         self.close()
         raise _Stop
 
-    def fail(self, status: int, message: str) -> None:
+    def fail(self, status: int, reason: str, message: str) -> None:
+        """Refuse a request whose endpoint is not known yet, count it, and close."""
+        self.ingest.ctx.metrics.refused[reason].inc()
         access_log.warning("%d %s (%s)", status, message, self.peer)
         self.keep_alive = False
         self.respond(Reply(status, dumps({"error": message}).encode()))

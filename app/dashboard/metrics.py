@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 INGEST_ENDPOINTS = ("stats", "resources")
 OUTCOMES = ("saved", "duplicate", "bad_request", "unauthorized", "too_large", "unsupported_type")
+FRAMING_REASONS = ("malformed", "head_too_large", "pipelined")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
 
 
@@ -25,6 +26,12 @@ class DashboardMetrics:
         seconds = Histogram("mothership_ingest_seconds", "Time to handle one POST once its body is read",
                             ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
         self.ingest_seconds = {e: seconds.labels(e) for e in INGEST_ENDPOINTS}
+        refused = Counter("mothership_ingest_refused_requests_total", "Requests on sidecars' connections refused "
+                          "before their endpoint was known, by reason (the connection is closed)", ["reason"],
+                          registry=r)
+        self.refused = {reason: refused.labels(reason) for reason in FRAMING_REASONS}
+        self.handoffs = Counter("mothership_ingest_handoffs_total", "Sidecars' connections handed to the "
+                                "application when they asked for something other than an ingest POST", registry=r)
         self.samples = Counter("mothership_samples_total", "Raw exchange samples received", registry=r)
         self.exchanges = Counter("mothership_exchanges_total", "Exchanges counted from summaries", registry=r)
         self.dropped = Counter("mothership_sidecar_dropped_samples_total",
@@ -37,7 +44,8 @@ class DashboardMetrics:
         self.ws_skipped = Counter("mothership_websocket_superseded_total",
                                   "Updates replaced before a slow client could take them", registry=r)
         self.render_seconds = Histogram("mothership_overview_render_seconds", "Time to build and encode "
-                                        "the overview once", buckets=_LATENCY_BUCKETS, registry=r)
+                                        "the overview once (wall time: it is built in steps, POSTs served between)",
+                                        buckets=_LATENCY_BUCKETS, registry=r)
         self.history_seconds = Histogram("mothership_history_write_seconds", "Time of one history write",
                                          buckets=_LATENCY_BUCKETS, registry=r)
         self.history_rows = Counter("mothership_history_rows_total", "Rows written to history", registry=r)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.dashboard.buckets import Bucket, RouteStat, freeze, thaw
+from app.dashboard.buckets import Bucket, RouteStat, Traffic, Window, freeze, thaw
 from app.dashboard.packed import pack_pairs, pack_status
 from app.dashboard.scope import TrafficDelta
 from app.histogram import OVERFLOW
@@ -54,3 +57,50 @@ def test_a_frozen_bucket_keeps_each_count_in_as_few_bytes_as_it_needs() -> None:
     wider = freeze(bucket)
     assert len(wider) - len(small) == 10 + 4  # ten histogram slots and four status slots, a byte more each
     assert thaw(small).hist == pack_pairs([[20, 3], [21, 255], [29, 1]]) and thaw(wider).to_row() == bucket.to_row()
+
+
+def _random_cell(rng: random.Random) -> Traffic:
+    cell = Traffic()
+    cell.count = rng.randint(0, 40)
+    if cell.count:
+        cell.failures = rng.randint(0, cell.count)
+        cell.status = pack_status({"2xx": cell.count - cell.failures, "5xx": cell.failures})
+        cell.hist = pack_pairs([[rng.randint(0, OVERFLOW), 1] for _ in range(cell.count)])
+        cell.low = rng.lognormvariate(1, 1)
+        cell.high = cell.low + rng.lognormvariate(2, 1.5)
+        cell.total = cell.count * (cell.low + cell.high) / 2 * rng.uniform(0.9, 1.1)
+        cell.bytes_in, cell.bytes_out = rng.randint(0, 10**6), rng.randint(0, 10**9)
+    return cell
+
+
+def _recounted(stat: RouteStat, start: int, end: int) -> Window:
+    """A route's window summed afresh; its total exactly summed (the running one is)."""
+    out = Window(end - start)
+    cells = [cell for t5, cell in stat.cells.items() if start <= t5 < end]
+    for cell in cells:
+        out.merge(cell)
+    out.total = math.fsum(cell.total for cell in cells if cell.count)
+    return out
+
+
+def _fields(window: Window) -> tuple[object, ...]:
+    return (window.count, window.status, window.failures, window.hist, window.total, window.low, window.high,
+            window.bytes_in, window.bytes_out, window.seconds)
+
+
+def test_a_routes_running_window_equals_one_summed_afresh() -> None:
+    for seed in range(20):
+        rng = random.Random(seed)
+        stat, now = RouteStat(), int(T0)
+        for _ in range(400):
+            now += rng.choice([1, 1, 2, 5, 7, 60, 200])  # mostly a second or a few, sometimes a silence
+            for _ in range(rng.randint(0, 3)):
+                t = now - rng.choice([0, 1, 3, 6, 12, 40, 70, 300]) + rng.choice([0, 0, 0, 30])  # late, and ahead
+                stat.add(t - t % 5, _random_cell(rng), t * 1000.0)
+            end = now - now % 5 - rng.choice([0, 0, 0, 5, 15])  # a scope's phase; a read now and then late
+            start = end - 60
+            if rng.random() < 0.3:
+                stat.evict(start - rng.choice([5, 10, -5]))
+            if rng.random() < 0.7:
+                assert _fields(stat.window(start, end, 5)) == _fields(_recounted(stat, start, end)), (seed, now)
+                assert stat.window(start, end, 5).numbers() == _recounted(stat, start, end).numbers()

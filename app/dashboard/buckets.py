@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from array import array
 from typing import Any
 
 from app.dashboard.jsontext import dumps
@@ -277,34 +278,107 @@ class Window(Traffic):
         return out
 
 
-class RouteStat:
-    """One route's last minute (in coarse slots), lifetime count and last sighting."""
+# A double times 2**1074 is an integer: a route's window total is kept as such an int, so adding and
+# subtracting slots stays exact (and equal to `math.fsum` over the window's slots).
+_EXACT_SHIFT = 1074
+_EXACT_ONE = 1 << _EXACT_SHIFT
 
-    __slots__ = ("cells", "last_seen", "total")
+
+def _exact(value: float) -> int:
+    n, d = value.as_integer_ratio()
+    return n << (_EXACT_SHIFT + 1 - d.bit_length())
+
+
+class RouteStat:
+    """One route's last minute (in coarse slots), lifetime count and last sighting.
+
+    The overview reads a route's window after every report of its pod, and the
+    window moves on one slot at a time: its sums are kept running (a slot that
+    lands in it is added, one that leaves it subtracted) and each of its slots'
+    min and max kept in a row, so a read touches the slots that changed only.
+    """
+
+    __slots__ = ("_end", "_highs", "_lows", "_run", "_start", "_step", "_sum", "cells", "last_seen", "total")
 
     def __init__(self) -> None:
         self.cells: dict[int, Traffic] = {}
         self.total = 0
         self.last_seen = 0.0  # epoch ms
+        self._start = self._end = 0  # the running window, [start, end) in slots of `_step`: empty until read
+        self._step = 1
+        self._run = Traffic()  # the window's sums (its float `total`, min and max unused)
+        self._sum = 0  # the window's total ms, exactly, times 2**_EXACT_SHIFT
+        self._lows = array("d")  # per slot of the window, its min (inf if empty) ...
+        self._highs = array("d")  # ... and max (0 if empty)
 
     def add(self, t5: int, cell: Traffic, last_seen: float) -> None:
         mine = self.cells.get(t5)
         if mine is None:
             mine = self.cells[t5] = Traffic()
-        mine.merge(cell)
+        if self._start <= t5 < self._end and cell.count:
+            before = mine.total
+            mine.merge(cell)
+            self._run.merge(cell)
+            self._sum += _exact(mine.total) - _exact(before)
+            i = (t5 - self._start) // self._step
+            self._lows[i], self._highs[i] = mine.low, mine.high
+        else:
+            mine.merge(cell)
         self.total += cell.count
         if last_seen > self.last_seen:
             self.last_seen = last_seen
 
-    def window(self, start: int, end: int) -> Window:
+    def window(self, start: int, end: int, step: int) -> Window:
+        """Traffic over [start, end), slots `step` seconds apart: the running sums, moved on to it first."""
+        if start != self._start or end != self._end or step != self._step:
+            cells, lows, highs = self.cells, self._lows, self._highs
+            if self._start <= start <= self._end <= end and step == self._step:  # moved on (a slot, mostly)
+                for t5 in range(self._start, start, step):
+                    self._leave(cells.get(t5))
+                del lows[:(start - self._start) // step], highs[:(start - self._start) // step]
+                entering = range(self._end, end, step)
+            else:
+                self._run, self._sum = Traffic(), 0
+                del lows[:], highs[:]
+                entering = range(start, end, step)
+            for t5 in entering:
+                cell = cells.get(t5)
+                if cell is not None and cell.count:
+                    self._run.merge(cell)
+                    self._sum += _exact(cell.total)
+                    lows.append(cell.low)
+                    highs.append(cell.high)
+                else:
+                    lows.append(math.inf)
+                    highs.append(0.0)
+            self._start, self._end, self._step = start, end, step
+        run = self._run
         out = Window(end - start)
-        for t5, cell in self.cells.items():
-            if start <= t5 < end:
-                out.merge(cell)
+        out.count, out.status, out.failures, out.hist = run.count, run.status, run.failures, run.hist
+        out.bytes_in, out.bytes_out = run.bytes_in, run.bytes_out
+        out.low, out.high = min(self._lows, default=math.inf), max(self._highs, default=0.0)
+        out.total = self._sum / _EXACT_ONE  # correctly rounded, as int / int is
         return out
+
+    def _leave(self, cell: Traffic | None) -> None:
+        """Take a slot's counts out of the running sums (its min and max go with its place in the rows)."""
+        if cell is None or not cell.count:
+            return
+        run = self._run
+        run.count -= cell.count
+        run.status -= cell.status
+        run.failures -= cell.failures
+        run.hist -= cell.hist
+        run.bytes_in -= cell.bytes_in
+        run.bytes_out -= cell.bytes_out
+        self._sum -= _exact(cell.total)
 
     def evict(self, before: int) -> None:
         for t5 in [t for t in self.cells if t < before]:
+            if self._start <= t5 < self._end:  # a slot of a window not read for a while
+                self._leave(self.cells[t5])
+                i = (t5 - self._start) // self._step
+                self._lows[i], self._highs[i] = math.inf, 0.0
             del self.cells[t5]
 
     def to_json(self) -> dict[str, Any]:

@@ -330,7 +330,7 @@ class Scope:
             return cached[3]
         rows = []
         for (route, method), stat in self.routes.items():
-            numbers = stat.window(start, end).numbers()
+            numbers = stat.window(start, end, COARSE).numbers()
             numbers.update(route=route, method=method, last_seen=stat.last_seen, total=stat.total)
             rows.append(numbers)
         rows.sort(key=lambda r: (-r["count"], r["route"], r["method"]))

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import ujson
 
@@ -40,6 +41,17 @@ POD_FLUSH = 10.0  # seconds between writes of pods' own rows (last seen, latest 
 # written: by then the pod's next stats batch has usually rewritten it with its traffic anyway.
 RESOURCE_SETTLE = 10
 SERIES_STEPS = {300: 1, 900: 5, 3600: 10}  # window -> step (docs/live-protocol.md)
+
+T = TypeVar("T")
+
+
+def run_steps(steps: Generator[None, None, T]) -> T:
+    """What a stepped generator (one that yields to let other work run) returns, run to its end at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 Clock = Callable[[], float]
 
@@ -261,12 +273,7 @@ class PodStore:
 
     def overview_json(self) -> str:
         """The Overview as JSON text, built at once (see `overview_steps`)."""
-        steps = self.overview_steps()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as built:
-                return built.value  # type: ignore[no-any-return]
+        return run_steps(self.overview_steps(math.inf))
 
     def overview_steps(self, budget: float = OVERVIEW_STEP) -> Generator[None, None, str]:
         """The Overview as JSON text, assembled from pieces each scope keeps encoded until it changes.

@@ -53,18 +53,20 @@ class _FirstBytes:
             return
         except OSError:
             first = b""
-        self.front.loop.remove_reader(self.fd)
-        self.front.heads.forget(self)
-        self.front.pending.discard(self)
+        self._release()
         if first:
             self.front.route(self.sock, self.address, first)
         else:
             self.sock.close()
 
     def close(self) -> None:
-        self.front.loop.remove_reader(self.fd)
-        self.front.pending.discard(self)
+        self._release()
         self.sock.close()
+
+    def _release(self) -> None:
+        self.front.loop.remove_reader(self.fd)
+        self.front.heads.forget(self)
+        self.front.pending.discard(self)
 
 
 class Front:

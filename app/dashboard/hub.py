@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections.abc import Generator
 from urllib.parse import urlsplit
 
 import ujson
@@ -18,7 +20,7 @@ from tornado.concurrent import Future
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from app.dashboard import auth
-from app.dashboard.aggregate import OVERVIEW_STEP, SERIES_STEPS, PodStore
+from app.dashboard.aggregate import OVERVIEW_STEP, SERIES_STEPS, PodStore, run_steps
 from app.dashboard.jsontext import dumps
 from app.dashboard.metrics import DashboardMetrics
 
@@ -41,13 +43,17 @@ class LiveHub:
         self.overview_step = OVERVIEW_STEP  # seconds of building between two chances for POSTs
 
     def overview_json(self) -> str:
-        """The Overview, encoded; rebuilt only when the store changed since the last call."""
+        """The Overview, encoded at once; rebuilt only when the store changed since the last build."""
+        return run_steps(self._overview_steps(math.inf))
+
+    def _overview_steps(self, budget: float) -> Generator[None, None, str]:
+        """The Overview, encoded in steps of `budget` seconds (`PodStore.overview_steps`), or as last built."""
         version = self.store.version
         cached = self._overview
         if cached is not None and cached[0] == version:
             return cached[1]
         started = time.perf_counter()
-        encoded = self.store.overview_json()
+        encoded = yield from self.store.overview_steps(budget)
         self.metrics.render_seconds.observe(time.perf_counter() - started)
         self._overview = (version, encoded)
         return encoded
@@ -77,9 +83,8 @@ class LiveHub:
         """
         if not self.clients or self.store.version == self._pushed:
             return
-        version = self._pushed = self.store.version
-        started = time.perf_counter()
-        steps = self.store.overview_steps(self.overview_step)
+        self._pushed = self.store.version
+        steps = self._overview_steps(self.overview_step)
         while True:
             try:
                 next(steps)
@@ -87,8 +92,6 @@ class LiveHub:
                 encoded: str = built.value
                 break
             await asyncio.sleep(0)
-        self.metrics.render_seconds.observe(time.perf_counter() - started)
-        self._overview = (version, encoded)
         update = '{"type":"update","data":' + encoded + "}"
         tails: dict[tuple[str, int], str | None] = {}
         for client in list(self.clients):

@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_dashboard(config)
     assert isinstance(config, DemoConfig)
-    from app.demo import run as run_demo
+    from app.demo.demo import run as run_demo
 
     return run_demo(config)
 

@@ -57,7 +57,7 @@ BARE_PODS_IN_ISSUE = 3500  # what issue 4 says the bare handler carries on one c
 
 def stats_template(rng: random.Random, rps: int = 20) -> dict[str, Any]:
     """Five seconds of one pod's traffic as the sidecar sends it, `t` and `started` relative to 0."""
-    from app.summary import SummaryBuilder
+    from app.core.summary import SummaryBuilder
 
     builder = SummaryBuilder()
     samples = []
@@ -79,7 +79,7 @@ def app_of(pod: str) -> str:
 
 
 def stats_body(pod: str, template: dict[str, Any], now: float, batch: str) -> bytes:
-    """What sidecar/buffer.py seals: the same keys, slashes not escaped."""
+    """What sidecar/report/buffer.py seals: the same keys, slashes not escaped."""
     base = int(now) - 5
     summary = [dict(cell, t=cell["t"] + base) for cell in template["summary"]]
     samples = [dict(s, started=s["started"] + base * 1000.0) for s in template["stats"]]

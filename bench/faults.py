@@ -63,7 +63,7 @@ class Stack:
     starts: dict[str, int] = field(default_factory=dict)
 
     def start_app(self) -> None:
-        self._start("app", python_argv("app.sampleapp", "--host", "127.0.0.1", "--port", str(self.app_port),
+        self._start("app", python_argv("app.demo.sampleapp", "--host", "127.0.0.1", "--port", str(self.app_port),
                                        "--fail-rate", "0"), self.app_port)
 
     def start_dashboard(self) -> None:

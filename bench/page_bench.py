@@ -33,8 +33,8 @@ from typing import Any
 
 import ujson
 
-from app.summary import Cell
-from app.wire import Sample
+from app.core.summary import Cell
+from app.core.wire import Sample
 from bench.fleet import Fleet, python_argv
 from bench.stack import free_port, wait_for_port
 

@@ -33,13 +33,13 @@ from typing import Any
 
 import ujson
 
+from app.core.wire import ResourceReport, StatsBatch, parse_resources, parse_stats
 from app.dashboard.aggregate import PodStore
 from app.dashboard.history import History
 from app.dashboard.hub import TAIL_SECONDS, LiveHub
 from app.dashboard.metrics import DashboardMetrics
 from app.dashboard.scope import FINE_SPAN, Scope
 from app.dashboard.server import GC_YOUNG_THRESHOLD
-from app.wire import ResourceReport, StatsBatch, parse_resources, parse_stats
 from bench.dashboard_bench import resource_body, stats_body, stats_template
 
 START = 1_760_000_000.0  # the fake clock's first second

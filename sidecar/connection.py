@@ -37,8 +37,8 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 
 from sidecar.exchange import Exchange
-from sidecar.heads import simple_response
-from sidecar.http1 import ExchangeTracker
+from sidecar.http1.heads import simple_response
+from sidecar.http1.tracker import ExchangeTracker
 from sidecar.stream_io import CHUNK, MIN_CHUNK, next_chunk_size, write_through
 
 if TYPE_CHECKING:

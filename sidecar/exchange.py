@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from app import routes
-from app.wire import Sample
+from app.core import routes
+from app.core.wire import Sample
 
 
 class Exchange:

@@ -18,8 +18,8 @@ from typing import Final
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
-from app.routes import RouteCap
-from app.wire import Sample, status_class
+from app.core.routes import RouteCap
+from app.core.wire import Sample, status_class
 
 # Seconds; reaching past 60 s as DESIGN.md asks, dense where web latencies live.
 DURATION_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -16,15 +16,15 @@ import sys
 from tornado.httpserver import HTTPServer
 from tornado.netutil import Resolver
 
+from app.core.wire import Sample
 from app.options import SidecarConfig, display_url
-from app.wire import Sample
 from sidecar.admin import AdminState, make_admin_app
-from sidecar.buffer import SampleBuffer
 from sidecar.metrics import SidecarMetrics
+from sidecar.pod.sampler import ResourceSampler
 from sidecar.proxy import SidecarServer
-from sidecar.reporter import Reporter
+from sidecar.report.buffer import SampleBuffer
+from sidecar.report.reporter import Reporter
 from sidecar.resolver import CachingResolver
-from sidecar.resources import ResourceSampler
 
 log = logging.getLogger("mothership.sidecar")
 

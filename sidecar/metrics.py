@@ -20,9 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from app.wire import Sample
-from sidecar.buffer import SampleBuffer
+from app.core.wire import Sample
 from sidecar.exchange_metrics import MAX_ROUTES, ExchangeMetrics
+from sidecar.report.buffer import SampleBuffer
 
 __all__ = ["MAX_ROUTES", "ProxyCounters", "SidecarMetrics"]
 

@@ -41,9 +41,9 @@ from tornado.ioloop import PeriodicCallback
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpserver import TCPServer
 
+from app.core.routes import RouteCap
+from app.core.wire import Sample
 from app.options import SidecarConfig
-from app.routes import RouteCap
-from app.wire import Sample
 from sidecar.connection import ProxiedConnection
 from sidecar.exchange import Exchange, SampleMaker
 from sidecar.resolver import CachingResolver

@@ -107,9 +107,10 @@ def run_app(tmp_path: Path) -> Iterator[object]:
 
 @contextmanager
 def sample_app(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """The project's sample application (`python -m app.sampleapp`) on a free port, stopped afterwards."""
+    """The project's sample application (`python -m app.demo.sampleapp`) on a free port, stopped afterwards."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "app.sampleapp", "--host", "127.0.0.1", "--port", str(port), *args],
+    argv = [sys.executable, "-m", "app.demo.sampleapp", "--host", "127.0.0.1", "--port", str(port), *args]
+    proc = subprocess.Popen(argv,
                             cwd=ROOT, env=app_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, proc=proc)

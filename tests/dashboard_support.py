@@ -19,11 +19,11 @@ from typing import Any
 import ujson
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from app.core.routes import template
+from app.core.summary import SummaryBuilder
+from app.core.wire import Sample
 from app.dashboard.server import DashboardApplication, listen, make_app
 from app.options import DashboardConfig
-from app.routes import template
-from app.summary import SummaryBuilder
-from app.wire import Sample
 from tests.conftest import free_port
 
 T0 = 1_700_000_000.0  # a fixed epoch second (a multiple of 5 and of 60) for fake clocks

@@ -142,7 +142,7 @@ def raise_fd_limit(wanted: int) -> int:
 
 
 class SampleApp:
-    """`python -m app.sampleapp` on a fixed port: started, killed and started again by the test."""
+    """`python -m app.demo.sampleapp` on a fixed port: started, killed and started again by the test."""
 
     def __init__(self, port: int | None = None, log: Path | None = None) -> None:
         self.port = port or free_port()
@@ -152,7 +152,7 @@ class SampleApp:
     def start(self) -> SampleApp:
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.sampleapp", "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, "-m", "app.demo.sampleapp", "--host", "127.0.0.1", "--port", str(self.port),
              "--fail-rate", "0"], cwd=ROOT, env=app_env(), stdout=out, stderr=subprocess.STDOUT)
         if self.log:
             out.close()  # type: ignore[union-attr]

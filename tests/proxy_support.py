@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from tornado.testing import bind_unused_port
 
+from app.core.wire import Sample
 from app.options import SidecarConfig
-from app.wire import Sample
 from sidecar.proxy import SidecarServer
 
 TIMEOUT = 5.0

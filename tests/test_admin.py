@@ -12,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
 
-from app.routes import OVERFLOW_ROUTE
+from app.core.routes import OVERFLOW_ROUTE
 from sidecar.admin import AdminState, make_admin_app
-from sidecar.buffer import SampleBuffer
 from sidecar.metrics import MAX_ROUTES, SidecarMetrics
+from sidecar.report.buffer import SampleBuffer
 from tests.conftest import free_port
 from tests.test_buffer import make_sample
 

@@ -11,8 +11,8 @@ import ujson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.wire import Sample, parse_stats
-from sidecar.buffer import SampleBuffer, estimate_bytes
+from app.core.wire import Sample, parse_stats
+from sidecar.report.buffer import SampleBuffer, estimate_bytes
 
 
 def make_sample(i: int = 0, *, route: str = "/users/{id}", status: int = 200, started: float | None = None,
@@ -242,9 +242,9 @@ def test_adding_is_cheap() -> None:
 
 
 def test_a_huge_summary_is_split_into_batches_the_dashboard_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sidecar.buffer
+    import sidecar.report.buffer
 
-    monkeypatch.setattr(sidecar.buffer, "MAX_CELLS_PER_BATCH", 4)
+    monkeypatch.setattr(sidecar.report.buffer, "MAX_CELLS_PER_BATCH", 4)
     buffer = make_buffer()
     for i in range(10):  # ten cells: ten seconds
         buffer.add(make_sample(i, started=1_732_470_000_000.0 + i * 1000))
@@ -262,7 +262,7 @@ def test_a_huge_summary_is_split_into_batches_the_dashboard_accepts(monkeypatch:
 
 
 def test_the_per_batch_cap_never_exceeds_what_the_dashboard_accepts() -> None:
-    from app.wire import MAX_SAMPLES
+    from app.core.wire import MAX_SAMPLES
 
     buffer = SampleBuffer("p", "a", max_bytes=10**9, max_samples_per_batch=10**6)
     assert buffer.max_samples_per_batch == MAX_SAMPLES

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.chunked import MAX_CHUNK_LINE, ChunkedBody
-from sidecar.framing import Refusal
+from sidecar.http1.chunked import MAX_CHUNK_LINE, ChunkedBody
+from sidecar.http1.framing import Refusal
 
 BODY = b"5;name=value\r\nhello\r\nA ; ext\r\n0123456789\r\n0\r\nX-Checksum: abc\r\n\r\n"
 

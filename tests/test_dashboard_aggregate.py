@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from app.core.histogram import Histogram
+from app.core.wire import parse_resources, parse_stats
 from app.dashboard.aggregate import POD_ROUTES, RECENT, RECENT_FLUSH, SLOWEST, PodStore, Restored
 from app.dashboard.buckets import BucketRow
 from app.dashboard.pods import BATCH_IDS, RECENT_PER_POD
-from app.histogram import Histogram
-from app.wire import parse_resources, parse_stats
 from tests.dashboard_support import T0, FakeClock, resource_body, sample, stats_body
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import ujson
 
-from app.wire import parse_resources, parse_stats
+from app.core.wire import parse_resources, parse_stats
 from bench.dashboard_bench import percentile, resource_body, stats_body, stats_template
 from tests.conftest import ROOT, app_env
 

@@ -8,10 +8,10 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.core.histogram import OVERFLOW
 from app.dashboard.buckets import Bucket, RouteStat, Traffic, Window, freeze, thaw
 from app.dashboard.packed import pack_pairs, pack_status
 from app.dashboard.scope import TrafficDelta
-from app.histogram import OVERFLOW
 from tests.dashboard_support import T0, cells_for, sample
 
 pairs = st.dictionaries(st.integers(0, OVERFLOW), st.integers(1, 10**12), max_size=30)

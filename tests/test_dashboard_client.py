@@ -15,7 +15,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import StreamClosedError
 from tornado.web import Application, RequestHandler
 
-from sidecar.dashboard_client import DashboardClient, _Target
+from sidecar.report.client import DashboardClient, _Target
 from tests.conftest import free_port
 
 JSON = {"Content-Type": "application/json"}

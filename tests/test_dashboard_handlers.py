@@ -11,9 +11,9 @@ import pytest
 import ujson
 
 from app import paths
+from app.core.wire import MAX_SAMPLES
 from app.dashboard.handlers import CSP
 from app.options import DashboardConfig
-from app.wire import MAX_SAMPLES
 from tests.dashboard_support import T0, FakeClock, Running, resource_body, running, sample, stats_body
 
 TOKEN = "s3cret-token"

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import ujson
 
+from app.core.wire import parse_resources, parse_stats
 from app.dashboard.aggregate import Changes, PodStore
 from app.dashboard.history import History
 from app.options import DashboardConfig
-from app.wire import parse_resources, parse_stats
 from tests.conftest import free_port
 from tests.dashboard_support import T0, FakeClock, resource_body, running, sample, stats_body
 

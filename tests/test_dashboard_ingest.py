@@ -14,10 +14,10 @@ import pytest
 import ujson
 
 from app import paths
+from app.core.wire import WireError
 from app.dashboard.front import may_be_ingest
 from app.dashboard.ingest import decode_body
 from app.options import DashboardConfig
-from app.wire import WireError
 from tests.dashboard_support import T0, FakeClock, Running, running, sample, stats_body
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.core.histogram import OVERFLOW, Histogram
 from app.dashboard.packed import pack_pairs, pack_status, quantiles, to_pairs, unpack_status
-from app.histogram import OVERFLOW, Histogram
 
 pairs = st.dictionaries(st.integers(0, OVERFLOW), st.integers(1, 10**12), max_size=30)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from app.core.wire import ResourcePoint
 from app.dashboard.pods import BATCH_IDS, NO_POINT, Pod, ResourceTotals
-from app.wire import ResourcePoint
 from tests.dashboard_support import T0, sample
 
 

@@ -6,10 +6,10 @@ import random
 
 import ujson
 
+from app.core.histogram import Histogram
+from app.core.routes import OVERFLOW_ROUTE
 from app.dashboard.buckets import Window
 from app.dashboard.scope import COARSE, FINE_SPAN, MAX_SKEW, ROUTE_LIMIT, Scope, TrafficDelta, window_start
-from app.histogram import Histogram
-from app.routes import OVERFLOW_ROUTE
 from tests.dashboard_support import T0, cells_for, sample
 
 

@@ -1,4 +1,4 @@
-"""The dashboard's side of `app.wire`: fast paths agree with the full checks, and resource readings."""
+"""The dashboard's side of `app.core.wire`: fast paths agree with the full checks, and resource readings."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.histogram import OVERFLOW
-from app.summary import summarise
-from app.wire import WireError, parse_cell, parse_sample, parse_stats, resource_point
+from app.core.histogram import OVERFLOW
+from app.core.summary import summarise
+from app.core.wire import WireError, parse_cell, parse_sample, parse_stats, resource_point
 from tests.dashboard_support import sample
 
 samples = st.builds(
@@ -138,7 +138,7 @@ def test_non_finite_numbers_in_a_resource_report_are_refused_with_or_without_the
         literal: str, refused: bool) -> None:
     import ujson
 
-    from app.wire import parse_resources
+    from app.core.wire import parse_resources
 
     raw = b'{"pod": "a-1-x", "resource": {"memory": {"percent": LITERAL}, "cpus": []}}'.replace(
         b"LITERAL", literal.encode())
@@ -154,7 +154,7 @@ def test_non_finite_numbers_in_a_resource_report_are_refused_with_or_without_the
 def test_the_not_finite_prefilter_matches_exactly_the_texts_it_did(text: str) -> None:
     import re
 
-    from app.wire import _maybe_not_finite
+    from app.core.wire import _maybe_not_finite
 
     raw = text.encode()
     assert _maybe_not_finite(raw) == bool(re.search(rb"NaN|Infinity|[eE][+-]?\d{3}", raw))

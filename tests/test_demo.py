@@ -19,8 +19,8 @@ from typing import Any
 import psutil
 import pytest
 
-from app import sampleapp
-from app.demo import MAX_PODS, child_commands, child_environment, plan_demo
+from app.demo import sampleapp
+from app.demo.demo import MAX_PODS, child_commands, child_environment, plan_demo
 from app.options import DashboardConfig, DemoConfig, SidecarConfig, app_name_from_pod, parse
 from tests.conftest import ROOT, app_env, free_port
 
@@ -72,7 +72,7 @@ def test_every_child_command_is_one_the_programs_accept() -> None:
     assert (dashboard.host, dashboard.port, dashboard.token, dashboard.data) == ("127.0.0.1", 8080, plan.token,
                                                                                   ":memory:")
     for pod, app_spec, sidecar_spec in zip(plan.pods, specs[1::2], specs[2::2], strict=True):
-        assert app_spec.argv[:2] == ("-m", "app.sampleapp")
+        assert app_spec.argv[:2] == ("-m", "app.demo.sampleapp")
         host, port, settings = sampleapp._parse(app_spec.argv[2:])
         assert (host, port, settings.fail_rate) == ("127.0.0.1", pod.app_port, pod.fail_rate)
         sidecar = parse(sidecar_spec.argv[2:], env)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app import routes
-from app.wire import parse_sample
+from app.core import routes
+from app.core.wire import parse_sample
 from sidecar.exchange import Exchange, SampleMaker, is_probe, is_static, method_name
-from sidecar.http1 import ExchangeTracker
+from sidecar.http1.tracker import ExchangeTracker
 
 
 def exchange(target: bytes = b"/users/42?token=abc", method: bytes = b"GET", status: int = 200) -> Exchange:

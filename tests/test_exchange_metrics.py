@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.routes import OVERFLOW_ROUTE, RouteCap
-from app.wire import Sample, status_class
+from app.core.routes import OVERFLOW_ROUTE, RouteCap
+from app.core.wire import Sample, status_class
 from sidecar.exchange_metrics import DURATION_BUCKETS, METHODS, SIZE_BUCKETS, ExchangeMetrics
 
 LABELS = ("route", "method", "status_class")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.framing import (
+from sidecar.http1.framing import (
     CHUNKED,
     TUNNEL,
     UNTIL_CLOSE,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.framing import CHUNKED, UNTIL_CLOSE, Refusal
-from sidecar.heads import (
+from sidecar.http1.framing import CHUNKED, UNTIL_CLOSE, Refusal
+from sidecar.http1.heads import (
     MAX_REASON,
     MEMO_ENTRIES,
     MEMO_HEAD_BYTES,
@@ -16,7 +16,7 @@ from sidecar.heads import (
     request_line_guess,
     simple_response,
 )
-from sidecar.http1 import ExchangeTracker
+from sidecar.http1.tracker import ExchangeTracker
 
 GET = b"GET /users/42?token=secret HTTP/1.1\r\nHost: app\r\nUser-Agent: kube-probe/1.29\r\n\r\n"
 

@@ -1,4 +1,4 @@
-"""`app.histogram`: `bucket_of` (bisecting) gives exactly what the defining formula `bucket_by_log` gives."""
+"""`app.core.histogram`: `bucket_of` (bisecting) gives exactly what the defining formula `bucket_by_log` gives."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from app.histogram import BOUNDS_MS, LOWEST_MS, OVERFLOW, Histogram, bucket_by_log, bucket_of, bucket_range
+from app.core.histogram import BOUNDS_MS, LOWEST_MS, OVERFLOW, Histogram, bucket_by_log, bucket_of, bucket_range
 
 
 def around(x: float, ulps: int) -> list[float]:

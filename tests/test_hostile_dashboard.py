@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
-from app.wire import MAX_SAMPLES, MAX_TEXT
+from app.core.wire import MAX_SAMPLES, MAX_TEXT
 from tests.conftest import AppProcess, app_env, free_port, wait_for_port
 from tests.dashboard_support import resource_body, sample, stats_body, stuck_websocket
 from tests.fault_support import Dashboard, fetch, rss_bytes, start_dashboard, tracebacks

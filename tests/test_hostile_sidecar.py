@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tornado.netutil import bind_sockets
 
+from app.core.wire import Sample
 from app.options import SidecarConfig
-from app.wire import Sample
 from sidecar.proxy import SidecarServer
 from tests.conftest import AppProcess, app_env, free_port, wait_for_port
 from tests.fault_support import (

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.exchange import Exchange
-from sidecar.heads import response_memo
-from sidecar.http1 import ExchangeTracker
+from sidecar.http1.heads import response_memo
+from sidecar.http1.tracker import ExchangeTracker
 
 Summary = tuple[str, str, int, int, int, "str | None"]  # method, target, status, bytes_in, bytes_out, error
 

@@ -28,7 +28,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from app import sampleapp
+from app.demo import sampleapp
 from app.options import FLAGS, DashboardConfig, SidecarConfig, parse
 from tests.conftest import ROOT, app_env, free_port, wait_for_port
 
@@ -229,7 +229,7 @@ def test_rendering_leaves_no_placeholder_and_types_non_string_values() -> None:
     _, example = deployments(objects)
     assert example["spec"]["replicas"] == 2  # ${{APP_REPLICAS}}: a number, not "2"
     app = containers(example)["app"]
-    assert app["command"] == ["python", "-m", "app.sampleapp"]  # ${{APP_COMMAND}}: a list
+    assert app["command"] == ["python", "-m", "app.demo.sampleapp"]  # ${{APP_COMMAND}}: a list
     assert app["ports"][0]["containerPort"] == 8087
     assert "https://git.example.com/team/mothership.git" in message
     objects, _ = render({**GIVEN, "APP_REPLICAS": "5", "APP_PORT": "9000", "NAME": "ms"})
@@ -411,7 +411,7 @@ def test_environment_and_ports_agree_with_the_option_tables(objects: list[Obj]) 
 
     # The example application: the sample app, which reads PORT only.
     assert set(env_of(app_container)) <= set(sampleapp.ENV_VARS)
-    assert app_container["command"][:3] == ["python", "-m", "app.sampleapp"]
+    assert app_container["command"][:3] == ["python", "-m", "app.demo.sampleapp"]
     _, app_port, _ = sampleapp._parse(app_container["command"][3:], {"PORT": env_of(app_container)["PORT"]["value"]})
     assert app_port == port_number(app_container, "app")
 
@@ -447,7 +447,7 @@ def _get(url: str, password: str | None = None) -> tuple[int, bytes]:
 @pytest.fixture
 def sample_app() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "app.sampleapp", "--host", "127.0.0.1"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "app.demo.sampleapp", "--host", "127.0.0.1"], cwd=ROOT,
                             env=app_env({"PORT": str(port)}), stdout=subprocess.DEVNULL)
     yield proc, port
     proc.terminate()

@@ -56,7 +56,7 @@ def test_sdist_and_wheel_carry_the_page_and_the_deployment_files(dist: Path) -> 
     with tarfile.open(sdist) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     for name in (*PAGE_FILES, "setup.py", "README.md", "openshift-template.yaml", "Containerfile", "app.sh",
-                 ".s2i/environment", "app/sampleapp.py", "sidecar/main.py", "tests/conftest.py"):
+                 ".s2i/environment", "app/demo/sampleapp.py", "sidecar/main.py", "tests/conftest.py"):
         assert name in names, f"{name} is missing from the sdist"
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
 
@@ -69,7 +69,7 @@ def test_sdist_and_wheel_carry_the_page_and_the_deployment_files(dist: Path) -> 
         assert "app/" + name in names, f"app/{name} is missing from the wheel"
     static = {p.relative_to(ROOT).as_posix() for p in (ROOT / "static").rglob("*") if p.is_file()}
     assert {"app/" + name for name in static} <= names  # every asset, subfolders too
-    assert {"app/__main__.py", "app/sampleapp.py", "sidecar/main.py", "app/dashboard/server.py"} <= names
+    assert {"app/__main__.py", "app/demo/sampleapp.py", "sidecar/main.py", "app/dashboard/server.py"} <= names
     assert not [name for name in names if name.startswith(("tests/", "bench/"))]
     assert "mothership = app.__main__:main_exit" in entry_points
     for requirement in ("tornado", "psutil", "ujson", "prometheus-client"):

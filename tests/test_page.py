@@ -83,7 +83,7 @@ class Dashboard:
 
 def exchange(path: str, *, status: int = 200, ms: float = 10.0, method: str = "GET", route: str | None = None,
              ago: float = 0.0) -> dict[str, Any]:
-    """One exchange in the wire shape of app/wire.py, started `ago` seconds before now."""
+    """One exchange in the wire shape of app/core/wire.py, started `ago` seconds before now."""
     return {"endpoint": path, "route": route or path, "method": method,
             "response": {"status": status, "message": "OK" if status < 400 else "Error"},
             "time": ms, "ttfb": ms / 2, "started": (time.time() - ago) * 1000.0, "file": False,

@@ -23,8 +23,8 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application
 from tornado.websocket import WebSocketHandler, websocket_connect
 
+from app.core.wire import Sample
 from app.options import SidecarConfig
-from app.wire import Sample
 from sidecar import proxy as proxy_module
 from sidecar.proxy import SidecarServer
 from sidecar.stream_io import CHUNK, MIN_CHUNK

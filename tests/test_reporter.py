@@ -15,10 +15,10 @@ import ujson
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.options import SidecarConfig
-from sidecar.buffer import SampleBuffer
 from sidecar.metrics import SidecarMetrics
-from sidecar.reporter import Backoff, Reporter, endpoint_url, failure_reason
-from sidecar.resources import ResourceSampler
+from sidecar.pod.sampler import ResourceSampler
+from sidecar.report.buffer import SampleBuffer
+from sidecar.report.reporter import Backoff, Reporter, endpoint_url, failure_reason
 from tests.receiver_support import Receiver
 from tests.test_buffer import make_sample
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.wire import parse_resources
-from sidecar.cgroup import (
+from app.core.wire import parse_resources
+from sidecar.pod.cgroup import (
     CgroupReader,
     CgroupReading,
     parse_cfs_quota,
@@ -17,7 +17,7 @@ from sidecar.cgroup import (
     parse_memory_limit,
     parse_proc_cgroup,
 )
-from sidecar.resources import ResourceSampler, container_view, cpu_models
+from sidecar.pod.sampler import ResourceSampler, container_view, cpu_models
 
 
 def write_tree(root: Path, files: dict[str, str]) -> None:

@@ -17,8 +17,8 @@ import pytest
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from app import routes
-from app.sampleapp import ASSETS, SampleSettings, _parse, make_app
+from app.core import routes
+from app.demo.sampleapp import ASSETS, SampleSettings, _parse, make_app
 from tests.conftest import ROOT, app_env
 
 UUID = "0b9d2f7e-3c1a-4e5b-9f6d-2a8c7e1b4d30"
@@ -140,7 +140,7 @@ async def test_echo_and_download(fetch: Any) -> None:
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "app.sampleapp", *args], cwd=ROOT, env=app_env(),
+    return subprocess.Popen([sys.executable, "-m", "app.demo.sampleapp", *args], cwd=ROOT, env=app_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

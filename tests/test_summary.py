@@ -1,11 +1,11 @@
-"""`app.summary`: a cell counts status classes and failures exactly as `app.wire` defines them."""
+"""`app.core.summary`: a cell counts status classes and failures exactly as `app.core.wire` defines them."""
 
 from __future__ import annotations
 
 import itertools
 
-from app.summary import Cell, SummaryBuilder, summarise
-from app.wire import ERRORS, Sample, is_failure, status_class
+from app.core.summary import Cell, SummaryBuilder, summarise
+from app.core.wire import ERRORS, Sample, is_failure, status_class
 
 
 def sample(status: int, error: str | None = None, ms: float = 1.5, started: float = 1_732_470_000_250.0) -> Sample:

@@ -10,9 +10,9 @@ from collections import Counter
 import pytest
 import tornado.web
 
-from app import routes
-from app.sampleapp import SampleSettings, make_app
-from app.traffic import MIX, PROBE_USER_AGENT, TrafficGenerator, next_request
+from app.core import routes
+from app.demo.sampleapp import SampleSettings, make_app
+from app.demo.traffic import MIX, PROBE_USER_AGENT, TrafficGenerator, next_request
 
 
 def test_mix_covers_every_kind_of_route() -> None:

@@ -1,6 +1,6 @@
 """Everything the dashboard knows about pods, apps and the whole mesh: `PodStore`.
 
-Pure aggregation over validated `app.wire` batches: batch-id deduplication,
+Pure aggregation over validated `app.core.wire` batches: batch-id deduplication,
 staleness, one `Scope` per pod, per app and for all, recent and slowest
 exchanges, and the read models the API and the live page serve. The clock is
 injected and nothing here does I/O; `history.py` persists what `drain()` hands it.
@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 import ujson
 
+from app.core.wire import ResourceReport, Sample, StatsBatch, resource_point
 from app.dashboard.buckets import Bucket, BucketRow, RouteStat
 from app.dashboard.jsontext import dumps
 from app.dashboard.pods import BATCH_IDS, AppGroup, Pod, ResourceTotals
 from app.dashboard.scope import COARSE, FINE_SPAN, Scope, TrafficDelta
-from app.wire import ResourceReport, Sample, StatsBatch, resource_point
 
 RECENT = 100  # newest exchanges over all pods, in the overview
 SLOWEST = 20

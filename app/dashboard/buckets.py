@@ -14,10 +14,10 @@ import struct
 from array import array
 from typing import Any
 
+from app.core.histogram import OVERFLOW
+from app.core.wire import STATUS_CLASSES
 from app.dashboard.jsontext import dumps
 from app.dashboard.packed import WIDTH, quantiles, to_bytes
-from app.histogram import OVERFLOW
-from app.wire import STATUS_CLASSES
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:

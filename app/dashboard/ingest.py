@@ -1,7 +1,7 @@
 """What a sidecar's `POST /stats` or `POST /resources` does, whatever carries it.
 
 `Ingest` checks a request's head (token, type, declared size) and then its
-body (size, JSON, `app.wire`), hands a report to the `PodStore`, counts it,
+body (size, JSON, `app.core.wire`), hands a report to the `PodStore`, counts it,
 and says what to answer: a `Reply` of status, JSON body and extra headers.
 Refusals are JSON `{"error": ...}` with a 4xx, counted, logged, and leave
 nothing stored. It knows nothing of sockets: `app.dashboard.ingest_http`
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import ujson
 from tornado.log import access_log
 
+from app.core.wire import WireError, parse_resources, parse_stats
 from app.dashboard import auth
 from app.dashboard.jsontext import dumps
-from app.wire import WireError, parse_resources, parse_stats
 
 if TYPE_CHECKING:
     from app.dashboard.handlers import Context

@@ -1,8 +1,8 @@
-"""Counts packed into one Python int: per status class, and per latency bucket of `app.histogram`.
+"""Counts packed into one Python int: per status class, and per latency bucket of `app.core.histogram`.
 
 Each slot is 64 bits wide, so adding two packed ints adds every slot at once:
 merging two histograms is one addition instead of a loop. `quantiles` reads
-p50/p95/p99 back exactly as `app.histogram.Histogram.quantile` would.
+p50/p95/p99 back exactly as `app.core.histogram.Histogram.quantile` would.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from itertools import accumulate
 
-from app.histogram import bucket_range
-from app.wire import STATUS_CLASSES
+from app.core.histogram import bucket_range
+from app.core.wire import STATUS_CLASSES
 
 WIDTH = 64  # bits per slot: no count in a slot comes near 2**64
 _MASK = (1 << WIDTH) - 1

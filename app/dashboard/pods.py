@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
+from app.core.wire import ResourcePoint, Sample, resource_point
 from app.dashboard.jsontext import dumps
 from app.dashboard.scope import Scope
-from app.wire import ResourcePoint, Sample, resource_point
 
 RECENT_PER_POD = 50  # newest exchanges per pod, in GET /stats
 BATCH_IDS = 256  # batch ids remembered per pod (20 minutes of 5-second batches) for deduplication

@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from app.core.routes import OVERFLOW_ROUTE
+from app.core.wire import STATUS_CLASSES
 from app.dashboard.buckets import NO_TREND_POINT, Bucket, BucketRow, RouteStat, Slot, Traffic, Window, freeze, read_slot
 from app.dashboard.jsontext import dumps
 from app.dashboard.packed import pack_pairs, pack_status, quantiles, unpack_status
-from app.routes import OVERFLOW_ROUTE
-from app.wire import STATUS_CLASSES
 
 FINE_SPAN = 300  # seconds kept at one-second resolution
 COARSE = 5  # seconds per coarse bucket

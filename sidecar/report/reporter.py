@@ -22,10 +22,10 @@ from collections.abc import Callable
 import ujson
 
 from app.options import SidecarConfig
-from sidecar.buffer import Batch, SampleBuffer
-from sidecar.dashboard_client import DashboardClient, Reply
 from sidecar.metrics import SidecarMetrics
-from sidecar.resources import ResourceSampler
+from sidecar.pod.sampler import ResourceSampler
+from sidecar.report.buffer import Batch, SampleBuffer
+from sidecar.report.client import DashboardClient, Reply
 
 log = logging.getLogger("mothership.sidecar.reporter")
 

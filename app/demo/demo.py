@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.demo.traffic import TrafficGenerator
 from app.options import FLAGS, DemoConfig
-from app.traffic import TrafficGenerator
 
 MAX_PODS = 20
 HOST = "127.0.0.1"  # the demo listens on loopback only: its dashboard has no view token
@@ -111,7 +111,7 @@ def child_commands(plan: DemoPlan, config: DemoConfig) -> list[ChildSpec]:
     ), (plan.dashboard_port,), 1)]
     for pod in plan.pods:
         children.append(ChildSpec(f"app {pod.name}", (
-            "-m", "app.sampleapp", "--host", HOST, "--port", str(pod.app_port), "--fail-rate", str(pod.fail_rate),
+            "-m", "app.demo.sampleapp", "--host", HOST, "--port", str(pod.app_port), "--fail-rate", str(pod.fail_rate),
         ), (pod.app_port,), 1))
         children.append(ChildSpec(f"sidecar {pod.name}", (
             "-m", "app", "--mode", "sidecar", "--host", HOST, "--port", str(pod.sidecar_port),
@@ -128,7 +128,7 @@ def child_environment(parent: Mapping[str, str], token: str) -> dict[str, str]:
     settings = {var for flags in FLAGS.values() for flag in flags for var in flag.envs} | {"MODE"}
     env = {key: value for key, value in parent.items() if key not in settings}
     # The children import `app` and `sidecar` from wherever this process did, whatever their cwd.
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, parent.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env["DASHBOARD_TOKEN"] = token

@@ -1,6 +1,6 @@
 """`ResourceSampler`: one resource sample of the node, the container and the sidecar.
 
-It fills the `resource` object described in `app.wire` (above
+It fills the `resource` object described in `app.core.wire` (above
 `ResourceReport`): the article's `free_memory`, `total_memory` and `cpus` so
 its consumers keep working, then CPU percent, load, the container's cgroup
 usage and limits, the pod's other processes and the sidecar's own use. Every
@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from sidecar.cgroup import CgroupReader, CgroupReading
+from sidecar.pod.cgroup import CgroupReader, CgroupReading
 
 # More processes than this means we see a host's PID namespace, not a pod's:
 # only the first few are listed so a sample stays cheap and small.

@@ -10,8 +10,8 @@ I/O and no clock.
 from __future__ import annotations
 
 from sidecar.exchange import Exchange
-from sidecar.framing import Refusal
-from sidecar.heads import (
+from sidecar.http1.framing import Refusal
+from sidecar.http1.heads import (
     MAX_METHOD,
     METHOD,
     REQUEST_LINE,
@@ -20,7 +20,7 @@ from sidecar.heads import (
     request_line_guess,
     request_memo,
 )
-from sidecar.http1_state import (
+from sidecar.http1.state import (
     R_CHUNKED,
     R_DISCARD,
     R_HEAD,

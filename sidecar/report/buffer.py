@@ -20,8 +20,8 @@ from typing import Any
 
 import ujson
 
-from app.summary import SummaryBuilder
-from app.wire import MAX_SAMPLES, Sample
+from app.core.summary import SummaryBuilder
+from app.core.wire import MAX_SAMPLES, Sample
 
 # Cheap size estimates (bytes of JSON) for the open batch, so that adding a
 # sample never encodes it: the fixed keys and numbers of a sample come to

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from app.histogram import Histogram
-from app.wire import FAILURE_ERRORS, Sample, status_class
+from app.core.histogram import Histogram
+from app.core.wire import FAILURE_ERRORS, Sample, status_class
 
 CellKey = tuple[int, str, str]  # (epoch second, route, method)
 # Status code -> class, made once: `Cell.add` runs once per exchange. Codes
@@ -75,7 +75,7 @@ class Cell:
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> tuple[CellKey, Cell]:
-        """Build from an already-validated wire dict (see `app.wire`)."""
+        """Build from an already-validated wire dict (see `app.core.wire`)."""
         cell = cls()
         cell.status = dict(data["status"])
         cell.failures = data["failures"]

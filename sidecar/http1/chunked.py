@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from sidecar.framing import TCHAR, Refusal
+from sidecar.http1.framing import TCHAR, Refusal
 
 MAX_CHUNK_LINE: Final = 4096  # chunk-size line with extensions
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")

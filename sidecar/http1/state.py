@@ -1,7 +1,7 @@
 """`TrackerState`: what the two sides of an `ExchangeTracker` share: the exchanges in flight and each side's state.
 
-The request side (`sidecar.http1_requests`) and the response side
-(`sidecar.http1_responses`) read and move the same state: a response decides
+The request side (`sidecar.http1.requests`) and the response side
+(`sidecar.http1.responses`) read and move the same state: a response decides
 what the request bytes held behind an Upgrade are, a request that closes the
 connection ends the response side's work. Pure: no I/O and no clock.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 
-from sidecar.chunked import ChunkedBody
 from sidecar.exchange import Exchange
-from sidecar.heads import MEMO_HEAD_BYTES
+from sidecar.http1.chunked import ChunkedBody
+from sidecar.http1.heads import MEMO_HEAD_BYTES
 
 # Request side states.
 R_HEAD = 0  # between requests or inside a head (held in _rq_buf)
@@ -34,7 +34,7 @@ S_DONE = 5  # the connection closes after this response
 
 
 class TrackerState(ABC):
-    """Both sides' state; the sides are mixins over it, `sidecar.http1.ExchangeTracker` joins them."""
+    """Both sides' state; the sides are mixins over it, `sidecar.http1.tracker.ExchangeTracker` joins them."""
 
     def __init__(self, max_head: int = 65536) -> None:
         self.max_head = max_head

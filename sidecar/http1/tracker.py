@@ -7,10 +7,10 @@ interim responses are skipped, `101 Switching Protocols` (and CONNECT) turn the
 connection into a tunnel. Body bytes are skipped by counting, never copied or
 searched. Requests that cannot be framed safely are refused (request smuggling,
 RFC 9112 sections 6.3 and 11.2). Each direction is a mixin of its own
-(`sidecar.http1_requests`, `sidecar.http1_responses`) over the state they
-share (`sidecar.http1_state`); this module joins them and answers the proxy's
-questions. The rules they apply live in `sidecar.framing`, `sidecar.heads` and
-`sidecar.chunked`. Pure: no I/O and no clock; callers pass `now`.
+(`sidecar.http1.requests`, `sidecar.http1.responses`) over the state they
+share (`sidecar.http1.state`); this module joins them and answers the proxy's
+questions. The rules they apply live in `sidecar.http1.framing`, `sidecar.http1.heads` and
+`sidecar.http1.chunked`. Pure: no I/O and no clock; callers pass `now`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sidecar.exchange import Exchange
-from sidecar.http1_requests import RequestSide
-from sidecar.http1_responses import ResponseSide
-from sidecar.http1_state import R_CHUNKED, R_HEAD, R_LENGTH, R_REFUSED, R_WAIT, S_DONE, S_TUNNEL, S_UNTIL_CLOSE
+from sidecar.http1.requests import RequestSide
+from sidecar.http1.responses import ResponseSide
+from sidecar.http1.state import R_CHUNKED, R_HEAD, R_LENGTH, R_REFUSED, R_WAIT, S_DONE, S_TUNNEL, S_UNTIL_CLOSE
 
 
 class ExchangeTracker(RequestSide, ResponseSide):

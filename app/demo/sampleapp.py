@@ -3,7 +3,7 @@
 A small Tornado app with the kinds of routes a real service has: fast, slow,
 sometimes failing, static files (by extension), id-bearing paths, an upload
 echo, sized downloads and a `/healthz` for probes. Run it with
-`python -m app.sampleapp --port P` (or env PORT), or build it with `make_app()`.
+`python -m app.demo.sampleapp --port P` (or env PORT), or build it with `make_app()`.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ ENV_VARS = ("PORT",)  # what the sample app reads from its environment (the flag
 
 def _parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> tuple[str, int, SampleSettings]:
     env = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(prog="python -m app.sampleapp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m app.demo.sampleapp", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
     parser.add_argument("--port", default=env.get("PORT", "8087"),
                         help="port to listen on; 0 picks one (8087) [env PORT]")
@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(serve(host, port, settings))
     except OSError as exc:  # the port is taken, or the address is not ours
-        print(f"python -m app.sampleapp: error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        print(f"python -m app.demo.sampleapp: error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
 

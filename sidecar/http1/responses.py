@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from sidecar.exchange import Exchange
-from sidecar.framing import CHUNKED, UNTIL_CLOSE, Refusal
-from sidecar.heads import (
+from sidecar.http1.framing import CHUNKED, UNTIL_CLOSE, Refusal
+from sidecar.http1.heads import (
     METHODS_FRAMING_RESPONSES,
     ResponseHead,
     find_head_end,
@@ -23,7 +23,7 @@ from sidecar.heads import (
     remember,
     response_memo,
 )
-from sidecar.http1_state import (
+from sidecar.http1.state import (
     R_HEAD,
     R_TUNNEL,
     R_WAIT,

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from app import routes
-from app.histogram import OVERFLOW
+from app.core import routes
+from app.core.histogram import OVERFLOW
 from app.options import app_name_from_pod
 
 ERRORS = ("upstream_unavailable", "upstream_timeout", "upstream_reset", "client_closed", "bad_request")
@@ -60,7 +60,7 @@ class StatsBatch:
     batch: str | None
     dropped: int
     samples: list[Sample]
-    summary: list[dict[str, Any]]  # cells, see app.summary
+    summary: list[dict[str, Any]]  # cells, see app.core.summary
     summarised: bool = field(default=False)  # True when the sender sent the cells
 
 
@@ -318,7 +318,7 @@ def parse_cell(raw: Any, where: str) -> dict[str, Any]:
 
 def parse_stats(body: Any) -> StatsBatch:
     """Check a decoded `POST /stats` body; raise WireError if it is refused."""
-    from app.summary import summarise
+    from app.core.summary import summarise
 
     body = _object(body, "the body")
     pod, app = _pod_and_app(body)

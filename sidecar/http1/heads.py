@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from sidecar.framing import TCHAR, Refusal, persistent, request_framing, response_framing
+from sidecar.http1.framing import TCHAR, Refusal, persistent, request_framing, response_framing
 
 MAX_METHOD: Final = 64
 MAX_REASON: Final = 64

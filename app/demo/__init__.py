@@ -1,0 +1,1 @@
+"""The demo: a sample app, gentle traffic, and the one command that runs them with a dashboard."""

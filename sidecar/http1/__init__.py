@@ -1,0 +1,1 @@
+"""HTTP/1.x: framing rules, request and response heads, chunked bodies, and the exchange tracker."""

@@ -1,0 +1,1 @@
+"""The pod's resources: CPU, memory and the container's cgroup limits."""

@@ -43,6 +43,12 @@ class Exchange:
     tunnel = False
     refused = False
     orphan = False  # a response nobody asked for: forwarded, never reported
+    # Set by the protocols other than HTTP/1 (HTTP/1 leaves them as they are):
+    protocol = ""  # "" means HTTP/1 (`version` says which); else "h2", "grpc", "tls" or "tcp"
+    grpc_status: int | None = None  # from grpc-status in trailers (or a Trailers-Only response)
+    grpc_message = ""  # grpc-message, percent-decoded
+    alpn = ""  # opaque TLS: the protocols the ClientHello offered, comma-separated
+    untracked = False  # the tracker lost the connection's framing; bytes still flowed
 
     def __init__(self, t_start: float) -> None:
         self.t_start = t_start

@@ -1,17 +1,20 @@
-"""One HTTP exchange: the `Exchange` record the tracker fills in as the bytes pass, and the wire `Sample` it becomes.
+"""One exchange: the `Exchange` record a tracker fills in as the bytes pass, and the wire `Sample` it becomes.
 
 `SampleMaker` owns the choices a sample makes about its request: the path
 without the query, the route (templated, then capped so label sets stay
 bounded), the method (unknown ones become `_OTHER`, as OpenTelemetry does),
-the static-file and probe flags. Headers are never copied into a sample.
+the static-file and probe flags, the protocol; a gRPC call's route is its
+method path, an opaque connection's route its TLS server name (or a fixed
+word). Headers are never copied into a sample.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from app.core import routes
-from app.core.wire import Sample
+from app.core.wire import MAX_TEXT, PROTOCOLS, Sample
 
 
 class Exchange:
@@ -72,6 +75,13 @@ STATIC_EXTENSIONS: Final = frozenset((
 ))
 _CACHE_SIZE: Final = 4096  # distinct raw paths remembered; cleared when full
 _NO_TARGET: Final = ("", "", False)  # a request refused before its target could be read (not "/")
+# An opaque connection has no HTTP method or path: its method names the protocol, its endpoint and route
+# are the TLS server name (SNI) when the client sent one, else these words (see the README's wire format).
+OPAQUE_METHODS: Final = {"tls": "TLS", "tcp": "TCP"}
+NO_SNI: Final = "(no sni)"
+TCP_ENDPOINT: Final = "(tcp)"
+MAX_SNI: Final = 253  # the longest DNS name
+_NOT_DNS: Final = re.compile(r"[^a-z0-9._-]")  # a client may send anything as SNI; samples get a host name
 
 
 def is_static(path: str) -> bool:
@@ -83,6 +93,12 @@ def is_static(path: str) -> bool:
 
 def is_probe(user_agent: bytes) -> bool:
     return user_agent.startswith(PROBE_AGENT)
+
+
+def server_name(sni: bytes) -> str:
+    """A TLS server name as an endpoint: lower case, DNS characters only (others become `_`), or NO_SNI."""
+    name = sni[:MAX_SNI].decode("ascii", "replace").lower()
+    return _NOT_DNS.sub("_", name) or NO_SNI
 
 
 def method_name(method: bytes) -> str:
@@ -112,6 +128,8 @@ class SampleMaker:
         return known
 
     def __call__(self, ex: Exchange) -> Sample:
+        if ex.protocol:  # HTTP/2, gRPC or opaque; HTTP/1 pays for this test only
+            return self._other(ex)
         raw_path, mark, raw_query = ex.target.partition(b"?")
         endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)
         if mark and self.record_query:
@@ -131,4 +149,51 @@ class SampleMaker:
             "bytes_out": ex.bytes_out,
             "probe": ex.user_agent.startswith(PROBE_AGENT),
             "error": ex.error,
+            "protocol": "http/1.1" if ex.version else "http/1.0",
         }
+
+    def _other(self, ex: Exchange) -> Sample:
+        """The sample of an HTTP/2 stream, a gRPC call or an opaque connection."""
+        protocol = ex.protocol
+        method = METHODS.get(ex.method, OTHER_METHOD)
+        static = probe = False
+        if protocol == "grpc":
+            # The method path names the call (`/pkg.Service/Method`): not templated, only capped.
+            endpoint = ex.target.partition(b"?")[0].decode("utf-8", "replace")[:routes.MAX_PATH_CHARS]
+            route = self.route_cap(endpoint) if endpoint else ""
+            probe = ex.user_agent.startswith(PROBE_AGENT)
+        elif protocol in OPAQUE_METHODS:
+            method = OPAQUE_METHODS[protocol]
+            endpoint = server_name(ex.target) if protocol == "tls" else TCP_ENDPOINT
+            route = self.route_cap(endpoint)
+        else:  # h2: as HTTP/1
+            raw_path, mark, raw_query = ex.target.partition(b"?")
+            endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)
+            if mark and self.record_query:
+                endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
+            probe = ex.user_agent.startswith(PROBE_AGENT)
+        t_end = ex.t_end or ex.t_start
+        t_first = ex.t_first
+        sample: Sample = {
+            "endpoint": endpoint,
+            "route": route,
+            "method": method,
+            "response": {"status": ex.status, "message": ex.reason},
+            "time": (t_end - ex.t_start) * 1000.0,
+            "ttfb": None if t_first is None else (t_first - ex.t_start) * 1000.0,
+            "started": (ex.t_start + self.clock_offset) * 1000.0,
+            "file": static,
+            "bytes_in": ex.bytes_in,
+            "bytes_out": ex.bytes_out,
+            "probe": probe,
+            "error": ex.error,
+            "protocol": protocol if protocol in PROTOCOLS else "tcp",
+        }
+        if protocol == "grpc":
+            sample["grpc_status"] = ex.grpc_status
+            sample["grpc_message"] = ex.grpc_message[:MAX_TEXT]
+        elif protocol == "tls" and ex.alpn:
+            sample["alpn"] = ex.alpn[:MAX_TEXT]
+        if ex.untracked:
+            sample["untracked"] = True
+        return sample

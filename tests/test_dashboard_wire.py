@@ -32,6 +32,68 @@ def test_a_sample_in_wire_shape_passes_as_it_is(item: dict[str, Any]) -> None:
     assert parse_sample(slow, "s") == {**item, "time": float(item["time"])}
 
 
+protocol_samples = st.builds(
+    lambda base, protocol, extras: {**base, "protocol": protocol, **extras},
+    samples, st.sampled_from(["http/1.1", "http/1.0", "h2", "grpc", "tls", "tcp"]),
+    st.fixed_dictionaries({}, optional={
+        "grpc_status": st.none() | st.integers(0, 999), "grpc_message": st.text(max_size=30),
+        "alpn": st.text(max_size=30), "untracked": st.just(True)}))
+
+
+@given(protocol_samples)
+def test_a_sample_with_a_protocol_and_its_optional_keys_passes_as_it_is(item: dict[str, Any]) -> None:
+    assert parse_sample(item, "s") is item
+    slow = dict(item, extra=1)
+    assert parse_sample(slow, "s") == {**item, "time": float(item["time"])}
+
+
+def test_an_opaque_sample_may_be_named_by_a_host_not_a_path() -> None:
+    tls = {**sample(), "endpoint": "api.example.com", "route": "api.example.com", "method": "TLS",
+           "response": {"status": 0, "message": ""}, "protocol": "tls", "alpn": "h2"}
+    assert parse_sample(tls, "s") is tls
+    # Only opaque samples: an HTTP one still needs a path (else the full check makes it one).
+    http = {**tls, "protocol": "h2"}
+    del http["alpn"]
+    assert parse_sample(http, "s") is not http
+
+
+@pytest.mark.parametrize("change", [
+    {"protocol": "spdy"}, {"protocol": 2}, {"grpc_status": -1}, {"grpc_status": 1000}, {"grpc_status": "x"}, {"grpc_status": 1.5},
+    {"grpc_status": True}, {"grpc_message": 5}, {"grpc_message": "x" * 3000}, {"alpn": ["h2"]},
+    {"error": "stream_resets"},
+])
+def test_bad_new_fields_are_refused_whatever_the_path(change: dict[str, Any]) -> None:
+    for base in ({**sample(), "protocol": "grpc", "grpc_status": 0, "grpc_message": ""}, sample()):
+        with pytest.raises(WireError):
+            parse_sample({**base, **change}, "s")
+
+
+def test_the_new_error_word_and_old_samples_are_accepted() -> None:
+    reset = {**sample(), "error": "stream_reset", "protocol": "h2"}
+    assert parse_sample(reset, "s") is reset
+    old = sample()
+    assert parse_sample(old, "s") is old and "protocol" not in old
+    # An untracked mark that is false is dropped, not kept.
+    assert "untracked" not in parse_sample({**sample(), "protocol": "h2", "untracked": False, "x": 1}, "s")
+
+
+def test_cells_with_a_protocol_and_grpc_codes_pass_as_they_are_and_bad_ones_do_not() -> None:
+    calls = [{**sample(status=200 if code == 0 else 404), "protocol": "grpc", "grpc_status": code,
+              "grpc_message": ""} for code in (0, 0, 5)]
+    [cell] = summarise(calls)
+    assert cell["protocol"] == "grpc" and cell["grpc"] == {"0": 2, "5": 1}
+    assert parse_cell(cell, "c") is cell
+    [h1] = summarise([{**sample(), "protocol": "http/1.1"}])
+    assert parse_cell(h1, "c") is h1
+    for change in ({"protocol": "spdy"}, {"grpc": {"0": 4}}, {"grpc": {"x": 1}}, {"grpc": {"0": -1}},
+                   {"grpc": [0]}, {"grpc": {"1000": 1}}):
+        bad = {**copy.deepcopy(cell), **change}
+        with pytest.raises(WireError):
+            parse_cell(bad, "c")
+    slow = {**copy.deepcopy(cell), "grpc": {"00": 2, "5": 1}}  # not in exact shape: normalised by the full check
+    assert parse_cell(slow, "c")["grpc"] == {"0": 2, "5": 1}
+
+
 @pytest.mark.parametrize("change", [
     {"time": -1.0}, {"time": float("nan")}, {"time": float("inf")}, {"started": 1e15}, {"bytes_in": -1},
     {"bytes_in": True}, {"response": {"status": 1000, "message": ""}}, {"response": {"status": "x", "message": ""}},
@@ -109,10 +171,11 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20)
 sample_keys = st.sampled_from(["endpoint", "route", "method", "response", "time", "ttfb", "started", "file",
-                               "bytes_in", "bytes_out", "probe", "error", "status"])
+                               "bytes_in", "bytes_out", "probe", "error", "status", "protocol", "grpc_status",
+                               "grpc_message", "alpn", "untracked"])
 
 
-@given(st.dictionaries(sample_keys, json_values, max_size=12), json_values, json_values)
+@given(st.dictionaries(sample_keys, json_values, max_size=17), json_values, json_values)
 def test_any_body_is_either_a_batch_or_a_wire_error(item: dict[str, Any], pod: Any, cells: Any) -> None:
     """Whatever arrives, parsing ends in a batch the store can take, or in WireError: nothing else escapes."""
     from app.dashboard.aggregate import PodStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.core import routes
 from app.core.wire import parse_sample
-from sidecar.exchange import Exchange, SampleMaker, is_probe, is_static, method_name
+from sidecar.exchange import NO_SNI, TCP_ENDPOINT, Exchange, SampleMaker, is_probe, is_static, method_name, server_name
 from sidecar.http1.tracker import ExchangeTracker
 
 
@@ -24,7 +24,7 @@ def test_a_sample_has_every_field_of_the_wire_format() -> None:
         "endpoint": "/users/42", "route": "/users/{id}", "method": "GET",
         "response": {"status": 200, "message": "OK"},
         "time": sample["time"], "ttfb": sample["ttfb"], "started": 1_700_000_100_000.0,
-        "file": False, "bytes_in": 80, "bytes_out": 1200, "probe": False, "error": None,
+        "file": False, "bytes_in": 80, "bytes_out": 1200, "probe": False, "error": None, "protocol": "http/1.1",
     }
     assert abs(sample["time"] - 4.2) < 1e-6 and sample["ttfb"] is not None and abs(sample["ttfb"] - 1.5) < 1e-6
     assert parse_sample(sample, "sample") == sample  # the dashboard takes it as it is
@@ -94,3 +94,85 @@ def test_the_path_cache_stays_bounded() -> None:
         maker.describe(f"/p/{i}".encode())
     assert len(maker._paths) <= 4096
     assert maker.describe(b"/p/7") == ("/p/7", "/p/{id}", False)
+
+
+def test_http1_names_its_version() -> None:
+    old = exchange()
+    old.version = 0
+    assert SampleMaker()(old)["protocol"] == "http/1.0"
+
+
+def test_an_h2_stream_is_sampled_as_http1_is_with_its_protocol() -> None:
+    ex = exchange(b"/users/42?token=abc")
+    ex.protocol = "h2"
+    ex.reason = ""
+    sample = SampleMaker()(ex)
+    assert sample == {**SampleMaker()(exchange()), "protocol": "h2", "response": {"status": 200, "message": ""}}
+    assert parse_sample(sample, "s") is sample
+
+
+def grpc_call(path: bytes, code: int | None, status: int, reason: str, message: str = "") -> Exchange:
+    ex = exchange(path, b"POST", status)
+    ex.protocol, ex.reason, ex.grpc_status, ex.grpc_message = "grpc", reason, code, message
+    return ex
+
+
+def test_a_grpc_call_has_its_method_path_as_route_and_its_status() -> None:
+    maker = SampleMaker()
+    ok = maker(grpc_call(b"/shop.v1.Orders/Get", 0, 200, "OK"))
+    assert (ok["endpoint"], ok["route"], ok["method"], ok["protocol"]) == (
+        "/shop.v1.Orders/Get", "/shop.v1.Orders/Get", "POST", "grpc")
+    assert (ok["grpc_status"], ok["grpc_message"], ok["response"]) == (0, "", {"status": 200, "message": "OK"})
+    # Not templated: a method named like an id stays as it is.
+    odd = maker(grpc_call(b"/svc.V1/12345", 5, 404, "NOT_FOUND", "no such order: 12"))
+    assert odd["route"] == "/svc.V1/12345"
+    assert (odd["grpc_status"], odd["grpc_message"], odd["response"]["status"]) == (5, "no such order: 12", 404)
+    reset = grpc_call(b"/svc.V1/Watch", None, 0, "")
+    reset.error = "stream_reset"
+    cut = maker(reset)
+    assert (cut["grpc_status"], cut["error"]) == (None, "stream_reset")
+    for sample in (ok, odd, cut):
+        assert parse_sample(sample, "s") is sample  # the dashboard keeps it as it is
+
+
+def test_grpc_routes_are_capped_too() -> None:
+    maker = SampleMaker(route_cap=routes.RouteCap(1))
+    assert maker(grpc_call(b"/a.A/X", 0, 200, "OK"))["route"] == "/a.A/X"
+    assert maker(grpc_call(b"/a.A/Y", 0, 200, "OK"))["route"] == routes.OVERFLOW_ROUTE
+
+
+def opaque(protocol: str, sni: bytes = b"", alpn: str = "") -> Exchange:
+    ex = Exchange(10.0)
+    ex.protocol, ex.target, ex.alpn = protocol, sni, alpn
+    ex.t_first, ex.t_end, ex.bytes_in, ex.bytes_out = 10.001, 12.5, 517, 4096
+    return ex
+
+
+def test_an_opaque_connection_is_one_sample_named_by_its_server_name() -> None:
+    maker = SampleMaker()
+    tls = maker(opaque("tls", b"API.example.com", "h2,http/1.1"))
+    assert (tls["endpoint"], tls["route"], tls["method"], tls["protocol"], tls["alpn"]) == (
+        "api.example.com", "api.example.com", "TLS", "tls", "h2,http/1.1")
+    assert tls["response"] == {"status": 0, "message": ""} and tls["error"] is None
+    assert abs(tls["time"] - 2500.0) < 1e-6 and (tls["bytes_in"], tls["bytes_out"]) == (517, 4096)
+    bare = maker(opaque("tls"))
+    assert (bare["endpoint"], bare["route"], "alpn" in bare) == (NO_SNI, NO_SNI, False)
+    tcp = maker(opaque("tcp"))
+    assert (tcp["endpoint"], tcp["route"], tcp["method"], tcp["protocol"]) == (TCP_ENDPOINT, TCP_ENDPOINT, "TCP", "tcp")
+    for sample in (tls, bare, tcp):
+        assert parse_sample(sample, "s") is sample
+
+
+def test_a_hostile_server_name_becomes_a_plain_host_name() -> None:
+    assert server_name(b"Shop.Example.COM") == "shop.example.com"
+    named = server_name(b"/../x?y#z\xff")
+    assert named == "_.._x_y_z_" and "?" not in named and "/" not in named
+    assert len(server_name(b"a" * 1000)) == 253
+
+
+def test_untracked_streams_are_marked_and_others_carry_no_mark() -> None:
+    ex = exchange()
+    ex.protocol, ex.untracked, ex.error = "h2", True, "upstream_reset"
+    sample = SampleMaker()(ex)
+    assert sample["untracked"] is True and parse_sample(sample, "s") is sample
+    assert "untracked" not in SampleMaker()(exchange())

@@ -38,3 +38,23 @@ def test_cells_are_per_second_route_and_method() -> None:
     assert [(c["t"], c["count"], c["status"]) for c in cells] == [
         (1_732_470_000, 2, {"2xx": 2}), (1_732_470_001, 1, {"2xx": 1})]
     assert summarise([sample(502, "upstream_unavailable")])[0]["failures"] == 1
+
+
+def test_cells_are_per_protocol_and_grpc_cells_count_codes() -> None:
+    t = 1_732_470_000_100.0
+    h1 = {**sample(200, started=t), "protocol": "http/1.1"}
+    h2 = {**sample(200, started=t), "protocol": "h2"}
+    calls = [{**sample(status, started=t), "route": "/shop.Orders/Get", "method": "POST", "protocol": "grpc",
+              "grpc_status": code, "grpc_message": ""} for status, code in ((200, 0), (200, 0), (404, 5), (0, None))]
+    cells = summarise([h1, h2, sample(200, started=t), *calls])
+    by_protocol = {c.get("protocol"): c for c in cells}
+    assert {p: c["count"] for p, c in by_protocol.items()} == {None: 1, "http/1.1": 1, "h2": 1, "grpc": 4}
+    # Calls without a status (a reset stream) are in `count` only.
+    assert by_protocol["grpc"]["grpc"] == {"0": 2, "5": 1}
+    assert "grpc" not in by_protocol["h2"] and "protocol" not in by_protocol[None]
+    key, cell = Cell.from_wire(by_protocol["grpc"])
+    assert key[3] == "grpc" and cell.grpc == {0: 2, 5: 1}
+    other = Cell(grpc=True)
+    other.add(calls[2])
+    cell.merge(other)
+    assert cell.grpc == {0: 2, 5: 2} and cell.to_wire(key)["grpc"] == {"0": 2, "5": 2}

@@ -9,7 +9,11 @@ article's payloads). Wire form of one cell:
     {"t": 1732470000, "route": "/users/{id}", "method": "GET", "count": 12,
      "status": {"2xx": 11, "5xx": 1}, "failures": 1,
      "hist": [[18, 3], [19, 9]], "sum": 14.2, "min": 0.9, "max": 2.1,
-     "bytes_in": 960, "bytes_out": 20480}
+     "bytes_in": 960, "bytes_out": 20480, "protocol": "http/1.1"}
+
+`protocol` is absent from older sidecars' cells; a gRPC cell also counts its
+calls by status code, `"grpc": {"0": 10, "5": 2}` (calls that ended without
+one, reset for instance, are in `count` only).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from app.core.histogram import Histogram
 from app.core.wire import FAILURE_ERRORS, Sample, status_class
 
-CellKey = tuple[int, str, str]  # (epoch second, route, method)
+CellKey = tuple[int, str, str, str]  # (epoch second, route, method, protocol or "")
 # Status code -> class, made once: `Cell.add` runs once per exchange. Codes
 # outside 100-599 (and non-integers) are left to `status_class` itself.
 _STATUS_CLASS: dict[int, str] = {code: status_class(code) for code in range(100, 600)}
@@ -29,14 +33,15 @@ _STATUS_CLASS: dict[int, str] = {code: status_class(code) for code in range(100,
 class Cell:
     """Everything about one route's exchanges that started in one second."""
 
-    __slots__ = ("bytes_in", "bytes_out", "failures", "hist", "status")
+    __slots__ = ("bytes_in", "bytes_out", "failures", "grpc", "hist", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, grpc: bool = False) -> None:
         self.status: dict[str, int] = {}
         self.failures = 0
         self.hist = Histogram()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.grpc: dict[int, int] | None = {} if grpc else None  # gRPC calls by status code
 
     @property
     def count(self) -> int:
@@ -54,6 +59,11 @@ class Cell:
         self.hist.add(sample["time"])
         self.bytes_in += sample.get("bytes_in") or 0
         self.bytes_out += sample.get("bytes_out") or 0
+        grpc = self.grpc
+        if grpc is not None:  # a gRPC cell (other protocols pay for this test only)
+            grpc_code = sample.get("grpc_status")
+            if grpc_code is not None:
+                grpc[grpc_code] = grpc.get(grpc_code, 0) + 1
 
     def merge(self, other: Cell) -> None:
         for klass, n in other.status.items():
@@ -62,27 +72,40 @@ class Cell:
         self.hist.merge(other.hist)
         self.bytes_in += other.bytes_in
         self.bytes_out += other.bytes_out
+        if other.grpc is not None:
+            mine = self.grpc if self.grpc is not None else {}
+            for code, n in other.grpc.items():
+                mine[code] = mine.get(code, 0) + n
+            self.grpc = mine
 
     def to_wire(self, key: CellKey) -> dict[str, Any]:
-        t, route, method = key
-        return {
+        t, route, method, protocol = key
+        out = {
             "t": t, "route": route, "method": method, "count": self.count,
             "status": dict(self.status), "failures": self.failures,
             "hist": self.hist.to_wire(), "sum": round(self.hist.total, 3),
             "min": round(self.hist.low, 3), "max": round(self.hist.high, 3),
             "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
         }
+        if protocol:
+            out["protocol"] = protocol
+        if self.grpc is not None:
+            out["grpc"] = {str(code): n for code, n in sorted(self.grpc.items())}
+        return out
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> tuple[CellKey, Cell]:
         """Build from an already-validated wire dict (see `app.core.wire`)."""
-        cell = cls()
+        grpc = data.get("grpc")
+        cell = cls(grpc is not None)
+        if grpc is not None:
+            cell.grpc = {int(code): n for code, n in grpc.items()}
         cell.status = dict(data["status"])
         cell.failures = data["failures"]
         cell.hist.merge_wire(data["hist"], data["sum"], data["min"], data["max"])
         cell.bytes_in = data["bytes_in"]
         cell.bytes_out = data["bytes_out"]
-        return (data["t"], data["route"], data["method"]), cell
+        return (data["t"], data["route"], data["method"], data.get("protocol", "")), cell
 
 
 class SummaryBuilder:
@@ -92,10 +115,11 @@ class SummaryBuilder:
         self.cells: dict[CellKey, Cell] = {}
 
     def add(self, sample: Sample) -> None:
-        key = (int(sample["started"] // 1000), sample["route"], sample["method"])
+        protocol = sample.get("protocol", "")
+        key = (int(sample["started"] // 1000), sample["route"], sample["method"], protocol)
         cell = self.cells.get(key)
         if cell is None:
-            cell = self.cells[key] = Cell()
+            cell = self.cells[key] = Cell(protocol == "grpc")
         cell.add(sample)
 
     def __len__(self) -> int:

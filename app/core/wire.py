@@ -17,9 +17,17 @@ from app.core import routes
 from app.core.histogram import OVERFLOW
 from app.options import app_name_from_pod
 
-ERRORS = ("upstream_unavailable", "upstream_timeout", "upstream_reset", "client_closed", "bad_request")
-# Errors that mean the service failed the client (a client hanging up does not).
+ERRORS = ("upstream_unavailable", "upstream_timeout", "upstream_reset", "client_closed", "bad_request",
+          "stream_reset")
+# Errors that mean the service failed the client (a client hanging up does not). An HTTP/2 stream reset
+# is not one by itself: a gRPC client resets every call it cancels or lets run past its deadline; a
+# reset the app sent after a 5xx status (or a gRPC code that maps to one) still counts by its status.
 FAILURE_ERRORS = frozenset(("upstream_unavailable", "upstream_timeout", "upstream_reset"))
+# A sample's `protocol`: HTTP/1 by its version, then what the sidecar detected. The opaque ones are
+# whole connections (see the README's wire format for how their endpoint, route and method read).
+PROTOCOLS = ("http/1.1", "http/1.0", "h2", "grpc", "tls", "tcp")
+OPAQUE_PROTOCOLS = frozenset(("tls", "tcp"))
+MAX_GRPC_STATUS = 999  # the spec's codes are 0-16; a server may send its own, kept if small
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
 
 MAX_SAMPLES = 20_000  # raw samples in one batch
@@ -47,6 +55,12 @@ class Sample(TypedDict, total=False):
     bytes_out: int
     probe: bool  # Kubernetes probe traffic (kube-probe/ user agent)
     error: str | None  # None or one of ERRORS
+    # From sidecars that know protocols (absent in the article's payloads and older sidecars):
+    protocol: str  # one of PROTOCOLS
+    grpc_status: int | None  # gRPC only: the call's status code (None: it ended without one)
+    grpc_message: str  # gRPC only: grpc-message, percent-decoded
+    alpn: str  # tls only, when the ClientHello offered any: its protocols, comma-separated
+    untracked: bool  # present (true) only when the sidecar lost the connection's framing
 
 
 class WireError(ValueError):
@@ -156,9 +170,12 @@ def _pod_and_app(body: dict[str, Any]) -> tuple[str, str]:
 
 SAMPLE_KEYS = frozenset(("endpoint", "route", "method", "response", "time", "ttfb", "started", "file",
                          "bytes_in", "bytes_out", "probe", "error"))
+OPTIONAL_SAMPLE_KEYS = ("grpc_status", "grpc_message", "alpn", "untracked")  # besides `protocol`
 CELL_KEYS = frozenset(("t", "route", "method", "count", "status", "failures", "hist", "sum", "min", "max",
                        "bytes_in", "bytes_out"))
+MAX_GRPC_CODES = 64  # distinct gRPC codes in one cell
 _ERROR_WORDS = frozenset((None, *ERRORS))
+_PROTOCOL_SET = frozenset(PROTOCOLS)
 _STATUS_CLASS_SET = frozenset(STATUS_CLASSES)
 _NUMBER_TYPES = (int, float)
 
@@ -170,10 +187,15 @@ def _fast_sample(item: Any) -> bool:
     costs a fraction of `parse_sample`, which handles everything else (and
     says what is wrong).
     """
-    # Twelve keys, all of them known (a missing one raises KeyError), is exactly the wire's key set.
-    if type(item) is not dict or len(item) != len(SAMPLE_KEYS):
+    # Twelve keys, all of them known (a missing one raises KeyError), is exactly the wire's key set;
+    # thirteen with `protocol` (our sidecars since protocols came); more only with the optional ones.
+    if type(item) is not dict:
+        return False
+    n = len(item)
+    if n != 13 and n != 12 and not (13 < n <= 13 + len(OPTIONAL_SAMPLE_KEYS) and _fast_optional(item, n - 13)):
         return False
     try:
+        protocol = item["protocol"] if n > 12 else None
         response, endpoint, route, method = item["response"], item["endpoint"], item["route"], item["method"]
         if type(response) is not dict or len(response) != 2:
             return False
@@ -185,8 +207,8 @@ def _fast_sample(item: Any) -> bool:
         return False
     return (
         type(status) is int and 0 <= status <= 999 and type(message) is str and len(message) <= MAX_TEXT
-        and type(endpoint) is str and len(endpoint) <= MAX_TEXT and endpoint[:1] == "/"
-        and "?" not in endpoint and "#" not in endpoint
+        and type(endpoint) is str and len(endpoint) <= MAX_TEXT
+        and (endpoint[:1] == "/" or protocol in OPAQUE_PROTOCOLS) and "?" not in endpoint and "#" not in endpoint
         and type(route) is str and 0 < len(route) <= MAX_TEXT and type(method) is str and len(method) <= 16
         and type(time) in _NUMBER_TYPES and 0 <= time <= MAX_MS
         and (ttfb is None or (type(ttfb) in _NUMBER_TYPES and 0 <= ttfb <= MAX_MS))
@@ -195,13 +217,45 @@ def _fast_sample(item: Any) -> bool:
         and type(bytes_in) is int and 0 <= bytes_in <= MAX_COUNT
         and type(bytes_out) is int and 0 <= bytes_out <= MAX_COUNT
         and (error is None or (type(error) is str and error in _ERROR_WORDS))
+        and (protocol is None or (type(protocol) is str and protocol in _PROTOCOL_SET))
     )
+
+
+def _fast_optional(item: dict[str, Any], expected: int) -> bool:
+    """True when exactly `expected` of the optional sample keys are there, each well formed."""
+    found = 0
+    if "grpc_status" in item:
+        code = item["grpc_status"]
+        if not (code is None or (type(code) is int and 0 <= code <= MAX_GRPC_STATUS)):
+            return False
+        found += 1
+    for key in ("grpc_message", "alpn"):
+        if key in item:
+            text = item[key]
+            if type(text) is not str or len(text) > MAX_TEXT:
+                return False
+            found += 1
+    if "untracked" in item:
+        if type(item["untracked"]) is not bool:
+            return False
+        found += 1
+    return found == expected
 
 
 def _fast_cell(cell: Any, overflow: int) -> bool:
     """True when `cell` is exactly in wire shape and consistent, so it can be kept as it is."""
-    if type(cell) is not dict or len(cell) != len(CELL_KEYS):
+    if type(cell) is not dict:
         return False
+    n = len(cell)
+    if n != 12:  # then `protocol` and perhaps `grpc` too (a gRPC cell)
+        protocol = cell.get("protocol")
+        if not (type(protocol) is str and protocol in _PROTOCOL_SET):
+            return False
+        if n == 14:
+            if not _fast_grpc(cell.get("grpc"), cell.get("count")):
+                return False
+        elif n != 13:
+            return False
     try:
         t, count, status, failures, hist = cell["t"], cell["count"], cell["status"], cell["failures"], cell["hist"]
         route, method, low, high, whole = cell["route"], cell["method"], cell["min"], cell["max"], cell["sum"]
@@ -261,7 +315,7 @@ def parse_sample(raw: Any, where: str) -> Sample:
     if error is not None and error not in ERRORS:
         raise WireError(f"{where}.error must be null or one of {', '.join(ERRORS)}")
     ttfb = item.get("ttfb")
-    return {
+    out: Sample = {
         "endpoint": path,
         "route": route,
         "method": _text(item.get("method"), f"{where}.method", required=False, default="GET")[:16],
@@ -275,6 +329,61 @@ def parse_sample(raw: Any, where: str) -> Sample:
         "probe": bool(item.get("probe", False)),
         "error": error,
     }
+    protocol = item.get("protocol")
+    if protocol is not None:
+        if protocol not in _PROTOCOL_SET:
+            raise WireError(f"{where}.protocol must be one of {', '.join(PROTOCOLS)}")
+        out["protocol"] = protocol
+    _parse_optional(item, out, where)
+    return out
+
+
+def _parse_optional(item: dict[str, Any], out: Sample, where: str) -> None:
+    """The optional keys of a sample (gRPC's status and message, TLS's ALPN, the untracked mark) into `out`."""
+    if "grpc_status" in item:
+        code = item["grpc_status"]
+        if code is not None:
+            code = _count(code, f"{where}.grpc_status")
+            if code > MAX_GRPC_STATUS:
+                raise WireError(f"{where}.grpc_status must be between 0 and {MAX_GRPC_STATUS}")
+        out["grpc_status"] = code
+    if "grpc_message" in item:
+        out["grpc_message"] = _text(item["grpc_message"], f"{where}.grpc_message", required=False)
+    if "alpn" in item:
+        out["alpn"] = _text(item["alpn"], f"{where}.alpn", required=False)
+    if item.get("untracked"):
+        out["untracked"] = True
+
+
+def _fast_grpc(codes: Any, count: Any) -> bool:
+    if type(codes) is not dict or len(codes) > MAX_GRPC_CODES or type(count) is not int:
+        return False
+    total = 0
+    for code, n in codes.items():
+        if not (type(code) is str and _is_code(code) and type(n) is int and n >= 0):
+            return False
+        total += n
+    return total <= count
+
+
+def _is_code(text: str) -> bool:
+    """A gRPC code as a cell writes it: ASCII digits, no leading zero, at most MAX_GRPC_STATUS."""
+    return 0 < len(text) <= 3 and text.isascii() and text.isdigit() and (text[0] != "0" or text == "0")
+
+
+def _parse_grpc(raw: Any, count: int, where: str) -> dict[str, int]:
+    codes = _object(raw, where)
+    if len(codes) > MAX_GRPC_CODES:
+        raise WireError(f"{where} has more than {MAX_GRPC_CODES} codes")
+    out = {}
+    for code, n in codes.items():
+        if not (type(code) is str and 0 < len(code) <= 3 and code.isascii() and code.isdigit()):
+            raise WireError(f"{where} keys must be gRPC status codes (0-{MAX_GRPC_STATUS})")
+        key = str(int(code))
+        out[key] = out.get(key, 0) + _count(n, f"{where}.{code}")
+    if sum(out.values()) > count:
+        raise WireError(f"{where} must add up to at most count")
+    return out
 
 
 def parse_cell(raw: Any, where: str) -> dict[str, Any]:
@@ -300,7 +409,7 @@ def parse_cell(raw: Any, where: str) -> dict[str, Any]:
         raise WireError(f"{where}.count must equal the histogram's total")
     if sum(status.values()) != count:
         raise WireError(f"{where}.status must add up to count")
-    return {
+    out = {
         "t": _count(cell.get("t"), f"{where}.t"),
         "route": _text(cell.get("route"), f"{where}.route"),
         "method": _text(cell.get("method"), f"{where}.method")[:16],
@@ -314,6 +423,14 @@ def parse_cell(raw: Any, where: str) -> dict[str, Any]:
         "bytes_in": _count(cell.get("bytes_in"), f"{where}.bytes_in"),
         "bytes_out": _count(cell.get("bytes_out"), f"{where}.bytes_out"),
     }
+    protocol = cell.get("protocol")
+    if protocol is not None:
+        if protocol not in _PROTOCOL_SET:
+            raise WireError(f"{where}.protocol must be one of {', '.join(PROTOCOLS)}")
+        out["protocol"] = protocol
+    if cell.get("grpc") is not None:
+        out["grpc"] = _parse_grpc(cell["grpc"], count, f"{where}.grpc")
+    return out
 
 
 def parse_stats(body: Any) -> StatsBatch:

@@ -58,8 +58,8 @@ def test_an_opaque_sample_may_be_named_by_a_host_not_a_path() -> None:
 
 
 @pytest.mark.parametrize("change", [
-    {"protocol": "spdy"}, {"protocol": 2}, {"grpc_status": -1}, {"grpc_status": 1000}, {"grpc_status": "x"}, {"grpc_status": 1.5},
-    {"grpc_status": True}, {"grpc_message": 5}, {"grpc_message": "x" * 3000}, {"alpn": ["h2"]},
+    {"protocol": "spdy"}, {"protocol": 2}, {"grpc_status": -1}, {"grpc_status": 1000}, {"grpc_status": "x"},
+    {"grpc_status": 1.5}, {"grpc_status": True}, {"grpc_message": 5}, {"grpc_message": "x" * 3000}, {"alpn": ["h2"]},
     {"error": "stream_resets"},
 ])
 def test_bad_new_fields_are_refused_whatever_the_path(change: dict[str, Any]) -> None:

@@ -375,7 +375,7 @@ def _parse_grpc(raw: Any, count: int, where: str) -> dict[str, int]:
     codes = _object(raw, where)
     if len(codes) > MAX_GRPC_CODES:
         raise WireError(f"{where} has more than {MAX_GRPC_CODES} codes")
-    out = {}
+    out: dict[str, Any] = {}
     for code, n in codes.items():
         if not (type(code) is str and 0 < len(code) <= 3 and code.isascii() and code.isdigit()):
             raise WireError(f"{where} keys must be gRPC status codes (0-{MAX_GRPC_STATUS})")

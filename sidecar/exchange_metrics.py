@@ -1,5 +1,9 @@
 """`ExchangeMetrics`: the per-exchange Prometheus series (request count, duration, request and response size).
 
+HTTP/1, HTTP/2 and gRPC exchanges all count in the `http_server_*` series (a
+gRPC call by its status mapped to HTTP's, as the dashboard counts it); a gRPC
+call also counts in OpenTelemetry's RPC histogram, and an opaque connection
+(TLS, TCP) only in the `mothership_opaque_*` series.
 Each finished exchange bumps plain numbers in a cell found with one dict
 lookup: no lock and no prometheus_client object is touched per exchange.
 The cells become metric families only when /metrics is scraped (this is a
@@ -36,6 +40,18 @@ DURATION: Final = ("http_server_request_duration_seconds",
                    "Time from the request's first byte in to the response's last byte out.")
 REQUEST_SIZE: Final = ("http_server_request_size_bytes", "Bytes received from the client.")
 RESPONSE_SIZE: Final = ("http_server_response_size_bytes", "Bytes sent to the client.")
+RPC_DURATION: Final = ("rpc_server_duration_seconds",
+                       "gRPC calls: time from the request's headers in to the call's end (OpenTelemetry's RPC "
+                       "conventions).")
+OPAQUE_CONNECTIONS: Final = ("mothership_opaque_connections", "Connections relayed as opaque bytes (TLS, TCP).")
+OPAQUE_DURATION: Final = ("mothership_opaque_connection_duration_seconds",
+                          "Opaque connections: time from the client's connection to the end of the relay.")
+OPAQUE_BYTES: Final = ("mothership_opaque_bytes", "Bytes relayed on opaque connections.")
+_OTHER_PROTOCOLS: Final = frozenset(("grpc", "tls", "tcp"))  # what is counted besides, or instead of, HTTP
+# A call that ended without a grpc-status is labelled with the code a gRPC client reports then: UNAVAILABLE
+# when the app's side failed (the connection lost or timed out), CANCELLED when it was reset or abandoned.
+_NO_STATUS_CODE: Final = {"upstream_unavailable": "14", "upstream_timeout": "14", "upstream_reset": "14"}
+_CANCELLED: Final = "1"
 
 
 class _Sizes:
@@ -65,6 +81,37 @@ class _Cell:
         self.created = time.time()
 
 
+class _Durations:
+    """A duration histogram of one label set (RPC calls, or opaque connections with their bytes)."""
+
+    __slots__ = ("buckets", "count", "created", "received", "seconds", "sent")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self.received = 0
+        self.sent = 0
+        self.created = time.time()
+
+    def add(self, sample: Sample) -> None:
+        seconds = sample.get("time", 0.0) / 1000.0
+        self.count += 1
+        self.seconds += seconds
+        self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.received += sample.get("bytes_in", 0)
+        self.sent += sample.get("bytes_out", 0)
+
+
+def rpc_labels(route: str, grpc_status: int | None, error: str | None) -> tuple[str, str, str]:
+    """(rpc_service, rpc_method, rpc_grpc_status_code) of a call whose route is `/pkg.Service/Method`."""
+    service, _, method = route.lstrip("/").rpartition("/")
+    if not service:  # not a method path (the {other} route, or a client's odd path): one bucket for it
+        service, method = route, ""
+    code = str(grpc_status) if grpc_status is not None else _NO_STATUS_CODE.get(error or "", _CANCELLED)
+    return service, method, code
+
+
 class ExchangeMetrics:
     """Counts exchanges by `observe(sample)`; a prometheus_client collector (`collect`, `describe`)."""
 
@@ -73,10 +120,19 @@ class ExchangeMetrics:
         self._by_key: dict[tuple[str, str, int], _Cell] = {}  # raw key -> its cell (a cache)
         self._cells: dict[tuple[str, str, str], _Cell] = {}  # label values -> cell, for good
         self._sizes: dict[tuple[str, str], _Sizes] = {}
+        self._rpc: dict[tuple[str, str, str], _Durations] = {}  # (service, method, status code) -> calls
+        self._rpc_by_key: dict[tuple[str, int | None, str | None], _Durations] = {}  # (route, code, error): a cache
+        self._opaque: dict[str, _Durations] = {}  # protocol -> connections
 
     # --- the hot path: once per exchange ------------------------------------------
 
     def observe(self, sample: Sample) -> None:
+        protocol = sample.get("protocol")
+        if protocol in _OTHER_PROTOCOLS:  # HTTP/1 and HTTP/2 pay for this test only
+            if protocol != "grpc":
+                self._observe_opaque(protocol, sample)
+                return
+            self._observe_rpc(sample)
         response = sample.get("response")
         key = (sample.get("route", "/"), sample.get("method", "GET"), response["status"] if response else 0)
         cell = self._by_key.get(key)
@@ -95,6 +151,25 @@ class ExchangeMetrics:
         sizes.in_buckets[bisect_left(SIZE_BUCKETS, received)] += 1
         sizes.out_sum += sent
         sizes.out_buckets[bisect_left(SIZE_BUCKETS, sent)] += 1
+
+    def _observe_rpc(self, sample: Sample) -> None:
+        key = (sample.get("route", "/"), sample.get("grpc_status"), sample.get("error"))
+        calls = self._rpc_by_key.get(key)
+        if calls is None:
+            labels = rpc_labels(self._routes(key[0]), key[1], key[2])
+            calls = self._rpc.get(labels)
+            if calls is None:
+                calls = self._rpc[labels] = _Durations()
+            if len(self._rpc_by_key) >= _KEY_CACHE_LIMIT:
+                self._rpc_by_key.clear()
+            self._rpc_by_key[key] = calls
+        calls.add(sample)
+
+    def _observe_opaque(self, protocol: str, sample: Sample) -> None:
+        connections = self._opaque.get(protocol)
+        if connections is None:
+            connections = self._opaque[protocol] = _Durations()
+        connections.add(sample)
 
     def _cell(self, key: tuple[str, str, int]) -> _Cell:
         route, method, status = key
@@ -116,10 +191,12 @@ class ExchangeMetrics:
 
     def describe(self) -> list[Metric]:
         return [Metric(*REQUESTS, "counter"), Metric(*DURATION, "histogram"),
-                Metric(*REQUEST_SIZE, "histogram"), Metric(*RESPONSE_SIZE, "histogram")]
+                Metric(*REQUEST_SIZE, "histogram"), Metric(*RESPONSE_SIZE, "histogram"),
+                Metric(*RPC_DURATION, "histogram"), Metric(*OPAQUE_CONNECTIONS, "counter"),
+                Metric(*OPAQUE_DURATION, "histogram"), Metric(*OPAQUE_BYTES, "counter")]
 
     def collect(self) -> Iterator[Metric]:
-        requests, duration, request_size, response_size = self.describe()
+        requests, duration, request_size, response_size, rpc, opaque, opaque_duration, opaque_bytes = self.describe()
         requests_total, requests_created = f"{REQUESTS[0]}_total", f"{REQUESTS[0]}_created"
         for (route, method, klass), cell in self._cells.items():
             labels = {"route": route, "method": method, "status_class": klass}
@@ -132,7 +209,21 @@ class ExchangeMetrics:
                            sizes.created)
             _add_histogram(response_size, labels, _SIZE_LE, sizes.out_buckets, sizes.count, sizes.out_sum,
                            sizes.created)
-        yield from (requests, duration, request_size, response_size)
+        for (service, method, code), calls in self._rpc.items():
+            labels = {"rpc_system": "grpc", "rpc_service": service, "rpc_method": method,
+                      "rpc_grpc_status_code": code}
+            _add_histogram(rpc, labels, _DURATION_LE, calls.buckets, calls.count, calls.seconds, calls.created)
+        for protocol, connections in self._opaque.items():
+            labels = {"protocol": protocol}
+            opaque.add_sample(f"{OPAQUE_CONNECTIONS[0]}_total", labels, connections.count)
+            opaque.add_sample(f"{OPAQUE_CONNECTIONS[0]}_created", labels, connections.created)
+            _add_histogram(opaque_duration, labels, _DURATION_LE, connections.buckets, connections.count,
+                           connections.seconds, connections.created)
+            for direction, n in (("received", connections.received), ("sent", connections.sent)):
+                opaque_bytes.add_sample(f"{OPAQUE_BYTES[0]}_total", {**labels, "direction": direction}, n)
+                opaque_bytes.add_sample(f"{OPAQUE_BYTES[0]}_created", {**labels, "direction": direction},
+                                        connections.created)
+        yield from (requests, duration, request_size, response_size, rpc, opaque, opaque_duration, opaque_bytes)
 
 
 _go_float: Callable[[float], str] = floatToGoString  # how prometheus_client writes an `le` bound

@@ -11,9 +11,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.routes import OVERFLOW_ROUTE, RouteCap
 from app.core.wire import Sample, status_class
-from sidecar.exchange_metrics import DURATION_BUCKETS, METHODS, SIZE_BUCKETS, ExchangeMetrics
+from sidecar.exchange_metrics import (
+    DURATION_BUCKETS,
+    METHODS,
+    OPAQUE_BYTES,
+    OPAQUE_CONNECTIONS,
+    OPAQUE_DURATION,
+    RPC_DURATION,
+    SIZE_BUCKETS,
+    ExchangeMetrics,
+)
 
 LABELS = ("route", "method", "status_class")
+RPC_LABELS = ("rpc_system", "rpc_service", "rpc_method", "rpc_grpc_status_code")
 
 
 class Reference:
@@ -31,9 +41,30 @@ class Reference:
                                       ("route", "method"), buckets=SIZE_BUCKETS, registry=self.registry)
         self.response_size = Histogram("http_server_response_size_bytes", "Bytes sent to the client.",
                                        ("route", "method"), buckets=SIZE_BUCKETS, registry=self.registry)
+        self.rpc = Histogram(RPC_DURATION[0], RPC_DURATION[1], RPC_LABELS, buckets=DURATION_BUCKETS,
+                             registry=self.registry)
+        self.connections = Counter(OPAQUE_CONNECTIONS[0], OPAQUE_CONNECTIONS[1], ("protocol",), registry=self.registry)
+        self.lifetimes = Histogram(OPAQUE_DURATION[0], OPAQUE_DURATION[1], ("protocol",), buckets=DURATION_BUCKETS,
+                                   registry=self.registry)
+        self.relayed = Counter(OPAQUE_BYTES[0], OPAQUE_BYTES[1], ("protocol", "direction"), registry=self.registry)
 
     def observe(self, sample: Sample) -> None:
+        protocol = sample.get("protocol")
+        if protocol in ("tls", "tcp"):
+            self.connections.labels(protocol).inc()
+            self.lifetimes.labels(protocol).observe(sample["time"] / 1000.0)
+            self.relayed.labels(protocol, "received").inc(sample["bytes_in"])
+            self.relayed.labels(protocol, "sent").inc(sample["bytes_out"])
+            return
         route = self.routes(sample["route"])
+        if protocol == "grpc":
+            service, _, method = route.lstrip("/").rpartition("/")
+            if not service:
+                service, method = route, ""
+            code = sample.get("grpc_status")
+            if code is None:
+                code = 14 if sample["error"] in ("upstream_unavailable", "upstream_timeout", "upstream_reset") else 1
+            self.rpc.labels("grpc", service, method, str(code)).observe(sample["time"] / 1000.0)
         method = sample["method"] if sample["method"] in METHODS else "_OTHER"
         klass = status_class(sample["response"]["status"])
         self.requests.labels(route, method, klass).inc()
@@ -70,10 +101,18 @@ durations_ms = st.one_of(st.sampled_from([b * 1000.0 for b in DURATION_BUCKETS])
                          st.floats(0.0, 200_000.0, allow_nan=False))
 sizes = st.one_of(st.sampled_from([int(b) + d for b in SIZE_BUCKETS for d in (-1, 0, 1)]),
                   st.integers(0, 1 << 28))
-samples = st.builds(sample, route=st.sampled_from(["/", "/users/{id}", "/pay", "/a", "/b", "/c"]),
-                    method=st.sampled_from(["GET", "POST", "HEAD", "BREW", "get"]),
-                    status=st.sampled_from([0, 101, 200, 204, 302, 404, 499, 500, 503, 600]),
-                    ms=durations_ms, bytes_in=sizes, bytes_out=sizes)
+http_samples = st.builds(sample, route=st.sampled_from(["/", "/users/{id}", "/pay", "/a", "/b", "/c"]),
+                         method=st.sampled_from(["GET", "POST", "HEAD", "BREW", "get"]),
+                         status=st.sampled_from([0, 101, 200, 204, 302, 404, 499, 500, 503, 600]),
+                         ms=durations_ms, bytes_in=sizes, bytes_out=sizes)
+# The same with a protocol: HTTP/1 and HTTP/2 count alike; gRPC calls count twice; opaque connections apart.
+samples = st.one_of(http_samples, st.builds(
+    lambda s, protocol, route, code, error: {
+        **s, "protocol": protocol, "route": route if protocol != "tls" else "api.example.com",
+        **({"grpc_status": code, "grpc_message": "", "error": error} if protocol == "grpc" else {})},
+    http_samples, st.sampled_from(["http/1.1", "h2", "grpc", "tls", "tcp"]),
+    st.sampled_from(["/a.B/C", "/a.B/D", "/x", "/e.F/G"]), st.none() | st.integers(0, 16),
+    st.sampled_from([None, "stream_reset", "upstream_reset", "client_closed"])))
 
 
 @settings(max_examples=150, deadline=None)
@@ -136,5 +175,69 @@ def test_the_families_exist_before_any_exchange() -> None:
     _, registry = ours(100)
     text = generate_latest(registry).decode()
     for name in ("http_server_requests_total", "http_server_request_duration_seconds",
-                 "http_server_request_size_bytes", "http_server_response_size_bytes"):
+                 "http_server_request_size_bytes", "http_server_response_size_bytes", "rpc_server_duration_seconds",
+                 "mothership_opaque_connections_total", "mothership_opaque_connection_duration_seconds",
+                 "mothership_opaque_bytes_total"):
         assert f"# TYPE {name} " in text
+
+
+def call(route: str = "/shop.v1.Orders/Get", code: int | None = 0, status: int = 200, ms: float = 3.0,
+         error: str | None = None) -> Sample:
+    return {**sample(route=route, method="POST", status=status, ms=ms), "protocol": "grpc", "grpc_status": code,
+            "grpc_message": "", "error": error}
+
+
+def connection(protocol: str, ms: float = 2500.0, bytes_in: int = 517, bytes_out: int = 4096) -> Sample:
+    return {**sample(route="api.example.com" if protocol == "tls" else "(tcp)", method=protocol.upper(), status=0,
+                     ms=ms, bytes_in=bytes_in, bytes_out=bytes_out), "protocol": protocol}
+
+
+def test_grpc_calls_follow_opentelemetrys_rpc_conventions_as_prometheus_clients_histogram_would() -> None:
+    metrics, registry = ours(100)
+    reference = CollectorRegistry(auto_describe=True)
+    rpc = Histogram("rpc_server_duration_seconds", metrics.describe()[4].documentation,
+                    ("rpc_system", "rpc_service", "rpc_method", "rpc_grpc_status_code"), buckets=DURATION_BUCKETS,
+                    registry=reference)
+    calls = [call(ms=1.0), call(ms=0.25), call(code=5, status=404, ms=7.5), call("/shop.v1.Orders/Watch", ms=30_000.0),
+             call(code=None, status=0, error="stream_reset"), call(code=None, status=0, error="upstream_reset")]
+    for c in calls:
+        metrics.observe(c)
+    for service, method, code, ms in (("shop.v1.Orders", "Get", "0", 1.0), ("shop.v1.Orders", "Get", "0", 0.25),
+                                      ("shop.v1.Orders", "Get", "5", 7.5), ("shop.v1.Orders", "Watch", "0", 30_000.0),
+                                      ("shop.v1.Orders", "Get", "1", 3.0), ("shop.v1.Orders", "Get", "14", 3.0)):
+        rpc.labels("grpc", service, method, code).observe(ms / 1000.0)
+    ours_text = [line for line in without_created(generate_latest(registry).decode()) if "rpc_server" in line]
+    assert ours_text == [line for line in without_created(generate_latest(reference).decode()) if "rpc_server" in line]
+    # Every call is an HTTP exchange too, by its mapped status: error rates mean the same for both.
+    assert registry.get_sample_value("http_server_requests_total", {
+        "route": "/shop.v1.Orders/Get", "method": "POST", "status_class": "4xx"}) == 1
+    assert registry.get_sample_value("http_server_requests_total", {
+        "route": "/shop.v1.Orders/Get", "method": "POST", "status_class": "2xx"}) == 2
+
+
+def test_rpc_labels_stay_bounded_by_the_route_cap() -> None:
+    metrics, registry = ours(2)
+    for i in range(50):
+        metrics.observe(call(f"/svc.S/M{i}"))
+    services = {s.labels["rpc_method"] for s in families(registry)["rpc_server_duration_seconds"].samples}
+    assert services == {"M0", "M1", ""}  # the rest as one {other} series
+    assert registry.get_sample_value("rpc_server_duration_seconds_count", {
+        "rpc_system": "grpc", "rpc_service": OVERFLOW_ROUTE, "rpc_method": "", "rpc_grpc_status_code": "0"}) == 48
+
+
+def test_opaque_connections_are_counted_apart_from_http() -> None:
+    metrics, registry = ours(100)
+    for c in (connection("tls"), connection("tls", ms=100.0), connection("tcp", bytes_in=10, bytes_out=20)):
+        metrics.observe(c)
+    text = generate_latest(registry).decode()
+    assert "http_server_requests_total{" not in text
+    assert registry.get_sample_value("mothership_opaque_connections_total", {"protocol": "tls"}) == 2
+    assert registry.get_sample_value("mothership_opaque_connections_total", {"protocol": "tcp"}) == 1
+    assert registry.get_sample_value("mothership_opaque_connection_duration_seconds_bucket",
+                                     {"protocol": "tls", "le": "0.1"}) == 1
+    assert registry.get_sample_value("mothership_opaque_connection_duration_seconds_sum", {"protocol": "tls"}) == 2.6
+    assert registry.get_sample_value("mothership_opaque_bytes_total", {"protocol": "tls", "direction": "received"}) \
+        == 1034
+    assert registry.get_sample_value("mothership_opaque_bytes_total", {"protocol": "tcp", "direction": "sent"}) == 20
+    # Prometheus's own parser reads it all.
+    assert {"mothership_opaque_connections", "mothership_opaque_bytes"} <= set(families(registry))

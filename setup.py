@@ -38,6 +38,7 @@ setup(
         "ujson>=5.8,<7",
         "httptools>=0.6,<1",  # the dashboard reads the sidecars' POSTs with it (llhttp)
         "prometheus-client>=0.17,<1",
+        "hpack>=4.0,<5",  # decodes HTTP/2 header blocks (python-hyper's HPACK; not hand-written)
     ],
     extras_require={
         "test": [
@@ -45,6 +46,7 @@ setup(
             "pytest-tornado==0.8.1",
             "setuptools<82",  # pytest-tornado imports pkg_resources
             "hypothesis>=6.100",
+            "h2>=4.1,<5",  # builds real HTTP/2 conversations for the HTTP/2 tracker's tests
             "playwright>=1.45",
             "kubernetes-validate>=1.28",
             "PyYAML>=6",

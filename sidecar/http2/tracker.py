@@ -1,0 +1,348 @@
+"""`H2Tracker`: HTTP/2 streams (and gRPC calls) of one proxied connection as `Exchange` records, both directions.
+
+Each direction's bytes go through a `FrameReader`; its header blocks are
+decoded with python-hyper's HPACK decoder, one per direction, whose dynamic
+tables are kept in step with the peers' (every block is decoded, also those
+of streams already over and PUSH_PROMISEs; SETTINGS_HEADER_TABLE_SIZE bounds
+the other direction's table once acknowledged). One exchange per stream:
+request HEADERS begin it, the later END_STREAM (or RST_STREAM, GOAWAY, the
+connection's end) finishes it. Anything the tracker cannot follow stops the
+tracking, never the traffic: `broken` is set, open streams are finished as
+`untracked`, and later bytes are ignored. Pure: no I/O and no clock; callers pass `now`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Final
+
+from hpack import Decoder
+
+from sidecar.exchange import Exchange
+from sidecar.http2 import grpc
+from sidecar.http2.frames import (
+    ACK,
+    END_STREAM,
+    GOAWAY,
+    RST_STREAM,
+    SETTINGS,
+    FrameError,
+    FrameReader,
+)
+
+_SETTING: Final = struct.Struct(">HL")
+_HEADER_TABLE_SIZE: Final = 0x1
+_NO_ERROR: Final = 0x0
+MAX_LIVE: Final = 10_000  # open streams followed at once; peers allow far fewer (SETTINGS_MAX_CONCURRENT_STREAMS)
+MAX_UNACKED: Final = 64  # SETTINGS frames awaiting their ACK
+
+
+class H2Tracker:
+    """Follows one HTTP/2 connection: `feed_client` / `feed_server` take each direction's bytes.
+
+    `take_finished` gives the streams that are over.
+    `upgrade` is an HTTP/1 request the app answered `101` with `Upgrade: h2c`:
+    it becomes stream 1, its request already complete; its response comes as
+    frames on stream 1. The client's preface still follows the 101.
+    """
+
+    def __init__(self, *, max_header_list: int = 65536, upgrade: Exchange | None = None) -> None:
+        self.max_header_list = max_header_list
+        self.broken = False
+        self.why = ""  # what stopped the tracking, when `broken`
+        self.finished: list[Exchange] = []
+        self._streams: dict[int, Exchange] = {}
+        self._closed = False
+        self._now = 0.0
+        self._last_client = 0  # highest stream id the client opened
+        self._last_push = 0  # highest stream id the server promised
+        # The last-stream-id of each side's GOAWAY: the other side's streams above it were refused.
+        self._client_goaway: int | None = None
+        self._server_goaway: int | None = None
+        # Header blocks may be up to 4 times their decoded size (Huffman codes run to 30 bits a byte).
+        max_block = 4 * max_header_list + 1024
+        self._client_decoder = Decoder(max_header_list_size=max_header_list)
+        self._server_decoder = Decoder(max_header_list_size=max_header_list)
+        # SETTINGS_HEADER_TABLE_SIZE each side sent and the other has not yet acknowledged (None: not in that frame).
+        self._client_unacked: list[int | None] = []
+        self._server_unacked: list[int | None] = []
+        self._client = FrameReader(self._client_headers, self._client_data, self._client_control,
+                                   client=True, max_block=max_block)
+        self._server = FrameReader(self._server_headers, self._server_data, self._server_control,
+                                   client=False, max_block=max_block)
+        if upgrade is not None:
+            upgrade.protocol = "h2"
+            upgrade.head_done = upgrade.request_done = True
+            self._streams[1] = upgrade
+            self._last_client = 1
+
+    # --- what the relay calls ---------------------------------------------------
+
+    @property
+    def live(self) -> int:
+        """Streams begun and not yet finished."""
+        return len(self._streams)
+
+    def feed_client(self, data: bytes, now: float) -> None:
+        """Bytes the client sent toward the app (the connection preface included). Never raises."""
+        if self.broken or self._closed:
+            return
+        self._now = now
+        try:
+            self._client.feed(data)
+        except Exception as e:  # whatever it was, the relay goes on: tracking stops and says why
+            self._break(f"client: {type(e).__name__}: {e}", now)
+
+    def feed_server(self, data: bytes, now: float) -> None:
+        """Bytes the app sent toward the client. Never raises."""
+        if self.broken or self._closed:
+            return
+        self._now = now
+        try:
+            self._server.feed(data)
+        except Exception as e:
+            self._break(f"server: {type(e).__name__}: {e}", now)
+
+    def take_finished(self) -> list[Exchange]:
+        """The streams that are over, in the order they ended."""
+        done, self.finished = self.finished, []
+        return done
+
+    def close(self, cause: str, now: float) -> None:
+        """The connection is over; `cause` is "client", "upstream", "timeout", "done" or "error".
+
+        A stream whose response had ended is complete; any other gets the
+        error word HTTP/1 gives an exchange cut the same way.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        word = "client_closed" if cause in ("client", "timeout") else "upstream_reset"
+        for ex in self._streams.values():
+            if not ex.response_done:
+                if ex.error is None:
+                    ex.error = word
+                ex.t_end = now
+            self.finished.append(ex)
+        self._streams.clear()
+
+    # --- the client's frames ------------------------------------------------------
+
+    def _client_headers(self, sid: int, flags: int, block: bytes, promised: int) -> None:
+        headers = self._client_decoder.decode(block, raw=True)
+        if promised:
+            raise FrameError("PUSH_PROMISE from the client")
+        ex = self._streams.get(sid)
+        if ex is not None:  # trailers of a request
+            if flags & END_STREAM:
+                self._request_ended(sid, ex)
+            return
+        if sid <= self._last_client:
+            return  # a stream already over (reset): decoded above to keep the table in step
+        if not sid & 1:
+            raise FrameError(f"the client opened stream {sid} (even ids are the server's)")
+        self._last_client = sid
+        now = self._now
+        ex = Exchange(now)
+        ex.protocol = "h2"
+        ex.head_done = True
+        _read_request(ex, headers)
+        self._open(sid, ex)
+        if self._server_goaway is not None and sid > self._server_goaway:
+            self._end(sid, ex, "upstream_reset")
+        elif flags & END_STREAM:
+            self._request_ended(sid, ex)
+
+    def _client_data(self, sid: int, flags: int, size: int) -> None:
+        ex = self._streams.get(sid)
+        if ex is not None:
+            ex.bytes_in += size
+            if flags & END_STREAM:
+                self._request_ended(sid, ex)
+
+    def _client_control(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
+        if ftype == RST_STREAM:
+            self._reset(sid, payload)
+        elif ftype == SETTINGS:
+            self._settings(flags, payload, self._client_unacked, self._server_unacked, self._server_decoder,
+                           self._client_decoder)
+        elif ftype == GOAWAY:
+            last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            self._client_goaway = last if self._client_goaway is None else min(last, self._client_goaway)
+            self._refuse_above(last, 0, "client_closed")
+
+    # --- the server's frames ------------------------------------------------------
+
+    def _server_headers(self, sid: int, flags: int, block: bytes, promised: int) -> None:
+        headers = self._server_decoder.decode(block, raw=True)
+        now = self._now
+        if promised:  # a request the server makes on the client's behalf; its response comes on `promised`
+            if promised & 1 or promised <= self._last_push:
+                raise FrameError(f"PUSH_PROMISE of stream {promised}")
+            self._last_push = promised
+            ex = Exchange(now)
+            ex.protocol = "h2"
+            ex.head_done = ex.request_done = True
+            _read_request(ex, headers)
+            self._open(promised, ex)
+            if self._client_goaway is not None and promised > self._client_goaway:
+                self._end(promised, ex, "client_closed")
+            return
+        found = self._streams.get(sid)
+        if found is None:
+            return  # a stream already over: decoded above to keep the table in step
+        ex = found
+        if ex.t_first is None:
+            ex.t_first = now
+        if ex.status < 200:  # no final response yet: these are its headers (or an interim 1xx)
+            status = 0
+            code: int | None = None
+            message = b""
+            for name, value in headers:
+                if name == b":status":
+                    status = int(value) if len(value) == 3 and value.isdigit() else 0
+                elif name == b"content-type":
+                    if grpc.is_grpc(value):
+                        ex.protocol = "grpc"
+                elif name == b"grpc-status":
+                    code = grpc.parse_status(value)
+                elif name == b"grpc-message":
+                    message = value
+            if 100 <= status < 200 and not flags & END_STREAM:
+                return  # interim: only the first byte's time counts
+            ex.status = status
+        else:  # trailers
+            code = None
+            message = b""
+            for name, value in headers:
+                if name == b"grpc-status":
+                    code = grpc.parse_status(value)
+                elif name == b"grpc-message":
+                    message = value
+        if code is not None and ex.protocol == "grpc":
+            ex.grpc_status = code
+            ex.status = grpc.http_status(code)
+            ex.reason = grpc.code_name(code)
+            if message:
+                ex.grpc_message = grpc.decode_message(message)
+        if flags & END_STREAM:
+            self._response_ended(sid, ex)
+
+    def _server_data(self, sid: int, flags: int, size: int) -> None:
+        ex = self._streams.get(sid)
+        if ex is not None:
+            ex.bytes_out += size
+            if flags & END_STREAM:
+                self._response_ended(sid, ex)
+
+    def _server_control(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
+        if ftype == RST_STREAM:
+            self._reset(sid, payload)
+        elif ftype == SETTINGS:
+            self._settings(flags, payload, self._server_unacked, self._client_unacked, self._client_decoder,
+                           self._server_decoder)
+        elif ftype == GOAWAY:
+            last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            self._server_goaway = last if self._server_goaway is None else min(last, self._server_goaway)
+            self._refuse_above(last, 1, "upstream_reset")
+
+    # --- streams ------------------------------------------------------------------
+
+    def _open(self, sid: int, ex: Exchange) -> None:
+        if len(self._streams) >= MAX_LIVE:
+            raise FrameError(f"more than {MAX_LIVE} streams open at once")
+        self._streams[sid] = ex
+
+    def _request_ended(self, sid: int, ex: Exchange) -> None:
+        ex.request_done = True
+        ex.t_end = self._now
+        if ex.response_done:
+            del self._streams[sid]
+            self.finished.append(ex)
+
+    def _response_ended(self, sid: int, ex: Exchange) -> None:
+        ex.response_done = True
+        ex.t_end = self._now
+        if ex.request_done:
+            del self._streams[sid]
+            self.finished.append(ex)
+
+    def _end(self, sid: int, ex: Exchange, error: str) -> None:
+        """The stream ends before both sides ended it."""
+        del self._streams[sid]
+        if ex.error is None:
+            ex.error = error
+        ex.t_end = self._now
+        self.finished.append(ex)
+
+    def _reset(self, sid: int, payload: bytes) -> None:
+        ex = self._streams.get(sid)
+        if ex is None:
+            return
+        if ex.response_done and int.from_bytes(payload, "big") == _NO_ERROR:
+            # A complete response, then "stop sending the request" (RFC 9113 section 8.1): no fault.
+            del self._streams[sid]
+            ex.t_end = self._now
+            self.finished.append(ex)
+        else:
+            self._end(sid, ex, "stream_reset")
+
+    def _refuse_above(self, last: int, parity: int, error: str) -> None:
+        """A GOAWAY: the streams its receiver opened above `last` were never processed."""
+        for sid, ex in list(self._streams.items()):
+            if sid > last and sid & 1 == parity:
+                self._end(sid, ex, error)
+
+    def _settings(self, flags: int, payload: bytes, own_unacked: list[int | None], peer_unacked: list[int | None],
+                  peer_decoder: Decoder, own_decoder: Decoder) -> None:
+        """A SETTINGS frame from one side ("own").
+
+        `peer_decoder` reads the other side's blocks, which this side's
+        setting bounds; `own_decoder` reads this side's.
+        """
+        if flags & ACK:
+            if payload:
+                raise FrameError("SETTINGS ACK with a payload")
+            if peer_unacked:  # the peer's oldest unacknowledged SETTINGS now binds this side's encoder (section 6.5.3)
+                acked = peer_unacked.pop(0)
+                if acked is not None:
+                    own_decoder.max_allowed_table_size = acked
+            return
+        if len(payload) % 6:
+            raise FrameError(f"SETTINGS of {len(payload)} bytes (not a multiple of 6)")
+        size: int | None = None
+        for ident, value in _SETTING.iter_unpack(payload):
+            if ident == _HEADER_TABLE_SIZE:
+                size = value
+        if len(own_unacked) >= MAX_UNACKED:
+            raise FrameError(f"more than {MAX_UNACKED} SETTINGS frames unacknowledged")
+        own_unacked.append(size)
+        if size is not None and size > peer_decoder.max_allowed_table_size:
+            # A larger table may be used as soon as the encoder has read this, which can be
+            # before its ACK reaches us; a smaller one binds only once acknowledged.
+            peer_decoder.max_allowed_table_size = size
+
+    def _break(self, why: str, now: float) -> None:
+        """Tracking stops: the open streams are finished as untracked; later bytes are ignored."""
+        self.broken = True
+        self.why = why
+        for ex in self._streams.values():
+            ex.untracked = True
+            if ex.t_end is None or not ex.response_done:
+                ex.t_end = now
+            self.finished.append(ex)
+        self._streams.clear()
+
+
+def _read_request(ex: Exchange, headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """What a request's headers tell its exchange."""
+    for name, value in headers:
+        if name == b":method":
+            ex.method = value
+        elif name == b":path":
+            ex.target = value
+        elif name == b"user-agent":
+            ex.user_agent = value
+        elif name == b"content-type" and grpc.is_grpc(value):
+            ex.protocol = "grpc"

@@ -305,3 +305,53 @@ def test_pods_recent_lists_go_to_history_every_recent_flush_and_at_the_last_writ
     assert [(pod, len(samples)) for pod, samples in store.drain().recent] == [("shop-1-x", 3)]
     post(store, stats_body("shop-1-x", [sample(started=T0 + 130)], batch="b"))
     assert [(pod, len(samples)) for pod, samples in store.drain(final=True).recent] == [("shop-1-x", 4)]
+
+
+def grpc_call(path: str, code: int | None, status: int, started: float, ms: float = 4.0) -> dict[str, Any]:
+    return {**sample(path, status=status, started=started, ms=ms, method="POST"), "route": path,
+            "protocol": "grpc", "grpc_status": code, "grpc_message": "" if code == 0 else "no"}
+
+
+def test_the_routes_table_shows_protocols_and_grpc_codes_and_pod_cards_do_not() -> None:
+    clock = FakeClock(T0 + 100)
+    store = make_store(clock)
+    calls = [grpc_call("/shop.v1.Orders/Get", code, status, T0 + 50 + i % 30)
+             for i, (code, status) in enumerate([(0, 200)] * 6 + [(5, 404)] * 3 + [(14, 503)] * 2 + [(None, 0)])]
+    both = [{**sample("/users/1", started=T0 + 60), "protocol": p} for p in ("http/1.1", "h2", "h2")]
+    tls = {**sample("api.example.com", started=T0 + 61, ms=60_000.0), "route": "api.example.com",
+           "method": "TLS", "response": {"status": 0, "message": ""}, "protocol": "tls"}
+    old = sample("/old", started=T0 + 62)  # a sidecar from before protocols: no protocol said
+    post(store, stats_body("shop-1-a", [*calls, *both, tls, old]))
+    overview = store.overview()
+    rows = {r["route"]: r for r in overview["routes"]}
+    get = rows["/shop.v1.Orders/Get"]
+    assert (get["protocol"], get["count"], get["errors"]) == ("grpc", 12, 2)  # UNAVAILABLE is 503: a failure
+    assert get["grpc"] == {"0": 6, "5": 3, "14": 2}  # the call without a status is in count only
+    assert rows["/users/{id}"]["protocol"] == "h2, http/1.1" and "grpc" not in rows["/users/{id}"]
+    assert rows["api.example.com"]["protocol"] == "tls" and rows["api.example.com"]["method"] == "TLS"
+    assert rows["/old"]["protocol"] == ""
+    # A pod card's rows stay as they were: every live update carries them.
+    (pod,) = overview["pods"]
+    assert all("protocol" not in r and "grpc" not in r for r in pod["routes"])
+    # The raw samples keep their fields; an opaque connection is never a "slow exchange".
+    assert {s.get("protocol") for s in overview["recent"]} == {"grpc", "http/1.1", "h2", "tls", None}
+    assert overview["slowest"] and all(s.get("protocol") != "tls" for s in overview["slowest"])
+    assert any(s.get("grpc_status") == 5 for s in overview["recent"])
+
+
+def test_route_protocols_and_grpc_codes_survive_a_restart_and_leave_with_their_slots() -> None:
+    clock = FakeClock(T0 + 100)
+    store = make_store(clock)
+    post(store, stats_body("shop-1-a", [grpc_call("/a.B/C", 5, 404, T0 + 60), grpc_call("/a.B/C", 0, 200, T0 + 61)]))
+    changes = store.drain(final=True)
+    restored = make_store(clock)
+    restored.restore(Restored(buckets=changes.buckets,
+                              routes=changes.routes, pods=changes.pods, samples=changes.samples))
+    assert restored.overview()["routes"] == store.overview()["routes"]
+    (row,) = restored.overview()["routes"]
+    assert (row["protocol"], row["grpc"]) == ("grpc", {"0": 1, "5": 1})
+    clock.advance(200)  # the slots leave the window and are evicted; the protocol stays with the route
+    for scope in (store.all, *(a.scope for a in store.apps.values())):
+        scope.evict(clock(), store.retention)
+    (row,) = store.overview()["routes"]
+    assert row["count"] == 0 and row["grpc"] == {} and row["protocol"] == "grpc"

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import ujson
 
-from app.core.wire import ResourceReport, Sample, StatsBatch, resource_point
+from app.core.wire import OPAQUE_PROTOCOLS, ResourceReport, Sample, StatsBatch, resource_point
 from app.dashboard.buckets import Bucket, BucketRow, RouteStat
 from app.dashboard.jsontext import dumps
 from app.dashboard.pods import BATCH_IDS, AppGroup, Pod, ResourceTotals
@@ -214,6 +214,8 @@ class PodStore:
         self.recent.extend((name, app, s) for s in samples[-RECENT:])
         heap = self._slow.setdefault(int(now) // 60, [])
         for sample in samples:
+            if sample.get("protocol") in OPAQUE_PROTOCOLS:
+                continue  # a connection's lifetime is not a slow exchange: it would crowd out those that are
             took = sample["time"]
             if len(heap) < SLOWEST:
                 heapq.heappush(heap, (took, next(self._seq), _tagged(sample, pod.name, pod.app)))

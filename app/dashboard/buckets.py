@@ -20,6 +20,12 @@ from app.dashboard.jsontext import dumps
 from app.dashboard.packed import WIDTH, quantiles, to_bytes
 
 
+def add_codes(into: dict[str, int], codes: dict[str, int]) -> None:
+    """Add gRPC call counts by status code (wire form: code as text) into `into`."""
+    for code, n in codes.items():
+        into[code] = into.get(code, 0) + n
+
+
 def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -298,12 +304,15 @@ class RouteStat:
     min and max kept in a row, so a read touches the slots that changed only.
     """
 
-    __slots__ = ("_end", "_highs", "_lows", "_run", "_start", "_step", "_sum", "cells", "last_seen", "total")
+    __slots__ = ("_end", "_highs", "_lows", "_run", "_start", "_step", "_sum", "cells", "codes", "last_seen",
+                 "protocols", "total")
 
     def __init__(self) -> None:
         self.cells: dict[int, Traffic] = {}
         self.total = 0
         self.last_seen = 0.0  # epoch ms
+        self.protocols: set[str] = set()  # every protocol the route came over (cells from older sidecars say none)
+        self.codes: dict[int, dict[str, int]] = {}  # gRPC calls by status code, per slot of `cells`
         self._start = self._end = 0  # the running window, [start, end) in slots of `_step`: empty until read
         self._step = 1
         self._run = Traffic()  # the window's sums (its float `total`, min and max unused)
@@ -327,6 +336,18 @@ class RouteStat:
         self.total += cell.count
         if last_seen > self.last_seen:
             self.last_seen = last_seen
+
+    def add_codes(self, t5: int, codes: dict[str, int]) -> None:
+        add_codes(self.codes.setdefault(t5, {}), codes)
+
+    def codes_over(self, start: int, end: int, step: int) -> dict[str, int]:
+        """gRPC calls by status code over [start, end) (a gRPC route's few slots: summed when read)."""
+        out: dict[str, int] = {}
+        for t5 in range(start, end, step):
+            codes = self.codes.get(t5)
+            if codes:
+                add_codes(out, codes)
+        return out
 
     def window(self, start: int, end: int, step: int) -> Window:
         """Traffic over [start, end), slots `step` seconds apart: the running sums, moved on to it first."""
@@ -380,15 +401,25 @@ class RouteStat:
                 i = (t5 - self._start) // self._step
                 self._lows[i], self._highs[i] = math.inf, 0.0
             del self.cells[t5]
+        for t5 in [t for t in self.codes if t < before]:
+            del self.codes[t5]
 
     def to_json(self) -> dict[str, Any]:
-        return {"total": self.total, "last_seen": self.last_seen,
-                "cells": {str(t): c.traffic_json() for t, c in self.cells.items()}}
+        out = {"total": self.total, "last_seen": self.last_seen,
+               "cells": {str(t): c.traffic_json() for t, c in self.cells.items()}}
+        if self.protocols:
+            out["protocols"] = sorted(self.protocols)
+        if self.codes:
+            out["codes"] = {str(t): codes for t, codes in self.codes.items()}
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RouteStat:
         stat = cls()
         stat.total, stat.last_seen = int(data["total"]), float(data["last_seen"])
+        stat.protocols = {str(p) for p in data.get("protocols") or ()}
+        stat.codes = {int(t): {str(k): int(n) for k, n in codes.items()}
+                      for t, codes in (data.get("codes") or {}).items()}
         for t, wire in data["cells"].items():
             cell = stat.cells[int(t)] = Traffic()
             cell.load_traffic(wire)

@@ -136,7 +136,7 @@ class AppGroup:
     def __init__(self, name: str) -> None:
         self.name = name
         self.pods: set[str] = set()
-        self.scope = Scope(f"app:{name}", settle=5.0)
+        self.scope = Scope(f"app:{name}", settle=5.0, route_details=True)
         self.totals = ResourceTotals()
 
 

@@ -17,7 +17,18 @@ from typing import Any
 
 from app.core.routes import OVERFLOW_ROUTE
 from app.core.wire import STATUS_CLASSES
-from app.dashboard.buckets import NO_TREND_POINT, Bucket, BucketRow, RouteStat, Slot, Traffic, Window, freeze, read_slot
+from app.dashboard.buckets import (
+    NO_TREND_POINT,
+    Bucket,
+    BucketRow,
+    RouteStat,
+    Slot,
+    Traffic,
+    Window,
+    add_codes,
+    freeze,
+    read_slot,
+)
 from app.dashboard.jsontext import dumps
 from app.dashboard.packed import pack_pairs, pack_status, quantiles, unpack_status
 
@@ -43,13 +54,16 @@ class TrafficDelta:
     handful of buckets instead of every cell.
     """
 
-    __slots__ = ("cells", "coarse", "count", "last_seen", "routes", "seconds")
+    __slots__ = ("cells", "coarse", "codes", "count", "last_seen", "protocols", "routes", "seconds")
 
     def __init__(self, cells: Iterable[dict[str, Any]], now: float, retention: float) -> None:
         self.seconds: dict[int, Bucket] = {}
         self.coarse: dict[int, Bucket] = {}
         self.routes: dict[tuple[str, str, int], Traffic] = {}
         self.last_seen: dict[RouteKey, float] = {}
+        self.protocols: dict[RouteKey, set[str]] = {}  # the protocols each route came over (cells that say)
+        self.codes: dict[tuple[str, str, int], dict[str, int]] = {}  # gRPC calls by status code, per route slot
+        protocols, codes = self.protocols, self.codes
         cells_seen = count = 0
         oldest, newest = int(now - retention), int(now) + MAX_SKEW
         seconds, routes, last_seen = self.seconds, self.routes, self.last_seen
@@ -76,6 +90,16 @@ class TrafficDelta:
             seen = t * 1000.0
             if seen > last_seen.get((route, method), 0.0):
                 last_seen[route, method] = seen
+            protocol = d.get("protocol")
+            if protocol is not None:
+                known = protocols.get((route, method))
+                if known is None:
+                    protocols[route, method] = {protocol}
+                else:
+                    known.add(protocol)
+                grpc = d.get("grpc")
+                if grpc:
+                    add_codes(codes.setdefault(slot_key, {}), grpc)
             cells_seen += 1
             count += n
         self.cells, self.count = cells_seen, count
@@ -113,8 +137,12 @@ class TrendColumns:
 class Scope:
     """Fine and coarse buckets plus a route table for one pod, one app, or everything."""
 
-    def __init__(self, name: str, *, persist_fine: bool = True, settle: float = 0.0) -> None:
+    def __init__(self, name: str, *, persist_fine: bool = True, settle: float = 0.0,
+                 route_details: bool = False) -> None:
         self.name = name  # "all", "app:NAME" or "pod:NAME"
+        # Route rows with their protocols and gRPC codes: the routes table's (apps'), not a pod card's,
+        # which would carry them in every live update for nothing.
+        self.route_details = route_details
         # An app's scope changes with every report of any of its pods: its cached figures are
         # rebuilt at most every `settle` seconds (its pods report every few seconds anyway).
         self.settle = settle
@@ -190,6 +218,13 @@ class Scope:
                 if stat is None:
                     stat = routes[key] = RouteStat()
             stat.add(t5, cell, last_seen.get((route, method), 0.0))
+        # Protocols and gRPC codes, from the cells that carry them (routes past the limit went to {other}).
+        for key, protocols in delta.protocols.items():
+            stat = routes.get(key) or routes[OVERFLOW_ROUTE, "*"]
+            stat.protocols |= protocols
+        for (route, method, t5), codes in delta.codes.items():
+            stat = routes.get((route, method)) or routes[OVERFLOW_ROUTE, "*"]
+            stat.add_codes(t5, codes)
         self.routes_dirty = True
         self.version += 1
 
@@ -329,9 +364,14 @@ class Scope:
         if cached is not None and self._reusable(cached[0], cached[1], cached[2], start, now):
             return cached[3]
         rows = []
+        details = self.route_details
         for (route, method), stat in self.routes.items():
             numbers = stat.window(start, end, COARSE).numbers()
             numbers.update(route=route, method=method, last_seen=stat.last_seen, total=stat.total)
+            if details:
+                numbers["protocol"] = ", ".join(sorted(stat.protocols))
+                if stat.codes or "grpc" in stat.protocols:
+                    numbers["grpc"] = stat.codes_over(start, end, COARSE)
             rows.append(numbers)
         rows.sort(key=lambda r: (-r["count"], r["route"], r["method"]))
         self._routes_cache = (start, self.version, now, rows)

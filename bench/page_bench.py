@@ -81,11 +81,11 @@ def _samples(route: str, now: float, rng: random.Random) -> list[Sample]:
 def _stats_body(shape: FleetShape, i: int, batch: int, rng: random.Random) -> bytes:
     now = time.time()
     app_index = i % shape.apps
-    cells: dict[tuple[int, str, str], Cell] = {}
+    cells: dict[tuple[int, str, str, str], Cell] = {}
     raw: list[Sample] = []
     for route in shape.routes_of(app_index):
         for s in _samples(route, now, rng):
-            key = (int(s["started"] // 1000), s["route"], s["method"])
+            key = (int(s["started"] // 1000), s["route"], s["method"], s.get("protocol", ""))
             cell = cells.get(key)
             if cell is None:
                 cell = cells[key] = Cell()

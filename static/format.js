@@ -94,8 +94,36 @@
     return status >= 100 && status <= 599 ? Math.floor(status / 100) + 'xx' : 'none';
   }
 
+  // gRPC status codes by number (grpc/doc/statuscodes.md).
+  const GRPC_CODES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND',
+    'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED',
+    'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+
+  function grpcName(code) {
+    if (!isNum(code)) return DASH;
+    return code >= 0 && code < GRPC_CODES.length ? GRPC_CODES[code] : 'code ' + code;
+  }
+
+  // gRPC calls by status code ({"0": 6, "5": 3}) as "OK 6 · NOT_FOUND 3", most first, at most
+  // `limit` of them in `text` and all in `title`.
+  function grpcCodes(codes, limit) {
+    if (!codes || typeof codes !== 'object') return { text: '', title: '' };
+    const pairs = Object.keys(codes).map((k) => [Number(k), codes[k]]).filter((p) => isNum(p[0]) && isNum(p[1]) && p[1] > 0);
+    pairs.sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+    const words = pairs.map((p) => grpcName(p[0]) + ' ' + count(p[1]));
+    if (!words.length) return { text: DASH, title: 'no gRPC calls in the window' };
+    const shown = words.slice(0, limit);
+    if (words.length > limit) shown.push('+' + (words.length - limit));
+    return { text: shown.join(' \u00b7 '), title: words.join('\n') };
+  }
+
+  // Connections relayed as opaque bytes: they have no HTTP status.
+  function isOpaque(protocol) {
+    return protocol === 'tls' || protocol === 'tcp';
+  }
+
   M.format = {
     DASH, isNum, rate, ms, ratio, percent, bytes, count, clock, ago,
-    latencyLevel, successLevel, statusClass,
+    latencyLevel, successLevel, statusClass, grpcName, grpcCodes, isOpaque,
   };
 })(window.Mothership = window.Mothership || {});

@@ -22,7 +22,8 @@
 
   // What the page reads of a pod's route (its card) and of an app's (the routes table).
   const POD_ROUTE_FIELDS = ['route', 'method', 'count', 'avg', 'p95', 'errors', 'error_rate'];
-  const ROUTE_FIELDS = ['app', 'route', 'method', 'rps', 'p50', 'p95', 'p99', 'errors', 'error_rate', 'last_seen'];
+  const ROUTE_FIELDS = ['app', 'route', 'method', 'protocol', 'rps', 'p50', 'p95', 'p99', 'errors', 'error_rate',
+    'grpc', 'last_seen'];
 
   function pick(item, fields) {
     const out = {};

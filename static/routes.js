@@ -62,7 +62,8 @@
     createRow() {
       const tr = D.el('div', 'drow');
       const cells = {};
-      for (const name of ['app', 'method', 'route', 'rps', 'p50', 'p95', 'p99', 'errors', 'error_rate', 'last_seen']) {
+      for (const name of ['app', 'method', 'protocol', 'route', 'rps', 'p50', 'p95', 'p99', 'errors', 'error_rate', 'grpc',
+        'last_seen']) {
         const td = D.el('span', NUMERIC.has(name) || name === 'last_seen' ? 'dc num col-' + name : 'dc col-' + name);
         cells[name] = td;
         tr.append(td);
@@ -77,6 +78,11 @@
       const c = rec.cells;
       D.setText(c.app, String(r.app || ''));
       D.setText(c.method, String(r.method || ''));
+      D.setText(c.protocol, String(r.protocol || ''));
+      const codes = F.grpcCodes(r.grpc, 2);
+      D.setText(c.grpc, codes.text);
+      D.setAttr(c.grpc, 'title', codes.title);
+      D.setVariant(c.grpc, 'level-', r.grpc && Object.keys(r.grpc).some((k) => k !== '0') ? 'warn' : 'none');
       D.setText(rec.text, String(r.route));
       D.setAttr(c.route, 'title', String(r.route));
       D.setVariant(rec.dot, 'level-', F.latencyLevel(r.p95));
@@ -99,7 +105,7 @@
       if (this.filter) {
         const f = this.filter;
         rows = rows.filter((r) => String(r.route).toLowerCase().includes(f) || String(r.app).toLowerCase().includes(f)
-          || String(r.method).toLowerCase() === f);
+          || String(r.method).toLowerCase() === f || String(r.protocol || '').toLowerCase().includes(f));
       } else {
         rows = rows.slice();
       }

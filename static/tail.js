@@ -39,6 +39,7 @@
     const when = D.el('span', 'dc col-when');
     const pod = D.el('span', 'dc col-pod');
     const method = D.el('span', 'dc col-method');
+    const protocol = D.el('span', 'dc col-protocol');
     const path = D.el('span', 'dc col-path');
     const status = D.el('span', 'dc num col-status');
     const time = D.el('span', 'dc num col-time');
@@ -52,8 +53,8 @@
       time.prepend(track);
     }
     const extra = D.el('span', 'dc col-extra');
-    tr.append(when, pod, method, path, status, time, extra);
-    return { el: tr, when, pod, method, path, status, timeText, bar, extra };
+    tr.append(when, pod, method, protocol, path, status, time, extra);
+    return { el: tr, when, pod, method, protocol, path, status, timeText, bar, extra };
   }
 
   function updateSampleRow(rec, s, now) {
@@ -63,13 +64,29 @@
     D.setText(rec.method, String(s.method || ''));
     D.setText(rec.path, String(s.endpoint));
     D.setAttr(rec.path, 'title', 'route ' + String(s.route));
+    D.setText(rec.protocol, String(s.protocol || ''));
     const status = statusOf(s);
-    D.setText(rec.status, status ? String(status) : F.DASH);
-    D.setVariant(rec.status, 'st-', F.statusClass(status));
+    const grpc = s.protocol === 'grpc';
+    // A gRPC call shows its code's name (coloured by the HTTP status it maps to); an opaque
+    // connection has no status at all.
+    let text = status ? String(status) : F.DASH;
+    let title = status ? 'HTTP ' + status : 'no response';
+    if (grpc && F.isNum(s.grpc_status)) {
+      text = F.grpcName(s.grpc_status);
+      title = 'gRPC ' + s.grpc_status + ' ' + text + (status ? ' (HTTP ' + status + ')' : '');
+    } else if (F.isOpaque(s.protocol)) {
+      title = 'a connection relayed as opaque bytes: no status';
+    }
+    D.setText(rec.status, text);
+    D.setAttr(rec.status, 'title', title);
+    D.setVariant(rec.status, 'st-', F.isOpaque(s.protocol) && !isFailure(s) ? 'conn' : F.statusClass(status));
     D.setText(rec.timeText, F.ms(s.time));
     D.setVariant(rec.timeText, 'level-', F.latencyLevel(s.time));
     const bits = [];
     if (s.error) bits.push(String(s.error));
+    if (grpc && s.grpc_message) bits.push(String(s.grpc_message));
+    if (s.alpn) bits.push('alpn ' + String(s.alpn));
+    if (s.untracked) bits.push('untracked');
     if (F.isNum(s.bytes_out) && s.bytes_out > 0) bits.push(F.bytes(s.bytes_out));
     if (s.probe) bits.push('probe');
     D.setText(rec.extra, bits.join(' \u00b7 '));
@@ -161,7 +178,8 @@
         if (!matchesStatus(s, this.statusFilter)) continue;
         if (this.routeFilter) {
           const f = this.routeFilter;
-          if (!String(s.endpoint).toLowerCase().includes(f) && !String(s.route).toLowerCase().includes(f)) continue;
+          if (!String(s.endpoint).toLowerCase().includes(f) && !String(s.route).toLowerCase().includes(f)
+            && String(s.protocol || '').toLowerCase() !== f) continue;
         }
         rows.push(s);
       }

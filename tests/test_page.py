@@ -567,3 +567,56 @@ def test_screenshot_for_the_readme(run_app: Callable[..., AppProcess], open_page
     assert watch.page_errors == [] and watch.dialogs == []
     if writing:
         shutil.copyfile(shot, target)
+
+
+def test_grpc_calls_and_opaque_connections_show_their_protocol_and_status(
+        dashboard: Callable[..., Dashboard], open_page: Callable[..., PageWatch]) -> None:
+    d = dashboard()
+    pod = "orders-1-grpcx"
+
+    def call(code: int, status: int, name: str, ms: float) -> dict[str, Any]:
+        return {**exchange("/shop.v1.Orders/Get", status=status, ms=ms, method="POST", ago=20),
+                "response": {"status": status, "message": name}, "protocol": "grpc", "grpc_status": code,
+                "grpc_message": "" if code == 0 else "order 12 not found"}
+
+    tls = {**exchange("api.example.com", ms=3.0, ago=20), "method": "TLS", "response": {"status": 0, "message": ""},
+           "protocol": "tls", "alpn": "h2,http/1.1"}
+    d.report(pod, [call(0, 200, "OK", 4.0 + i) for i in range(5)]
+             + [call(5, 404, "NOT_FOUND", 900.0 + i) for i in range(2)]
+             + [{**exchange("/users/1", ago=20), "protocol": "h2"}, tls])
+    watch = open_page(d.url)
+    watch.wait_for(LIVE)
+    grpc_row = "[...document.querySelectorAll('#routes-body .drow')].find((r) => r.querySelector('.path')" \
+               ".textContent === '/shop.v1.Orders/Get')"
+    watch.wait_for(f"() => {{ const r = {grpc_row}; return r && r.querySelector('.col-grpc').textContent !== ''; }}")
+    row = watch.page.evaluate(f"""() => {{ const r = {grpc_row};
+        return {{protocol: r.querySelector('.col-protocol').textContent, grpc: r.querySelector('.col-grpc').textContent,
+                 title: r.querySelector('.col-grpc').title, level: r.querySelector('.col-grpc').className}}; }}""")
+    assert row["protocol"] == "grpc" and row["grpc"] == "OK 5 \u00b7 NOT_FOUND 2", row
+    assert row["title"] == "OK 5\nNOT_FOUND 2" and "level-warn" in row["level"], row
+    protocols = watch.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#routes-body .drow')]
+        .map((r) => [r.querySelector('.path').textContent, r.querySelector('.col-protocol').textContent]))""")
+    assert protocols == {"/shop.v1.Orders/Get": "grpc", "/users/1": "h2", "api.example.com": "tls"}, protocols
+
+    # The tail and the slowest list: the protocol beside the method, a gRPC call's code by name.
+    rows = """(body) => [...document.querySelectorAll(body + ' .drow')].map((r) => ({
+        protocol: r.querySelector('.col-protocol').textContent, path: r.querySelector('.col-path').textContent,
+        status: r.querySelector('.col-status').textContent, klass: r.querySelector('.col-status').className,
+        title: r.querySelector('.col-status').title, extra: r.querySelector('.col-extra').textContent}))"""
+    watch.wait_for(f"() => ({rows})('#tail-body').length === 9")
+    tail = watch.page.evaluate(rows, "#tail-body")
+    by_status = {(r["protocol"], r["status"]) for r in tail}
+    assert by_status == {("grpc", "OK"), ("grpc", "NOT_FOUND"), ("h2", "200"), ("tls", "\u2013")}, by_status
+    missing = next(r for r in tail if r["status"] == "NOT_FOUND")
+    assert "st-4xx" in missing["klass"] and missing["title"] == "gRPC 5 NOT_FOUND (HTTP 404)", missing
+    assert "order 12 not found" in missing["extra"]
+    opaque = next(r for r in tail if r["protocol"] == "tls")
+    assert "st-conn" in opaque["klass"] and "alpn h2,http/1.1" in opaque["extra"], opaque
+    watch.wait_for(f"() => ({rows})('#slowest-body').length > 0")
+    slowest = watch.page.evaluate(rows, "#slowest-body")
+    assert (slowest[0]["protocol"], slowest[0]["status"]) == ("grpc", "NOT_FOUND"), slowest
+    assert all(r["protocol"] != "tls" for r in slowest)
+    # The tail filters by protocol too.
+    watch.page.fill("#tail-route", "grpc")
+    watch.wait_for(f"() => ({rows})('#tail-body').length === 7")
+    assert watch.page_errors == [] and watch.problems() == []

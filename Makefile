@@ -6,10 +6,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test lint bench browser clean
 
-demo: $(STAMP)
+# The demo installs only what it runs (`.[demo]`); the tests install everything (`.[test]`).
+demo: $(DEMO_STAMP)
 	$(PY) -m app --mode demo
 
 test: $(STAMP) browser
@@ -23,11 +25,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	bash bench/run-all.sh
 
+$(DEMO_STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[demo]'
+	touch $@
+
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $@
+	touch $@ $(DEMO_STAMP)  # `.[test]` holds everything `.[demo]` does
 
 # Headless Chromium for the page tests; Playwright drives this one because
 # its own browser download cannot run offline.

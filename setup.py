@@ -1,10 +1,15 @@
 """Packaging for Mothership: `pip install .` gives the `mothership` command (same as `python -m app`)."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
+# One version, kept in app/__init__.py: `inject` names the sidecar image after it.
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "app/__init__.py").read_text(), re.M).group(1)
+# What `make demo` runs beyond the package itself (the protowire work adds grpcio for its gRPC pod).
+DEMO: list[str] = []
 
 
 def _files(folder: str) -> list[str]:
@@ -15,7 +20,7 @@ def _files(folder: str) -> list[str]:
 
 setup(
     name="mothership",
-    version="0.1.0",
+    version=VERSION,
     description="Service-mesh telemetry without a control plane: a timing sidecar and a live dashboard.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
@@ -39,9 +44,13 @@ setup(
         "httptools>=0.6,<1",  # the dashboard reads the sidecars' POSTs with it (llhttp)
         "prometheus-client>=0.17,<1",
         "hpack>=4.0,<5",  # decodes HTTP/2 header blocks (python-hyper's HPACK; not hand-written)
+        # `inject` edits the user's manifests round trip: their comments, quotes and key order survive.
+        "ruamel.yaml>=0.18,<0.20",
     ],
     extras_require={
+        "demo": DEMO,
         "test": [
+            *DEMO,
             "pytest>=8.3,<9",  # pytest-tornado 0.8.1 warns under pytest 9 and breaks under 10
             "pytest-tornado==0.8.1",
             "setuptools<82",  # pytest-tornado imports pkg_resources

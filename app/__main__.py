@@ -1,11 +1,11 @@
-"""Entry point: `python -m app --mode sidecar|dashboard|demo [flags]`."""
+"""Entry point: `python -m app --mode sidecar|dashboard|demo|inject [flags]`."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from app.options import DashboardConfig, DemoConfig, OptionError, SidecarConfig, parse
+from app.options import DashboardConfig, DemoConfig, InjectConfig, OptionError, SidecarConfig, parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,6 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.dashboard.server import run as run_dashboard
 
         return run_dashboard(config)
+    if isinstance(config, InjectConfig):
+        from app.inject.cli import run as run_inject
+
+        return run_inject(config)
     assert isinstance(config, DemoConfig)
     from app.demo.demo import run as run_demo
 

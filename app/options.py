@@ -10,13 +10,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-MODES = ("sidecar", "dashboard", "demo")
+from app import __version__
+
+MODES = ("sidecar", "dashboard", "demo", "inject")
+# The sidecar image `inject` puts in pods unless told otherwise: this version's.
+INJECT_IMAGE = f"mothership:{__version__}"
 
 
 class OptionError(ValueError):
@@ -68,7 +73,18 @@ class DemoConfig:
     data: str = ":memory:"
 
 
-Config = SidecarConfig | DashboardConfig | DemoConfig
+@dataclass(frozen=True)
+class InjectConfig:
+    dashboard: str = "http://mothership:8080"  # the Service of openshift-template.yaml's dashboard
+    image: str = INJECT_IMAGE
+    token_secret: tuple[str, str] | None = ("mothership-tokens", "ingest-token")  # (Secret, key)
+    target_port: int | str | None = None  # the app port to front: a number or a port name
+    uninject: bool = False
+    share_process_namespace: bool = False
+    files: tuple[str, ...] = ()  # none: standard input
+
+
+Config = SidecarConfig | DashboardConfig | DemoConfig | InjectConfig
 
 
 # --- value parsers: each raises ValueError with a short reason -------------
@@ -151,6 +167,41 @@ def _bool(text: str) -> bool:
     raise ValueError("must be true or false")
 
 
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_PORT_NAME = re.compile(r"(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _image(text: str) -> str:
+    text = text.strip()
+    if not text or any(c.isspace() for c in text):
+        raise ValueError("must be an image name such as mothership:0.1.0 or registry.example.com/team/mothership:0.1.0")
+    return text
+
+
+def _secret_key(text: str) -> tuple[str, str] | None:
+    """`NAME/KEY` of a Secret holding the ingest token; empty = no token."""
+    text = text.strip()
+    if not text:
+        return None
+    name, _, key = text.partition("/")
+    if not re.fullmatch(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*", name) or len(name) > 253 \
+            or not re.fullmatch(r"[-._a-zA-Z0-9]+", key):
+        raise ValueError("must be SECRET/KEY, such as mothership-tokens/ingest-token (empty: no token)")
+    return name, key
+
+
+def _port_or_name(text: str) -> int | str:
+    text = text.strip()
+    if text.isdigit():
+        value = int(text)
+        if not 1 <= value <= 65535:
+            raise ValueError("must be a port number from 1 to 65535 or a port name")
+        return value
+    if len(text) > 15 or "--" in text or not _PORT_NAME.fullmatch(text):
+        raise ValueError("must be a port number or a container port's name (such as http)")
+    return text
+
+
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
 
@@ -176,6 +227,7 @@ class Flag:
     envs: tuple[str, ...]
     parse: Callable[[str], Any]
     help: str
+    switch: bool = False  # given alone (`--uninject`), no value
 
     @property
     def flag(self) -> str:
@@ -224,15 +276,28 @@ DEMO_FLAGS = (
     Flag("data", ("DATA_PATH",), _data_path, "SQLite file for the demo's history (:memory:)"),
 )
 
+INJECT_FLAGS = (
+    Flag("dashboard", ("INJECT_DASHBOARD",), _url, "dashboard URL the sidecars report to (http://mothership:8080)"),
+    Flag("image", ("INJECT_IMAGE",), _image, f"the sidecar's image ({INJECT_IMAGE})"),
+    Flag("token_secret", ("INJECT_TOKEN_SECRET",), _secret_key,
+         "SECRET/KEY holding the ingest token (mothership-tokens/ingest-token); empty = none"),
+    Flag("target_port", ("INJECT_TARGET_PORT",), _port_or_name, "the app port to front: number or name"),
+    Flag("uninject", ("INJECT_UNINJECT",), _bool, "take the sidecar out again", switch=True),
+    Flag("share_process_namespace", ("INJECT_SHARE_PROCESS_NAMESPACE",), _bool,
+         "share the pod's PID namespace (the sidecar then reports the app's processes)", switch=True),
+)
+
 FLAGS: dict[str, tuple[Flag, ...]] = {
     "sidecar": SIDECAR_FLAGS,
     "dashboard": DASHBOARD_FLAGS,
     "demo": DEMO_FLAGS,
+    "inject": INJECT_FLAGS,
 }
 CONFIGS: dict[str, type] = {
     "sidecar": SidecarConfig,
     "dashboard": DashboardConfig,
     "demo": DemoConfig,
+    "inject": InjectConfig,
 }
 
 
@@ -244,10 +309,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m app",
+        usage="python -m app --mode sidecar|dashboard|demo|inject [flags] [FILE ...]",
         description="Mothership: service-mesh telemetry without a control plane.",
         epilog="Every flag may also be set by the environment variable shown; the flag wins.",
     )
     parser.add_argument("--mode", choices=MODES, help="what to run (env MODE)")
+    parser.add_argument("files", nargs="*", metavar="FILE", help="inject: manifests to read (standard input if none)")
     seen: set[str] = set()
     for mode, flags in FLAGS.items():
         group = parser.add_argument_group(mode)
@@ -255,18 +322,28 @@ def build_parser() -> argparse.ArgumentParser:
             if flag.name in seen:
                 continue
             seen.add(flag.name)
-            group.add_argument(flag.flag, dest=flag.name, default=None, metavar="VALUE",
-                               help=f"{flag.help} [env {' or '.join(flag.envs)}]")
+            described = f"{flag.help} [env {' or '.join(flag.envs)}]"
+            if flag.switch:
+                group.add_argument(flag.flag, dest=flag.name, default=None, action="store_const", const="true",
+                                   help=described)
+            else:
+                group.add_argument(flag.flag, dest=flag.name, default=None, metavar="VALUE", help=described)
     return parser
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
     """Turn arguments and environment into one config; raise OptionError."""
     env = os.environ if environ is None else environ
-    args = vars(build_parser().parse_args(list(argv)))
+    argv = list(argv)
+    if argv and argv[0] in MODES:  # `mothership inject x.yaml` is `--mode inject x.yaml`
+        argv = ["--mode", *argv]
+    args = vars(build_parser().parse_intermixed_args(argv))
     mode = args.pop("mode") or env.get("MODE", "")
     if mode not in MODES:
         raise OptionError(f"--mode: must be one of {', '.join(MODES)} (got {mode!r})")
+    files = tuple(args.pop("files"))
+    if files and mode != "inject":
+        raise OptionError(f"{files[0]}: {mode} mode takes no file arguments")
     flags = FLAGS[mode]
     allowed = {f.name for f in flags}
     for name, value in args.items():
@@ -288,6 +365,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Conf
             reason = str(exc) if not str(exc).startswith(("invalid literal", "could not convert")) \
                 else "is not a number"
             raise OptionError(f"{source}: {reason} (got {raw!r})") from None
+    if mode == "inject":
+        values["files"] = files
     config: Config = CONFIGS[mode](**values)
     if isinstance(config, SidecarConfig):
         config = _complete_sidecar(config)

@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from app import __version__
 from app.demo import sampleapp
-from app.options import FLAGS, DashboardConfig, SidecarConfig, parse
+from app.inject.manifests import run as inject
+from app.options import FLAGS, INJECT_IMAGE, DashboardConfig, InjectConfig, SidecarConfig, parse
 from tests.conftest import ROOT, app_env, free_port, wait_for_port
 
 TEMPLATE_PATH = ROOT / "openshift-template.yaml"
@@ -38,6 +41,7 @@ OPENSHIFT_KINDS = {"ImageStream", "BuildConfig", "Route"}
 KUBERNETES_VERSIONS = ("1.27.0", "1.29.0", kubernetes_validate.latest_version())
 GIVEN = {"GIT_URI": "https://git.example.com/team/mothership.git"}
 POD_NAME = "shop-5d8f9c7b6-x2x1a"  # what the downward API gives a Deployment's pod
+SIDECAR = "mothership-sidecar"  # the container `inject` adds
 
 Obj = dict[str, Any]
 
@@ -193,7 +197,7 @@ def secret_values(objects: list[Obj]) -> dict[tuple[str, str], str]:
 def deployments(objects: list[Obj]) -> tuple[Obj, Obj]:
     """(the dashboard's Deployment, the example application's Deployment)."""
     dashboard = [d for d in find(objects, "Deployment") if "dashboard" in containers(d)]
-    example = [d for d in find(objects, "Deployment") if "sidecar" in containers(d)]
+    example = [d for d in find(objects, "Deployment") if SIDECAR in containers(d)]
     assert len(dashboard) == 1 and len(example) == 1
     return dashboard[0], example[0]
 
@@ -235,7 +239,7 @@ def test_rendering_leaves_no_placeholder_and_types_non_string_values() -> None:
     objects, _ = render({**GIVEN, "APP_REPLICAS": "5", "APP_PORT": "9000", "NAME": "ms"})
     _, example = deployments(objects)
     assert example["spec"]["replicas"] == 5 and containers(example)["app"]["ports"][0]["containerPort"] == 9000
-    assert env_of(containers(example)["sidecar"])["DASHBOARD"]["value"] == "http://ms:8080"
+    assert env_of(containers(example)[SIDECAR])["DASHBOARD"]["value"] == "http://ms:8080"
 
 
 def test_required_and_unknown_parameters_are_refused() -> None:
@@ -292,7 +296,7 @@ def test_image_build(objects: list[Obj]) -> None:
     assert spec["strategy"]["type"] == "Source"
     builder = spec["strategy"]["sourceStrategy"]["from"]
     assert builder == {"kind": "ImageStreamTag", "namespace": "openshift", "name": "python:3.11-ubi9"}
-    assert spec["output"]["to"] == {"kind": "ImageStreamTag", "name": "mothership:latest"}
+    assert spec["output"]["to"] == {"kind": "ImageStreamTag", "name": INJECT_IMAGE}  # what inject names by default
     # By default the example application runs the sample app from the image built here.
     _, example = deployments(objects)
     assert containers(example)["app"]["image"] == spec["output"]["to"]["name"]
@@ -345,8 +349,8 @@ def test_references_between_objects_resolve(objects: list[Obj]) -> None:
         for trigger in triggers:
             assert trigger["from"]["kind"] == "ImageStreamTag"
             stream, _, tag = trigger["from"]["name"].partition(":")
-            assert stream in streams and tag == "latest"
-            target = re.fullmatch(r'spec\.template\.spec\.containers\[\?\(@\.name=="(\w+)"\)\]\.image',
+            assert stream in streams and tag == __version__
+            target = re.fullmatch(r'spec\.template\.spec\.containers\[\?\(@\.name=="([-\w]+)"\)\]\.image',
                                   trigger["fieldPath"])
             assert target and target.group(1) in names
             assert names[target.group(1)]["image"] == trigger["from"]["name"]
@@ -393,7 +397,7 @@ def test_environment_and_ports_agree_with_the_option_tables(objects: list[Obj]) 
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
     pod = containers(example)
-    sidecar_container, app_container = pod["sidecar"], pod["app"]
+    sidecar_container, app_container = pod[SIDECAR], pod["app"]
     assert example["spec"]["template"]["spec"]["shareProcessNamespace"] is True
     assert app_mode(sidecar_container) == "sidecar"
     assert set(env_of(sidecar_container)) <= {var for flag in FLAGS["sidecar"] for var in flag.envs}
@@ -401,8 +405,8 @@ def test_environment_and_ports_agree_with_the_option_tables(objects: list[Obj]) 
     sidecar = config_of(sidecar_container, secrets)
     assert isinstance(sidecar, SidecarConfig)
     assert sidecar.port == port_number(sidecar_container, "http")
-    assert sidecar.admin_port == port_number(sidecar_container, "admin")
-    assert sidecar.target_port == port_number(app_container, "app")
+    assert sidecar.admin_port == port_number(sidecar_container, "ms-admin")
+    assert sidecar.target_port == port_number(app_container, "app-http")
     assert sidecar.token == dashboard.token  # the same secret key on both sides
     assert (sidecar.pod, sidecar.app_name) == (POD_NAME, "shop")
     assert sidecar.dashboard == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
@@ -413,12 +417,12 @@ def test_environment_and_ports_agree_with_the_option_tables(objects: list[Obj]) 
     assert set(env_of(app_container)) <= set(sampleapp.ENV_VARS)
     assert app_container["command"][:3] == ["python", "-m", "app.demo.sampleapp"]
     _, app_port, _ = sampleapp._parse(app_container["command"][3:], {"PORT": env_of(app_container)["PORT"]["value"]})
-    assert app_port == port_number(app_container, "app")
+    assert app_port == port_number(app_container, "app-http")
 
 
 def test_prometheus_scrapes_the_sidecars_admin_port(objects: list[Obj]) -> None:
     dashboard_deployment, example = deployments(objects)
-    scraped = ((example, "sidecar", "admin"), (dashboard_deployment, "dashboard", "http"))
+    scraped = ((example, SIDECAR, "ms-admin"), (dashboard_deployment, "dashboard", "http"))
     for deployment, container, port_name in scraped:
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
@@ -463,14 +467,14 @@ def test_probes_metrics_and_tokens_work_on_the_real_processes(objects: list[Obj]
     secrets = secret_values(objects)
     dashboard_deployment, example = deployments(objects)
     dashboard_container = containers(dashboard_deployment)["dashboard"]
-    sidecar_container, app_container = containers(example)["sidecar"], containers(example)["app"]
+    sidecar_container, app_container = containers(example)[SIDECAR], containers(example)["app"]
     _, app_port = sample_app
     dashboard_port, sidecar_port, admin_port = free_port(), free_port(), free_port()
     local = {  # (container, template port) -> the port it got here
         ("dashboard", port_number(dashboard_container, "http")): dashboard_port,
-        ("sidecar", port_number(sidecar_container, "http")): sidecar_port,
-        ("sidecar", port_number(sidecar_container, "admin")): admin_port,
-        ("app", port_number(app_container, "app")): app_port,
+        (SIDECAR, port_number(sidecar_container, "http")): sidecar_port,
+        (SIDECAR, port_number(sidecar_container, "ms-admin")): admin_port,
+        ("app", port_number(app_container, "app-http")): app_port,
     }
     run_app(dashboard_container["command"][3:], wait_ports=[dashboard_port], env=_process_env(
         dashboard_container, secrets,
@@ -510,3 +514,26 @@ def test_probes_metrics_and_tokens_work_on_the_real_processes(objects: list[Obj]
         assert time.monotonic() < deadline, (status, body[:500])
         time.sleep(0.2)
     assert pods[POD_NAME]["app"] == "shop"
+
+
+# --- one source of truth: the example application is what `inject` makes -----------
+
+
+@pytest.mark.parametrize("given", [GIVEN, {**GIVEN, "NAME": "ms", "APP_NAME": "web", "APP_PORT": "9000",
+                                            "IMAGE_TAG": "2.0.0", "APP_IMAGE": "quay.io/me/web:3"}])
+def test_the_example_application_is_what_inject_makes_of_a_plain_one(given: dict[str, str]) -> None:
+    objects = render(given)[0]
+    _, example = deployments(objects)
+    name = given.get("NAME", "mothership")
+    config = InjectConfig(image=f"{name}:{given.get('IMAGE_TAG', __version__)}", dashboard=f"http://{name}:8080",
+                          token_secret=(f"{name}-tokens", "ingest-token"), share_process_namespace=True)
+    plain_text, notes = inject([("template", yaml.safe_dump(example))], replace(config, uninject=True))
+    plain = yaml.safe_load(plain_text)
+    # A plain Deployment: one container, whose port named `http` the Service targets.
+    assert list(containers(plain)) == ["app"] and notes == []
+    assert containers(plain)["app"]["ports"][0]["name"] == "http"
+    assert "annotations" not in plain["spec"]["template"]["metadata"]
+    assert "shareProcessNamespace" not in plain["spec"]["template"]["spec"]
+    injected, notes = inject([("plain", plain_text)], config)
+    assert yaml.safe_load(injected) == example
+    assert notes == []

@@ -85,3 +85,27 @@ def test_display_url_hides_passwords(url: str, shown: str) -> None:
     from app.options import display_url
 
     assert display_url(url) == shown
+
+
+def test_inject_flags_defaults_and_files() -> None:
+    from app import __version__
+    from app.options import InjectConfig
+
+    config = parse(["inject", "a.yaml", "--target-port", "http", "b.yaml", "--uninject"], {})
+    assert isinstance(config, InjectConfig)
+    assert config.files == ("a.yaml", "b.yaml")
+    assert (config.target_port, config.uninject, config.share_process_namespace) == ("http", True, False)
+    assert config.image == f"mothership:{__version__}"
+    assert config.dashboard == "http://mothership:8080"
+    assert config.token_secret == ("mothership-tokens", "ingest-token")
+    config = parse(["--mode", "inject", "--target-port", "8087", "--token-secret", "", "--share-process-namespace"],
+                   {"INJECT_IMAGE": "quay.io/me/ms:1", "TARGET_PORT": "1", "DASHBOARD": "http://not-read:1"})
+    assert isinstance(config, InjectConfig)
+    assert (config.target_port, config.token_secret, config.share_process_namespace) == (8087, None, True)
+    assert config.image == "quay.io/me/ms:1"  # INJECT_* only: a sidecar's own settings never leak in
+    assert config.dashboard == "http://mothership:8080"
+
+
+def test_file_arguments_belong_to_inject_only() -> None:
+    with pytest.raises(OptionError, match=r"x\.yaml: sidecar mode takes no file arguments"):
+        parse(["--mode", "sidecar", "x.yaml"], {})

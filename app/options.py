@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app import __version__
+from app.dashboard.alerts.objectives import Objective, ObjectiveError, load_objectives, parse_latency, parse_success
 
 MODES = ("sidecar", "dashboard", "demo", "inject")
 # The sidecar image `inject` puts in pods unless told otherwise: this version's.
@@ -63,6 +64,14 @@ class DashboardConfig:
     drop_after: float = 600.0  # seconds without a report before a pod is dropped
     max_body_bytes: int = 4 * 1024 * 1024
     allowed_origins: tuple[str, ...] = ()
+    # Embedded alerts (app/dashboard/alerts): objectives, receivers, a silent pod.
+    objective_success: float = 0.999  # share of exchanges that must succeed
+    objective_p99: float = 1000.0  # ms within which 99% of exchanges must finish
+    objectives: str = ""  # JSON file of per-app objectives
+    objective_apps: tuple[tuple[str, Objective], ...] = ()  # read from `objectives` at start
+    alertmanager: str = ""  # Alertmanager base URL (its v2 API)
+    alert_webhook: str = ""  # any URL taking Alertmanager's webhook message
+    silent_after: float = 60.0  # seconds without a report before a pod is alerted on
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,12 @@ DASHBOARD_FLAGS = (
     Flag("drop_after", ("DROP_AFTER",), _duration, "a pod silent this long is dropped (10m)"),
     Flag("max_body_bytes", ("MAX_BODY_BYTES",), _positive_int, "largest POST body accepted (4 MiB)"),
     Flag("allowed_origins", ("ALLOWED_ORIGINS",), _origins, "extra Origins allowed on /ws, comma-separated"),
+    Flag("objective_success", ("OBJECTIVE_SUCCESS",), parse_success, "percent of exchanges that must succeed (99.9)"),
+    Flag("objective_p99", ("OBJECTIVE_P99",), parse_latency, "99% of exchanges must finish within this (1s)"),
+    Flag("objectives", ("OBJECTIVES",), _data_path, "JSON file of per-app objectives"),
+    Flag("alertmanager", ("ALERTMANAGER_URL",), _url, "Alertmanager base URL; alerts go to its v2 API"),
+    Flag("alert_webhook", ("ALERT_WEBHOOK",), _url, "URL that gets alerts as Alertmanager's webhook message"),
+    Flag("silent_after", ("SILENT_AFTER",), _duration, "a pod silent this long is alerted on (60s)"),
 )
 
 DEMO_FLAGS = (
@@ -370,6 +385,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Conf
     config: Config = CONFIGS[mode](**values)
     if isinstance(config, SidecarConfig):
         config = _complete_sidecar(config)
+    elif isinstance(config, DashboardConfig):
+        config = _complete_dashboard(config)
     return config
 
 
@@ -380,3 +397,11 @@ def _complete_sidecar(config: SidecarConfig) -> SidecarConfig:
         raise OptionError(f"--admin-port: must differ from --port (both {config.port})")
     return replace(config, pod=pod, app_name=app_name)
 
+
+def _complete_dashboard(config: DashboardConfig) -> DashboardConfig:
+    default = Objective(success=config.objective_success, p99_ms=config.objective_p99)
+    try:
+        apps = load_objectives(config.objectives, default).apps
+    except ObjectiveError as exc:
+        raise OptionError(f"--objectives: {exc}") from None
+    return replace(config, objective_apps=apps)

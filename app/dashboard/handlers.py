@@ -18,6 +18,7 @@ from tornado.web import HTTPError, RequestHandler
 from app import paths
 from app.dashboard import auth
 from app.dashboard.aggregate import SERIES_STEPS, PodStore
+from app.dashboard.alerts.service import AlertService
 from app.dashboard.hub import LiveHub
 from app.dashboard.ingest import Ingest
 from app.dashboard.jsontext import dumps
@@ -38,6 +39,7 @@ class Context:
     store: PodStore
     hub: LiveHub
     metrics: DashboardMetrics
+    alerts: AlertService | None = None  # the embedded alerts
     history_ok: bool = True
     page: bytes | None = None  # the page as rendered once: the same for every request
 
@@ -138,6 +140,15 @@ class SeriesHandler(JSONHandler):
         if series is None:
             raise HTTPError(404, f"no such scope: {scope[:100]}")
         self.send_json(series)
+
+
+class AlertsHandler(JSONHandler):
+    """GET /api/alerts: what is firing, and the state of each app and pod it touches."""
+
+    def get(self) -> None:
+        self.require_view()
+        alerts = self.ctx.alerts
+        self.send_json(alerts.health() if alerts is not None else {"firing": [], "apps": {}, "pods": {}})
 
 
 class HealthHandler(JSONHandler):

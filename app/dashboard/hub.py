@@ -21,6 +21,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from app.dashboard import auth
 from app.dashboard.aggregate import OVERVIEW_STEP, SERIES_STEPS, PodStore, run_steps
+from app.dashboard.alerts.service import AlertService
 from app.dashboard.jsontext import dumps
 from app.dashboard.metrics import DashboardMetrics
 
@@ -34,9 +35,11 @@ MAX_CLIENT_MESSAGES = 20  # per second; a client sending more is closed
 class LiveHub:
     """The set of connected pages and what to send them."""
 
-    def __init__(self, store: PodStore, metrics: DashboardMetrics) -> None:
+    def __init__(self, store: PodStore, metrics: DashboardMetrics, alerts: AlertService | None = None) -> None:
         self.store = store
         self.metrics = metrics
+        self.alerts = alerts
+        self._alerts_pushed = 0  # the alerts' version last offered to every client (0: nothing changed yet)
         self.clients: set[LiveSocket] = set()
         self._overview: tuple[int, str] | None = None  # (store version, encoded Overview)
         self._pushed = -1
@@ -64,6 +67,12 @@ class LiveHub:
             return None
         return dumps({"type": "series", "scope": scope, "window": window, "data": data})
 
+    def alerts_message(self) -> str | None:
+        """What is firing and the state of each app and pod (docs/live-protocol.md), or None without alerts."""
+        if self.alerts is None:
+            return None
+        return dumps({"type": "alerts", "data": self.alerts.health()})
+
     def snapshot_message(self) -> str:
         return '{"type":"snapshot","data":' + self.overview_json() + "}"
 
@@ -81,6 +90,12 @@ class LiveHub:
         The overview is built in steps, letting the sidecars' POSTs in between (at
         thousands of pods, building it at once held each of them up for tens of ms).
         """
+        if self.alerts is not None and self.clients and self.alerts.version != self._alerts_pushed:
+            self._alerts_pushed = self.alerts.version
+            alerts = self.alerts_message()
+            for client in list(self.clients):
+                if alerts is not None:
+                    client.offer("alerts", alerts)
         if not self.clients or self.store.version == self._pushed:
             return
         self._pushed = self.store.version
@@ -139,6 +154,8 @@ class LiveSocket(WebSocketHandler):
         self.set_nodelay(True)
         self.hub.join(self)
         self._send(self.hub.snapshot_message())
+        if self.hub.alerts is not None and self.hub.alerts.evaluator.firing:  # none firing: nothing to say
+            self.offer("alerts", self.hub.alerts_message() or "")
 
     def on_close(self) -> None:
         self.hub.leave(self)

@@ -103,6 +103,8 @@ class Ingest:
         ack = self.ctx.store.ingest_stats(batch)
         metrics.ingest["stats", "duplicate" if ack.duplicate else "saved"].inc()
         if not ack.duplicate:
+            if self.ctx.alerts is not None:
+                self.ctx.alerts.observe_stats(batch)
             metrics.samples.inc(ack.samples)
             metrics.exchanges.inc(ack.exchanges)
             if batch.dropped:
@@ -113,6 +115,8 @@ class Ingest:
     def save_resources(self, body: bytes) -> Reply:
         report = parse_resources(decode_body(body), raw=body)
         self.ctx.store.ingest_resources(report)
+        if self.ctx.alerts is not None:
+            self.ctx.alerts.observe_seen(report.pod, report.app)
         self.ctx.metrics.ingest["resources", "saved"].inc()
         return Reply(200, SAVED)
 

@@ -49,6 +49,11 @@ class DashboardMetrics:
         self.history_seconds = Histogram("mothership_history_write_seconds", "Time of one history write",
                                          buckets=_LATENCY_BUCKETS, registry=r)
         self.history_rows = Counter("mothership_history_rows_total", "Rows written to history", registry=r)
+        notices = Counter("mothership_alert_notifications_total", "Requests to alert receivers, by receiver "
+                          "and outcome", ["receiver", "outcome"], registry=r)
+        self.alert_notices = {(k, o): notices.labels(k, o) for k in ("alertmanager", "webhook")
+                              for o in ("delivered", "failed")}
+        self.alerts_firing = Gauge("mothership_alerts_firing", "The dashboard's own alerts firing now", registry=r)
         self.history_errors = Counter("mothership_history_errors_total", "History writes that failed",
                                       registry=r)
 

@@ -25,6 +25,7 @@ from tornado.web import Application, RequestHandler
 from app import paths
 from app.dashboard import handlers
 from app.dashboard.aggregate import Clock, PodStore
+from app.dashboard.alerts.service import AlertService
 from app.dashboard.front import Front
 from app.dashboard.heads import HEAD_TIMEOUT, HeadWatch
 from app.dashboard.history import History
@@ -36,6 +37,7 @@ from app.options import DashboardConfig
 
 log = logging.getLogger("mothership.dashboard")
 
+ALERT_INTERVAL = 5.0  # seconds between evaluations of the embedded alerts
 PRUNE_EVERY = 60.0  # seconds between deletions of history past the retention
 LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 # Objects allocated between two collections of the youngest generation (Python's default: 700).
@@ -57,7 +59,8 @@ class Dashboard:
     """The store, the hub, history, and the periodic work that ties them together."""
 
     def __init__(self, config: DashboardConfig, clock: Clock = time.time, *, tick_interval: float = 1.0,
-                 flush_interval: float = 2.0, head_timeout: float = HEAD_TIMEOUT, freeze: bool = False) -> None:
+                 flush_interval: float = 2.0, head_timeout: float = HEAD_TIMEOUT, freeze: bool = False,
+                 alert_interval: float = ALERT_INTERVAL, alert_warmup: float | None = None) -> None:
         self.config = config
         self.freeze = freeze  # gc.freeze after each tick and drain (see GC_YOUNG_THRESHOLD)
         self.heads = HeadWatch(head_timeout)
@@ -67,8 +70,13 @@ class Dashboard:
         self.store = PodStore(retention=config.retention, stale_after=config.stale_after,
                               drop_after=config.drop_after, clock=clock)
         self.metrics = DashboardMetrics()
-        self.hub = LiveHub(self.store, self.metrics)
-        self.ctx = handlers.Context(config=config, store=self.store, hub=self.hub, metrics=self.metrics)
+        self.alert_interval = alert_interval
+        self.alerts = AlertService(config, clock, warmup=alert_warmup,
+                                   on_result=lambda receiver, ok: self.metrics.alert_notices[
+                                       receiver, "delivered" if ok else "failed"].inc())
+        self.hub = LiveHub(self.store, self.metrics, self.alerts)
+        self.ctx = handlers.Context(config=config, store=self.store, hub=self.hub, metrics=self.metrics,
+                                    alerts=self.alerts)
         self.history = None if config.data == ":memory:" else History(config.data)
         if self.history is not None:
             started = time.perf_counter()
@@ -87,7 +95,8 @@ class Dashboard:
     def start(self) -> None:
         """Start the tick and the history writer on the current IOLoop."""
         self._callbacks = [PeriodicCallback(self.tick, self.tick_interval * 1000),
-                           PeriodicCallback(self.heads.sweep, min(5.0, self.heads.timeout / 3) * 1000)]
+                           PeriodicCallback(self.heads.sweep, min(5.0, self.heads.timeout / 3) * 1000),
+                           PeriodicCallback(self.check_alerts, self.alert_interval * 1000)]
         if self.history is not None:
             self._callbacks.append(PeriodicCallback(self.flush, self.flush_interval * 1000))
         for callback in self._callbacks:
@@ -98,6 +107,10 @@ class Dashboard:
         await self.hub.push()
         if self.freeze:
             gc.freeze()
+
+    async def check_alerts(self) -> None:
+        await self.alerts.cycle()
+        self.metrics.alerts_firing.set(len(self.alerts.evaluator.firing))
 
     async def flush(self, final: bool = False) -> int:
         """Hand what changed to the history thread; skipped while the last write still runs."""
@@ -132,6 +145,7 @@ class Dashboard:
             callback.stop()
         for socket in list(self.hub.clients):
             socket.close(1001, "dashboard stopping")
+        await self.alerts.stop()
         if self._writing is not None:
             await asyncio.wait([self._writing])
         if self.history is not None:
@@ -167,6 +181,7 @@ class DashboardApplication(Application):
             (r"/resources", handlers.ResourcesHandler, ctx),
             (r"/api/overview", handlers.OverviewHandler, ctx),
             (r"/api/series", handlers.SeriesHandler, ctx),
+            (r"/api/alerts", handlers.AlertsHandler, ctx),
             (r"/healthz", handlers.HealthHandler, ctx),
             (r"/metrics", handlers.MetricsHandler, ctx),
             (r"/ws", LiveSocket, {"hub": dashboard.hub, "view_token": config.view_token,
@@ -176,10 +191,12 @@ class DashboardApplication(Application):
 
 def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval: float = 1.0,
              flush_interval: float = 2.0, head_timeout: float = HEAD_TIMEOUT, freeze: bool = False,
-             start: bool = True) -> DashboardApplication:
+             start: bool = True, alert_interval: float = ALERT_INTERVAL,
+             alert_warmup: float | None = None) -> DashboardApplication:
     """The dashboard's Tornado application; with `start`, its periodic work runs on the current IOLoop."""
     dashboard = Dashboard(config, clock, tick_interval=tick_interval, flush_interval=flush_interval,
-                          head_timeout=head_timeout, freeze=freeze)
+                          head_timeout=head_timeout, freeze=freeze, alert_interval=alert_interval,
+                          alert_warmup=alert_warmup)
     app = DashboardApplication(
         dashboard,
         template_path=str(paths.TEMPLATES_DIR),

@@ -1,0 +1,1 @@
+"""The dashboard's own alerts: objectives per app, burn-rate windows, and Alertmanager or webhook notices."""

@@ -72,7 +72,7 @@ def test_sdist_and_wheel_carry_the_page_and_the_deployment_files(dist: Path) -> 
     assert {"app/__main__.py", "app/demo/sampleapp.py", "sidecar/main.py", "app/dashboard/server.py"} <= names
     assert not [name for name in names if name.startswith(("tests/", "bench/"))]
     assert "mothership = app.__main__:main_exit" in entry_points
-    for requirement in ("tornado", "psutil", "ujson", "prometheus-client"):
+    for requirement in ("tornado", "psutil", "ujson", "prometheus-client", "ruamel.yaml"):
         assert f"Requires-Dist: {requirement}" in metadata
     assert "Requires-Python: >=3.11" in metadata
 
@@ -90,6 +90,12 @@ def test_the_installed_wheel_serves_the_page_from_another_directory(dist: Path, 
                    cwd=elsewhere, env=env)
     assert str(ROOT) not in located and "site-packages" in located
     assert "--mode" in _run([str(bin_dir / "mothership"), "--help"], cwd=elsewhere, env=env)
+    pod = ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+           "spec:\n  containers: [{name: a, image: a, ports: [{containerPort: 80}]}]\n")
+    injected = subprocess.run([str(bin_dir / "mothership"), "inject"], input=pod, cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert injected.returncode == 0, injected.stderr
+    assert "mothership-sidecar" in injected.stdout
 
     port = free_port()
     with subprocess.Popen([str(bin_dir / "mothership"), "--mode", "dashboard", "--host", "127.0.0.1",
@@ -118,6 +124,18 @@ def test_editable_install_finds_the_page_files_in_the_checkout(tmp_path: Path) -
                    cwd=tmp_path, env=env).split()
     assert located == [str(ROOT / "static"), str(ROOT / "templates")]
     assert (tmp_path / "venv/bin/mothership").exists()
+
+
+def test_make_demo_installs_only_what_the_demo_runs(tmp_path: Path) -> None:
+    """`make demo` installs `.[demo]`; `make test` installs `.[test]`, which holds all of `.[demo]`."""
+    venv = tmp_path / ".venv"  # none there: make shows every step it would take
+    demo = _run(["make", "-n", "demo", f"VENV={venv}"], cwd=ROOT)
+    assert "pip install --quiet -e '.[demo]'" in demo and ".[test]" not in demo
+    test = _run(["make", "-n", "test", f"VENV={venv}"], cwd=ROOT)
+    assert "pip install --quiet -e '.[test]'" in test and ".[demo]'" not in test
+    assert f"touch {venv}/.installed {venv}/.installed-demo" in test
+    setup = (ROOT / "setup.py").read_text()
+    assert '"demo": DEMO,' in setup and '"test": [\n            *DEMO,' in setup
 
 
 # --- the Containerfile, checked statically (no container engine here) ---------

@@ -179,3 +179,9 @@ def test_objects_without_pods_and_empty_documents_pass_through() -> None:
     assert inject(text)[0] == text
     with pytest.raises(InjectError, match=r"in\.yaml document 2, Deployment/x: spec\.template has no pod spec"):
         inject("apiVersion: apps/v1\n---\nkind: Deployment\nmetadata: {name: x}\nspec: {}\n")
+
+
+def test_an_openshift_template_passes_through_with_a_note() -> None:
+    text = "apiVersion: template.openshift.io/v1\nkind: Template\nmetadata: {name: t}\nobjects: []\n"
+    assert inject(text) == (text, ["in.yaml document 1, Template/t: an OpenShift template passes through "
+                                   "unchanged: inject what `oc process` makes of it"])

@@ -287,7 +287,7 @@ def test_strict_validation_catches_a_mistake(objects: list[Obj]) -> None:
 def test_image_build(objects: list[Obj]) -> None:
     stream = one(objects, "ImageStream", "mothership")
     assert stream["apiVersion"] == "image.openshift.io/v1"
-    assert stream["spec"]["lookupPolicy"]["local"] is True  # Deployments may say `mothership:latest`
+    assert stream["spec"]["lookupPolicy"]["local"] is True  # Deployments may say `mothership:0.1.0`
     build = one(objects, "BuildConfig", "mothership")
     assert build["apiVersion"] == "build.openshift.io/v1"
     spec = build["spec"]

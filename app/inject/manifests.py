@@ -26,6 +26,9 @@ def run(sources: list[tuple[str, str]], config: InjectConfig) -> tuple[str, list
             _restore_service(obj, f"{doc.where}, {name_of(obj)}")
     fronted: list[ports.Fronted] = []
     for doc, obj in found:
+        if obj.get("kind") == "Template" and not config.uninject:
+            notes.append(f"{doc.where}, {name_of(obj)}: an OpenShift template passes through unchanged: "
+                         "inject what `oc process` makes of it")
         pod = workload(obj, doc.where)
         if pod is None:
             continue

@@ -8,8 +8,10 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).resolve().parent
 # One version, kept in app/__init__.py: `inject` names the sidecar image after it.
 VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "app/__init__.py").read_text(), re.M).group(1)
-# What `make demo` runs beyond the package itself (the protowire work adds grpcio for its gRPC pod).
-DEMO: list[str] = []
+# What `make demo` installs beyond the package itself: grpcio (gRPC's own implementation) for the demo's
+# gRPC service and its client (app/demo/grpcservice.py, grpctraffic.py). Without it the demo runs, less its
+# gRPC pod.
+DEMO: list[str] = ["grpcio>=1.60"]
 
 
 def _files(folder: str) -> list[str]:
@@ -50,7 +52,7 @@ setup(
     extras_require={
         "demo": DEMO,
         "test": [
-            *DEMO,
+            *DEMO,  # the demo's gRPC pod, and real gRPC peers through the sidecar
             "pytest>=8.3,<9",  # pytest-tornado 0.8.1 warns under pytest 9 and breaks under 10
             "pytest-tornado==0.8.1",
             "setuptools<82",  # pytest-tornado imports pkg_resources
@@ -65,6 +67,7 @@ setup(
             "types-ujson",
             "types-psutil",
             "types-PyYAML",
+            "types-grpcio",
         ],
     },
     entry_points={"console_scripts": ["mothership=app.__main__:main_exit"]},

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from app.demo import sampleapp
-from app.demo.demo import MAX_PODS, child_commands, child_environment, plan_demo
+from app.demo.demo import GRPC_MISSING, MAX_PODS, child_commands, child_environment, grpc_available, plan_demo
 from app.options import DashboardConfig, DemoConfig, SidecarConfig, app_name_from_pod, parse
 from tests.conftest import ROOT, app_env, free_port
 
@@ -45,6 +45,17 @@ def test_plan_names_pods_like_a_deployment_and_gives_distinct_ports() -> None:
     assert len(plan.token) >= 32
 
 
+def test_plan_adds_a_grpc_pod_when_grpcio_is_there() -> None:
+    plan = plan_demo(DemoConfig(port=8080, pods=2), random.Random(1), _counter(), grpc=True)
+    assert [p.kind for p in plan.pods] == ["http", "http", "grpc"]
+    grpc_pod = plan.pods[-1]
+    assert POD_NAME.match(grpc_pod.name) and app_name_from_pod(grpc_pod.name) == grpc_pod.app == "inventory"
+    assert grpc_pod.sidecar_address == f"127.0.0.1:{grpc_pod.sidecar_port}"
+    ports = [port for p in plan.pods for port in (p.app_port, p.sidecar_port, p.admin_port)]
+    assert len(set(ports)) == len(ports)
+    assert [p.kind for p in plan_demo(DemoConfig(pods=2), random.Random(1), _counter()).pods] == ["http", "http"]
+
+
 def test_plan_skips_a_port_picked_twice_and_takes_a_free_dashboard_port() -> None:
     picks = iter([5000, 5000, 5001, 5001, 5002, 5003, 5004])
     plan = plan_demo(DemoConfig(port=0, pods=1), random.Random(1), lambda: next(picks))
@@ -59,21 +70,23 @@ def test_plan_refuses_too_many_pods() -> None:
 
 def test_every_child_command_is_one_the_programs_accept() -> None:
     config = DemoConfig(port=8080, pods=2, data=":memory:")
-    plan = plan_demo(config, random.Random(2), _counter())
+    plan = plan_demo(config, random.Random(2), _counter(), grpc=True)
     env = child_environment({"PORT": "1", "DASHBOARD": "http://elsewhere:1", "HOME": "/h"}, plan.token)
     assert "PORT" not in env and "DASHBOARD" not in env and env["HOME"] == "/h"  # a stray setting cannot leak in
     assert env["DASHBOARD_TOKEN"] == plan.token
     specs = child_commands(plan, config)
-    assert [s.name.split()[0] for s in specs] == ["dashboard", "app", "sidecar", "app", "sidecar"]
+    assert [s.name.split()[0] for s in specs] == ["dashboard", "app", "sidecar", "app", "sidecar", "app", "sidecar"]
     for spec in specs:
         assert plan.token not in spec.argv  # secrets stay out of `ps`
     dashboard = parse(specs[0].argv[2:], env)
     assert isinstance(dashboard, DashboardConfig)
     assert (dashboard.host, dashboard.port, dashboard.token, dashboard.data) == ("127.0.0.1", 8080, plan.token,
                                                                                   ":memory:")
+    grpcservice = pytest.importorskip("app.demo.grpcservice")  # needs grpcio (the test extra has it)
     for pod, app_spec, sidecar_spec in zip(plan.pods, specs[1::2], specs[2::2], strict=True):
-        assert app_spec.argv[:2] == ("-m", "app.demo.sampleapp")
-        host, port, settings = sampleapp._parse(app_spec.argv[2:])
+        program = {"http": sampleapp, "grpc": grpcservice}[pod.kind]
+        assert app_spec.argv[:2] == ("-m", program.__name__)
+        host, port, settings = program._parse(app_spec.argv[2:])
         assert (host, port, settings.fail_rate) == ("127.0.0.1", pod.app_port, pod.fail_rate)
         sidecar = parse(sidecar_spec.argv[2:], env)
         assert isinstance(sidecar, SidecarConfig)
@@ -171,7 +184,9 @@ def test_demo_runs_the_real_system_and_stops_cleanly_on_sigterm(start_demo: Any)
     output = demo.output
     assert f"http://127.0.0.1:{port}/" in output
     children = demo.descendants()
-    assert len(children) == 1 + 2 * 2  # the dashboard, and an app and a sidecar per pod
+    pods = 2 + grpc_available()  # the gRPC pod comes with grpcio (the test extra has it)
+    assert len(children) == 1 + 2 * pods  # the dashboard, and an app and a sidecar per pod
+    assert ("(gRPC)" in output) == grpc_available() and (GRPC_MISSING in output) != grpc_available()
 
     # Within a few seconds the real sidecars have reported every kind of exchange.
     wanted = {"users": False, "file": False, "probe": False, "error": False}
@@ -185,11 +200,11 @@ def test_demo_runs_the_real_system_and_stops_cleanly_on_sigterm(start_demo: Any)
         wanted["error"] = any(s["response"]["status"] == 500 and s["route"] == "/fail" for s in samples)
         assert time.monotonic() < deadline, f"missing {wanted} in {samples!r:.3000}"
         time.sleep(0.25)
-    assert len(by_pod) == 2 and all(by_pod.values())
+    assert len(by_pod) >= 2 and all(by_pod.values())
     for pod in by_pod:
         assert pod in output  # the banner lists the pods the dashboard sees
     apps = {entry["pod"]: entry["app"] for entry in _get_json(f"http://127.0.0.1:{port}/stats")}
-    assert sorted(apps.values()) == ["catalog", "shop"]
+    assert {"catalog", "shop"} <= set(apps.values())
     resources = _get_json(f"http://127.0.0.1:{port}/resources")
     assert {entry["pod"] for entry in resources} == set(by_pod)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
@@ -242,3 +257,15 @@ def test_demo_refuses_too_many_pods() -> None:
                            "--pods", str(MAX_PODS + 1)], cwd=ROOT, env=app_env(), capture_output=True,
                           text=True, timeout=20)
     assert proc.returncode == 2 and "--pods: at most" in proc.stderr
+
+
+def test_without_grpcio_the_banner_says_how_to_get_the_grpc_pod(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from app.demo.demo import Demo
+
+    config = DemoConfig(port=8080, pods=1)
+    Demo(config, plan_demo(config, random.Random(1), _counter(), grpc=False), tmp_path)._print_banner()
+    assert GRPC_MISSING in capsys.readouterr().out and "pip install '.[demo]'" in GRPC_MISSING
+    Demo(config, plan_demo(config, random.Random(1), _counter(), grpc=True), tmp_path)._print_banner()
+    out = capsys.readouterr().out
+    assert GRPC_MISSING not in out and "(gRPC)" in out

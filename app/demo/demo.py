@@ -1,10 +1,11 @@
 """`python -m app --mode demo`: the whole system on one machine, nothing faked.
 
 Starts a real dashboard, the sample app as a few "pods" each behind its own
-real sidecar (all as child processes of this one), sends gentle traffic
-through the sidecars, prints the URL to open, and on Ctrl-C or SIGTERM stops
-every child and exits 0. `plan_demo` and `child_commands` decide everything
-(pure); `Demo` does the process work.
+real sidecar, and a gRPC service behind one more (when `grpcio` is installed;
+all as child processes of this one), sends gentle traffic through the
+sidecars, prints the URL to open, and on Ctrl-C or SIGTERM stops every child
+and exits 0. `plan_demo` and `child_commands` decide everything (pure); `Demo`
+does the process work.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import importlib.util
 import os
 import random
 import secrets
@@ -25,9 +27,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.demo.traffic import TrafficGenerator
 from app.options import FLAGS, DemoConfig
+
+if TYPE_CHECKING:
+    from app.demo.grpctraffic import GrpcTraffic  # imports grpc, which is optional
 
 MAX_PODS = 20
 HOST = "127.0.0.1"  # the demo listens on loopback only: its dashboard has no view token
@@ -38,6 +44,10 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0  # seconds a child gets after SIGTERM (sidecars: plus their grace) before SIGKILL
 # (app name, share of its /fail requests answered 500): two apps so the page shows grouping.
 APPS = (("shop", 0.25), ("catalog", 0.05))
+# The gRPC pod's app and the share of its GetItem calls answered UNAVAILABLE.
+GRPC_APP = ("inventory", 0.05)
+GRPC_MISSING = ("note: grpcio is not installed, so the demo runs without its gRPC pod;"
+                " `pip install '.[demo]'` (or `make demo`) adds it")
 # Kubernetes builds generated names from these characters (no vowels, no look-alikes).
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -50,10 +60,15 @@ class DemoPod:
     app_port: int
     sidecar_port: int
     admin_port: int
+    kind: str = "http"  # "http": the sample app; "grpc": the gRPC service (app/demo/grpcservice.py)
 
     @property
     def sidecar_url(self) -> str:
         return f"http://{HOST}:{self.sidecar_port}"
+
+    @property
+    def sidecar_address(self) -> str:
+        return f"{HOST}:{self.sidecar_port}"
 
 
 @dataclass(frozen=True)
@@ -79,8 +94,13 @@ def _generated(rng: random.Random, length: int) -> str:
     return "".join(rng.choice(NAME_ALPHABET) for _ in range(length))
 
 
-def plan_demo(config: DemoConfig, rng: random.Random, pick_port: Callable[[], int]) -> DemoPlan:
-    """Names, ports and token for a demo; `pick_port` gives a free port each call."""
+def grpc_available() -> bool:
+    return importlib.util.find_spec("grpc") is not None
+
+
+def plan_demo(config: DemoConfig, rng: random.Random, pick_port: Callable[[], int], *,
+              grpc: bool = False) -> DemoPlan:
+    """Names, ports and token for a demo (with a gRPC pod too if `grpc`); `pick_port` gives a free port each call."""
     if config.pods > MAX_PODS:
         raise ValueError(f"--pods: at most {MAX_PODS} (got {config.pods})")
     taken: set[int] = set()
@@ -100,6 +120,10 @@ def plan_demo(config: DemoConfig, rng: random.Random, pick_port: Callable[[], in
     for index in range(config.pods):
         app, fail_rate = APPS[index % len(APPS)]
         pods.append(DemoPod(f"{app}-{hashes[app]}-{_generated(rng, 5)}", app, fail_rate, port(), port(), port()))
+    if grpc:
+        app, fail_rate = GRPC_APP
+        pods.append(DemoPod(f"{app}-{_generated(rng, 9)}-{_generated(rng, 5)}", app, fail_rate, port(), port(),
+                            port(), kind="grpc"))
     return DemoPlan(dashboard_port, secrets.token_urlsafe(24), tuple(pods))
 
 
@@ -110,8 +134,9 @@ def child_commands(plan: DemoPlan, config: DemoConfig) -> list[ChildSpec]:
         "--data", config.data,
     ), (plan.dashboard_port,), 1)]
     for pod in plan.pods:
+        program = "app.demo.grpcservice" if pod.kind == "grpc" else "app.demo.sampleapp"
         children.append(ChildSpec(f"app {pod.name}", (
-            "-m", "app.demo.sampleapp", "--host", HOST, "--port", str(pod.app_port), "--fail-rate", str(pod.fail_rate),
+            "-m", program, "--host", HOST, "--port", str(pod.app_port), "--fail-rate", str(pod.fail_rate),
         ), (pod.app_port,), 1))
         children.append(ChildSpec(f"sidecar {pod.name}", (
             "-m", "app", "--mode", "sidecar", "--host", HOST, "--port", str(pod.sidecar_port),
@@ -224,11 +249,19 @@ class Demo:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.on_signal)
         traffic: TrafficGenerator | None = None
-        print(f"Starting a dashboard and {len(self.plan.pods)} pods (sample app + sidecar)...", flush=True)
+        calls: list[GrpcTraffic] = []
+        print(f"Starting a dashboard and {len(self.plan.pods)} pods (app + sidecar)...", flush=True)
         try:
             if await self._start_children():
-                traffic = TrafficGenerator([pod.sidecar_url for pod in self.plan.pods], self.config.rate)
+                web = [pod.sidecar_url for pod in self.plan.pods if pod.kind == "http"]
+                traffic = TrafficGenerator(web, self.config.rate)
                 traffic.start()
+                for pod in self.plan.pods:
+                    if pod.kind == "grpc":
+                        from app.demo.grpctraffic import GrpcTraffic  # only with grpcio, which the plan checked
+
+                        calls.append(GrpcTraffic(pod.sidecar_address, max(1.0, self.config.rate / 2)))
+                        calls[-1].start()
                 self._print_banner()
                 await self._watch()
         finally:
@@ -237,6 +270,8 @@ class Demo:
                 self.keep_logs = True
             if traffic is not None:
                 await traffic.stop()
+            for client in calls:
+                await client.stop()
             await self._stop_children()
         if self.failure:
             return 1
@@ -313,13 +348,16 @@ class Demo:
             f"  {'pod':<28} {'app':>6} {'sidecar':>8} {'admin (/metrics)':>17}",
         ]
         for pod in plan.pods:
-            lines.append(f"  {pod.name:<28} {pod.app_port:>6} {pod.sidecar_port:>8} {pod.admin_port:>17}")
+            kind = "  (gRPC)" if pod.kind == "grpc" else ""
+            lines.append(f"  {pod.name:<28} {pod.app_port:>6} {pod.sidecar_port:>8} {pod.admin_port:>17}{kind}")
         lines += [
             "",
             f"  Try: curl {plan.pods[0].sidecar_url}/users/42    Logs: {self.log_dir}",
             "  Stop with Ctrl-C.",
             "",
         ]
+        if not any(pod.kind == "grpc" for pod in plan.pods):
+            lines.insert(-3, f"  {GRPC_MISSING}")
         print("\n".join(lines), flush=True)
 
 
@@ -330,7 +368,7 @@ def run(config: DemoConfig) -> int:
               " stop what uses it or pick another with --port", file=sys.stderr)
         return 1
     try:
-        plan = plan_demo(config, random.Random(), free_port)
+        plan = plan_demo(config, random.Random(), free_port, grpc=grpc_available())
     except ValueError as exc:
         print(f"python -m app: error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.events import Event
+from h2.events import DataReceived, Event
 
 from sidecar.exchange import Exchange
 from sidecar.http2.tracker import H2Tracker
@@ -58,13 +58,13 @@ class Conversation:
         data = self.client.data_to_send()
         if data:
             self.flights.append(Flight(CLIENT, data, self.tick()))
-            self.server_events += self.server.receive_data(data)
+            self.server_events += _read(self.server, data)
 
     def send_server(self) -> None:
         data = self.server.data_to_send()
         if data:
             self.flights.append(Flight(SERVER, data, self.tick()))
-            self.client_events += self.client.receive_data(data)
+            self.client_events += _read(self.client, data)
 
     def pump(self) -> None:
         """Both sides send until neither has anything more (SETTINGS ACKs, WINDOW_UPDATEs...)."""
@@ -78,24 +78,26 @@ class Conversation:
     # --- the usual moves ------------------------------------------------------------
 
     def request(self, path: str = "/", method: str = "GET", body: bytes = b"", *,
-                headers: Headers = (), end: bool = True, authority: str = "app") -> int:
+                headers: Headers = (), end: bool = True, authority: str = "app", send: bool = True) -> int:
         sid: int = self.client.get_next_available_stream_id()
         head = [(":method", method), (":path", path), (":scheme", "http"), (":authority", authority), *headers]
         self.client.send_headers(sid, head, end_stream=end and not body)
         if body:
             self.client.send_data(sid, body, end_stream=end)
-        self.send_client()
+        if send:
+            self.send_client()
         return sid
 
     def respond(self, sid: int, status: int = 200, body: bytes = b"", *, headers: Headers = (),
-                trailers: Headers = (), end: bool = True) -> None:
+                trailers: Headers = (), end: bool = True, send: bool = True) -> None:
         bare = end and not body and not trailers
         self.server.send_headers(sid, [(":status", str(status)), *headers], end_stream=bare)
         if body:
             self.server.send_data(sid, body, end_stream=end and not trailers)
         if trailers:
             self.server.send_headers(sid, list(trailers), end_stream=True)
-        self.send_server()
+        if send:
+            self.send_server()
 
     def grpc_call(self, method: str = "/pkg.Service/Get", message: bytes = b"\x00\x00\x00\x00\x03abc", *,
                   code: int = 0, grpc_message: str = "", reply: bytes = b"\x00\x00\x00\x00\x02ok") -> int:
@@ -105,6 +107,15 @@ class Conversation:
             trailers.append(("grpc-message", grpc_message))
         self.respond(sid, 200, reply, headers=GRPC_RESPONSE, trailers=trailers)
         return sid
+
+
+def _read(conn: H2Connection, data: bytes) -> list[Event]:
+    """`conn` receives `data` and, as a real peer would, gives back the flow-control window its DATA used."""
+    events = conn.receive_data(data)
+    for event in events:
+        if isinstance(event, DataReceived) and event.flow_controlled_length:
+            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)  # closed streams too
+    return events
 
 
 GRPC_REQUEST: Headers = (("content-type", "application/grpc"), ("te", "trailers"),

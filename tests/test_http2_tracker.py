@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 from hpack import Encoder
 from hyperframe.frame import GoAwayFrame, HeadersFrame, SettingsFrame
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sidecar.exchange import Exchange
 from sidecar.http2.tracker import H2Tracker
@@ -321,3 +324,176 @@ def test_settings_acks_and_pings_on_an_idle_connection_begin_nothing() -> None:
     frame = GoAwayFrame(0, last_stream_id=0).serialize()
     tracker.feed_client(frame, 1.0)
     assert not tracker.broken
+
+
+# --- generated conversations: whatever the peers do, every stream ends exactly once -------------
+
+PICK = st.integers(0, 50)
+SIZE = st.integers(0, 3000)
+OPERATIONS = st.lists(st.one_of(
+    st.tuples(st.just("request"), SIZE, st.booleans(), st.booleans()),
+    st.tuples(st.just("respond"), PICK, st.sampled_from([200, 204, 404, 503]), SIZE,
+              st.sampled_from(["", "trailers", "grpc", "trailers-only"]), st.booleans()),
+    st.tuples(st.just("client_data"), PICK, SIZE, st.booleans()),
+    st.tuples(st.just("server_data"), PICK, SIZE, st.booleans()),
+    st.tuples(st.just("interim"), PICK),
+    st.tuples(st.just("client_trailers"), PICK),
+    st.tuples(st.just("client_reset"), PICK, st.sampled_from([0, 8])),
+    st.tuples(st.just("server_reset"), PICK, st.sampled_from([0, 2, 7])),
+    st.tuples(st.just("push"), PICK),
+    st.tuples(st.just("settings"), st.booleans(), st.sampled_from([0, 64, 256, 4096, 65536])),
+    st.tuples(st.just("ping")),
+    st.tuples(st.just("goaway"), st.booleans(), PICK),
+), max_size=40)
+
+
+class Model:
+    """What each stream was sent, as the h2 peers accepted it: the tracker must report the same."""
+
+    def __init__(self) -> None:
+        self.paths: dict[int, str] = {}
+        self.bytes_in: dict[int, int] = {}
+        self.bytes_out: dict[int, int] = {}
+        self.valid = True  # False when a receiving h2 peer refused what the other sent
+
+
+def converse(operations: list[tuple[object, ...]]) -> tuple[Conversation, Model]:
+    """Play the operations through two h2 peers; those h2 refuses (a closed stream, a full window...) are skipped."""
+    c = Conversation().start()
+    model = Model()
+
+    def pick(n: object) -> int:
+        ids = sorted(model.paths)
+        if not ids:
+            raise LookupError("no stream yet")
+        return ids[_int(n) % len(ids)]
+
+    for op in operations:
+        kind = op[0]
+        try:
+            if kind == "request":
+                size, end, is_grpc = _int(op[1]), bool(op[2]), bool(op[3])
+                path = f"/s/{len(model.paths)}"
+                sid = c.request(path, "POST" if size else "GET", b"q" * size, end=end,
+                                headers=GRPC_REQUEST if is_grpc else (), send=False)
+                model.paths[sid], model.bytes_in[sid], model.bytes_out[sid] = path, size, 0
+            elif kind == "respond":
+                sid, status, size, how, end = pick(op[1]), _int(op[2]), _int(op[3]), op[4], bool(op[5])
+                if how == "trailers-only":
+                    c.respond(sid, 200, headers=[*GRPC_RESPONSE, ("grpc-status", "5")], end=end, send=False)
+                else:
+                    trailers = [("grpc-status", "0")] if how == "grpc" else [("x-t", "1")] if how else []
+                    c.respond(sid, status, b"r" * size, trailers=trailers, end=end, send=False)
+                    model.bytes_out[sid] += size
+            elif kind in ("client_data", "server_data"):
+                sid, size, end = pick(op[1]), _int(op[2]), bool(op[3])
+                (c.client if kind == "client_data" else c.server).send_data(sid, b"d" * size, end_stream=end)
+                (model.bytes_in if kind == "client_data" else model.bytes_out)[sid] += size
+            elif kind == "interim":
+                c.server.send_headers(pick(op[1]), [(":status", "103")])
+            elif kind == "client_trailers":
+                c.client.send_headers(pick(op[1]), [("x-checksum", "1")], end_stream=True)
+            elif kind == "client_reset":
+                c.client.reset_stream(pick(op[1]), error_code=_int(op[2]))
+            elif kind == "server_reset":
+                c.server.reset_stream(pick(op[1]), error_code=_int(op[2]))
+            elif kind == "push":
+                promised = c.server.get_next_available_stream_id()
+                path = f"/push/{len(model.paths)}"
+                c.server.push_stream(pick(op[1]), promised, [(":method", "GET"), (":path", path),
+                                                             (":scheme", "http"), (":authority", "app")])
+                model.paths[promised], model.bytes_in[promised], model.bytes_out[promised] = path, 0, 0
+            elif kind == "settings":
+                (c.client if op[1] else c.server).update_settings({SettingCodes.HEADER_TABLE_SIZE: _int(op[2])})
+            elif kind == "ping":
+                c.client.ping(b"pingpong")
+            elif kind == "goaway":
+                (c.client if op[1] else c.server).close_connection(last_stream_id=pick(op[2]))
+        except (H2Error, LookupError):
+            pass  # no stream to act on, or h2 would not send that (a closed stream, a full window): nothing queued
+        try:
+            c.pump()
+        except H2Error:
+            model.valid = False
+            break  # the receiving peer objected: the conversation is over (its bytes stay recorded)
+        if kind == "goaway":
+            break  # the connection is going: what a peer may still send is its business
+    return c, model
+
+
+def _int(value: object) -> int:
+    assert isinstance(value, int)
+    return value
+
+
+def feed_all(tracker: H2Tracker, flights: list[Flight], cuts: list[int]) -> list[Exchange]:
+    """Feed `flights` cut at `cuts` (offsets into each flight, reused round-robin); the exchanges seen live too."""
+    done: list[Exchange] = []
+    seen: dict[int, Exchange] = {}
+    k = 0
+    for flight in flights:
+        feed = tracker.feed_client if flight.side == CLIENT else tracker.feed_server
+        data, start = flight.data, 0
+        while start < len(data):
+            step = max(1, cuts[k % len(cuts)]) if cuts else len(data)
+            k += 1
+            feed(data[start:start + step], flight.now)
+            start += step
+            seen.update((id(ex), ex) for ex in tracker._streams.values())
+            done += tracker.take_finished()
+    tracker.close("done", 1e6)
+    done += tracker.take_finished()
+    assert tracker.live == 0
+    assert len({id(ex) for ex in done}) == len(done), "an exchange finished twice"
+    assert set(seen) <= {id(ex) for ex in done}, "a stream never finished"
+    assert all(ex.t_end is not None and ex.t_end >= ex.t_start for ex in done)
+    return done
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(OPERATIONS, st.lists(st.integers(1, 1500), max_size=20))
+def test_generated_conversations_are_followed_exactly(operations: list[tuple[object, ...]], cuts: list[int]) -> None:
+    c, model = converse(operations)
+    tracker = H2Tracker()
+    done = feed_all(tracker, c.flights, cuts)
+    if not model.valid:  # h2 broke the protocol (hpack drops a table size update set twice): the tracker may stop
+        return
+    assert not tracker.broken, tracker.why
+    assert sorted(ex.target.decode() for ex in done) == sorted(model.paths.values())
+    sid_of = {path: sid for sid, path in model.paths.items()}
+    for ex in done:
+        sid = sid_of[ex.target.decode()]
+        assert (ex.bytes_in, ex.bytes_out) == (model.bytes_in[sid], model.bytes_out[sid]), ex
+        assert ex.t_start <= (ex.t_first or ex.t_start) and ex.t_start <= ex.t_end  # type: ignore[operator]
+    whole_tracker, whole = replay(c.flights)  # the same bytes unchunked: the same exchanges
+    whole_tracker.close("done", 1e6)
+    assert sorted(map(summary, whole + whole_tracker.take_finished())) == sorted(map(summary, done))
+
+
+MANGLE = st.lists(st.tuples(st.sampled_from(["flip", "drop", "insert", "repeat"]), st.integers(0, 1 << 20),
+                            st.integers(0, 1 << 20), st.binary(min_size=1, max_size=12)), min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(OPERATIONS, MANGLE, st.lists(st.integers(1, 1500), max_size=20))
+def test_mangled_conversations_never_raise_and_leave_nothing_open(operations: list[tuple[object, ...]],
+                                                                   mangles: list[tuple[str, int, int, bytes]],
+                                                                   cuts: list[int]) -> None:
+    c, _ = converse(operations)
+    flights = list(c.flights)
+    for how, which, where, junk in mangles:
+        flight = flights[which % len(flights)]
+        data = bytearray(flight.data)
+        at = where % (len(data) or 1)
+        if how == "flip":
+            data[at] ^= junk[0] or 1
+        elif how == "drop":
+            del data[at:at + len(junk)]
+        elif how == "insert":
+            data[at:at] = junk
+        else:
+            data[at:at] = data[at:at + len(junk) * 8]
+        flights[flights.index(flight)] = Flight(flight.side, bytes(data), flight.now)
+    tracker = H2Tracker(max_header_list=4096)
+    feed_all(tracker, flights, cuts)
+    assert tracker.broken == bool(tracker.why)

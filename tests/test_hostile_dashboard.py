@@ -195,9 +195,9 @@ JSON = st.recursive(
     max_leaves=12,
 )
 SAMPLE_KEYS = ["endpoint", "route", "method", "response", "time", "ttfb", "started", "file", "bytes_in",
-               "bytes_out", "probe", "error"]
+               "bytes_out", "probe", "error", "protocol", "grpc_status", "grpc_message", "alpn", "untracked"]
 CELL_KEYS = ["t", "route", "method", "count", "status", "failures", "hist", "sum", "min", "max", "bytes_in",
-             "bytes_out"]
+             "bytes_out", "protocol", "grpc"]
 
 
 def shaped(keys: list[str]) -> st.SearchStrategy[dict[str, Any]]:

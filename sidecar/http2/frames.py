@@ -34,6 +34,7 @@ END_HEADERS: Final = 0x4
 PADDED: Final = 0x8
 PRIORITY_FLAG: Final = 0x20
 
+_PLAIN_MASK: Final = END_HEADERS | PADDED | PRIORITY_FLAG
 _HEAD: Final = struct.Struct(">BHBBL")  # length (8 + 16 bits), type, flags, R + stream id
 _STREAM_MASK: Final = 0x7FFFFFFF
 _GOAWAY_KEPT: Final = 8  # last-stream-id and error code; the debug data after them is skipped
@@ -111,6 +112,21 @@ class FrameReader:
                     self._end_frame()
                 continue
             head = self._head
+            if not head and n - pos >= 9 and self._block is None:
+                # The commonest frames, whole in this chunk: DATA and a one-frame HEADERS with
+                # neither padding nor priority, handled here without the general path's calls.
+                hi, lo, ftype, flags, sid = _HEAD.unpack_from(data, pos)
+                end = pos + 9 + (hi << 16 | lo)
+                sid &= _STREAM_MASK
+                if end <= n and sid:
+                    if ftype == DATA and not flags & PADDED:
+                        self._on_data(sid, flags, end - pos - 9)
+                        pos = end
+                        continue
+                    if ftype == HEADERS and flags & _PLAIN_MASK == END_HEADERS and end - pos - 9 <= self.max_block:
+                        self._on_headers(sid, flags, data[pos + 9:end], 0)
+                        pos = end
+                        continue
             if head or n - pos < 9:  # a frame header split across chunks
                 need = 9 - len(head)
                 head += data[pos:pos + need]

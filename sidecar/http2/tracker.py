@@ -1,8 +1,9 @@
 """`H2Tracker`: HTTP/2 streams (and gRPC calls) of one proxied connection as `Exchange` records, both directions.
 
 Each direction's bytes go through a `FrameReader`; its header blocks are
-decoded with python-hyper's HPACK decoder, one per direction, whose dynamic
-tables are kept in step with the peers' (every block is decoded, also those
+decoded with python-hyper's HPACK decoder (`BlockDecoder`), one per
+direction, whose dynamic tables are kept in step with the peers' (every
+block is decoded, also those
 of streams already over and PUSH_PROMISEs; SETTINGS_HEADER_TABLE_SIZE bounds
 the other direction's table once acknowledged). One exchange per stream:
 request HEADERS begin it, the later END_STREAM (or RST_STREAM, GOAWAY, the
@@ -17,10 +18,9 @@ import struct
 from collections.abc import Iterable
 from typing import Final
 
-from hpack import Decoder
-
 from sidecar.exchange import Exchange
 from sidecar.http2 import grpc
+from sidecar.http2.blocks import BlockDecoder
 from sidecar.http2.frames import (
     ACK,
     END_STREAM,
@@ -62,8 +62,8 @@ class H2Tracker:
         self._server_goaway: int | None = None
         # Header blocks may be up to 4 times their decoded size (Huffman codes run to 30 bits a byte).
         max_block = 4 * max_header_list + 1024
-        self._client_decoder = Decoder(max_header_list_size=max_header_list)
-        self._server_decoder = Decoder(max_header_list_size=max_header_list)
+        self._client_decoder = BlockDecoder(max_header_list)
+        self._server_decoder = BlockDecoder(max_header_list)
         # SETTINGS_HEADER_TABLE_SIZE each side sent and the other has not yet acknowledged (None: not in that frame).
         self._client_unacked: list[int | None] = []
         self._server_unacked: list[int | None] = []
@@ -130,7 +130,7 @@ class H2Tracker:
     # --- the client's frames ------------------------------------------------------
 
     def _client_headers(self, sid: int, flags: int, block: bytes, promised: int) -> None:
-        headers = self._client_decoder.decode(block, raw=True)
+        headers = self._client_decoder.decode(block)
         if promised:
             raise FrameError("PUSH_PROMISE from the client")
         ex = self._streams.get(sid)
@@ -175,7 +175,7 @@ class H2Tracker:
     # --- the server's frames ------------------------------------------------------
 
     def _server_headers(self, sid: int, flags: int, block: bytes, promised: int) -> None:
-        headers = self._server_decoder.decode(block, raw=True)
+        headers = self._server_decoder.decode(block)
         now = self._now
         if promised:  # a request the server makes on the client's behalf; its response comes on `promised`
             if promised & 1 or promised <= self._last_push:
@@ -295,7 +295,7 @@ class H2Tracker:
                 self._end(sid, ex, error)
 
     def _settings(self, flags: int, payload: bytes, own_unacked: list[int | None], peer_unacked: list[int | None],
-                  peer_decoder: Decoder, own_decoder: Decoder) -> None:
+                  peer_decoder: BlockDecoder, own_decoder: BlockDecoder) -> None:
         """A SETTINGS frame from one side ("own").
 
         `peer_decoder` reads the other side's blocks, which this side's

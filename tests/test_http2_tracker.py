@@ -485,7 +485,9 @@ def test_mangled_conversations_never_raise_and_leave_nothing_open(operations: li
         flight = flights[which % len(flights)]
         data = bytearray(flight.data)
         at = where % (len(data) or 1)
-        if how == "flip":
+        if not data:
+            data += junk
+        elif how == "flip":
             data[at] ^= junk[0] or 1
         elif how == "drop":
             del data[at:at + len(junk)]

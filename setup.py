@@ -68,6 +68,7 @@ setup(
             "types-psutil",
             "types-PyYAML",
             "types-grpcio",
+            "requests>=2.28",  # tests/test_dashboard_ingest.py: a client that writes its whole body first
         ],
     },
     entry_points={"console_scripts": ["mothership=app.__main__:main_exit"]},

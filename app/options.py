@@ -50,6 +50,7 @@ class SidecarConfig:
     max_samples_per_batch: int = 1000
     grace_period: float = 10.0
     record_query: bool = False
+    allow_connect: bool = False  # the app is a forward proxy: CONNECT goes through (else 405)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class DashboardConfig:
     alertmanager: str = ""  # Alertmanager base URL (its v2 API)
     alert_webhook: str = ""  # any URL taking Alertmanager's webhook message
     silent_after: float = 60.0  # seconds without a report before a pod is alerted on
+    allowed_hosts: tuple[str, ...] = ()  # besides loopback names and IP literals (app.dashboard.hosts)
+    trust_forwarded_proto: bool = False  # X-Forwarded-Proto: https from a TLS proxy makes cookies Secure
+    max_pods: int = 5000  # distinct pods kept; stale ones make room first
+    max_apps: int = 500  # distinct apps kept
+    overview_pods: int = 500  # pods sent whole in /api/overview and /ws; past it, the busiest and a summary
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,14 @@ def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
 
 
+def _hosts(text: str) -> tuple[str, ...]:
+    entries = tuple(h.strip().lower() for h in text.split(",") if h.strip())
+    for entry in entries:
+        if any(c.isspace() or c in "/?#@\\" for c in entry):
+            raise ValueError(f"must be host names, .suffixes or * separated by commas ({entry!r} is not)")
+    return entries
+
+
 def _data_path(text: str) -> str:
     if not text.strip():
         raise ValueError("must be a file path or :memory:")
@@ -263,6 +277,7 @@ SIDECAR_FLAGS = (
     Flag("max_samples_per_batch", ("MAX_SAMPLES_PER_BATCH",), _positive_int, "raw samples per stats post (1000)"),
     Flag("grace_period", ("GRACE_PERIOD",), _positive_float, "seconds to finish work on SIGTERM (10)"),
     Flag("record_query", ("RECORD_QUERY",), _bool, "keep query strings in samples (false)"),
+    Flag("allow_connect", ("ALLOW_CONNECT",), _bool, "pass CONNECT to the app, a forward proxy (false: 405)"),
 )
 
 DASHBOARD_FLAGS = (
@@ -282,6 +297,14 @@ DASHBOARD_FLAGS = (
     Flag("alertmanager", ("ALERTMANAGER_URL",), _url, "Alertmanager base URL; alerts go to its v2 API"),
     Flag("alert_webhook", ("ALERT_WEBHOOK",), _url, "URL that gets alerts as Alertmanager's webhook message"),
     Flag("silent_after", ("SILENT_AFTER",), _duration, "a pod silent this long is alerted on (60s)"),
+    Flag("allowed_hosts", ("ALLOWED_HOSTS",), _hosts, "Host names answered besides loopback and IP literals, "
+         "comma-separated (.suffix, name.*, * for any)"),
+    Flag("trust_forwarded_proto", ("TRUST_FORWARDED_PROTO",), _bool,
+         "behind a TLS proxy: X-Forwarded-Proto: https makes the view cookie Secure (false)"),
+    Flag("max_pods", ("MAX_PODS",), _positive_int, "distinct pods kept; stale ones are dropped first (5000)"),
+    Flag("max_apps", ("MAX_APPS",), _positive_int, "distinct apps kept (500)"),
+    Flag("overview_pods", ("OVERVIEW_PODS",), _positive_int,
+         "pods sent whole to the page; past it, the busiest and a summary (500)"),
 )
 
 DEMO_FLAGS = (

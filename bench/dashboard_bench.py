@@ -133,7 +133,7 @@ class Poster:
             self.stream = await asyncio.open_connection("127.0.0.1", self.port)
         reader, writer = self.stream
         connection = b"keep-alive" if self.keepalive else b"close"
-        writer.write(b"POST %s HTTP/1.1\r\nHost: dashboard\r\nContent-Type: application/json\r\nConnection: %s\r\n"
+        writer.write(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: %s\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (path, connection, len(body), body))
         head = await reader.readuntil(b"\r\n\r\n")
         length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]

@@ -99,7 +99,8 @@ def ws_handshake(port: int, path: str = "/ws", headers: dict[str, str] | None = 
                  timeout: float = 5.0) -> tuple[int, bytes]:
     """A WebSocket opening handshake on a raw socket: (status, the answer's head)."""
     key = base64.b64encode(os.urandom(16)).decode()
-    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+    host = [] if "Host" in (headers or {}) else [f"Host: 127.0.0.1:{port}"]
+    lines = [f"GET {path} HTTP/1.1", *host, "Upgrade: websocket", "Connection: Upgrade",
              f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     head = raw_exchange(port, ("\r\n".join(lines) + "\r\n\r\n").encode(), timeout=timeout, until_close=False)

@@ -34,8 +34,9 @@ async def test_serving_pages_apis_sockets_and_sidecars_leaves_no_cycles_for_a_fr
                 await client.fetch(server.url + path, raise_error=False)
             await server.post("/stats", stats_body(f"a-{round_}-x", [sample(started=T0 + 5)] * 3), headers=auth)
             await server.post("/stats", stats_body("a-1-x", []))  # refused: no token
-            post = b"POST /resources HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\nContent-Length: 2\r\n\r\n{}"
-            get = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            post = (b"POST /resources HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer t0ken\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(post)  # a 400 (no pod), then handed on to the app through the relay
             await reader.readuntil(b'"}')

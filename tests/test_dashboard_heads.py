@@ -12,7 +12,7 @@ from tornado.websocket import websocket_connect
 from tests.dashboard_support import T0, FakeClock, running
 
 TIMEOUT = 0.4  # the sweep runs every TIMEOUT / 3
-POST = b"POST /resources HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n" \
+POST = b"POST /resources HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n" \
        b'{"pod": "a-1-x", "resource": {}}   '
 
 
@@ -28,7 +28,7 @@ async def test_silent_connections_and_unfinished_requests_are_closed_in_time(io_
     async with running(clock=FakeClock(T0 + 10), head_timeout=TIMEOUT) as server:
         silent = await asyncio.open_connection("127.0.0.1", server.port)
         slow = await asyncio.open_connection("127.0.0.1", server.port)
-        slow[1].write(b"POST /stats HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        slow[1].write(b"POST /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the rest
         bodiless = await asyncio.open_connection("127.0.0.1", server.port)
         bodiless[1].write(POST[:POST.index(b"\r\n\r\n") + 4] + b'{"pod"')  # a head, then a body that stops
         waited = await asyncio.gather(*(closed_after(c[0]) for c in (silent, slow, bodiless)))

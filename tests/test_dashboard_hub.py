@@ -200,7 +200,8 @@ async def test_a_large_update_is_built_in_steps_with_posts_served_in_between(io_
         body = b'{"pod": "shop-1-a", "resource": {}}'
 
         async def post_meanwhile() -> None:
-            writer.write(b"POST /resources HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            writer.write(b"POST /resources HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
             done.append("post")
 

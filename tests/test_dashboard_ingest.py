@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
+import requests
 import ujson
 
 from app import paths
@@ -19,10 +22,11 @@ from app.dashboard.front import may_be_ingest
 from app.dashboard.ingest import decode_body
 from app.options import DashboardConfig
 from tests.dashboard_support import T0, FakeClock, Running, running, sample, stats_body
+from tests.fault_support import rss_bytes, start_dashboard
 
 
 def request(path: str, body: bytes, *, version: str = "HTTP/1.1", extra: str = "") -> bytes:
-    return (f"POST {path} {version}\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
+    return (f"POST {path} {version}\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
@@ -130,7 +134,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 
 def get(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
 
 
 def test_a_connection_is_served_as_a_sidecar_s_when_its_first_bytes_may_be_an_ingest_post() -> None:
@@ -184,8 +188,9 @@ async def test_a_post_on_a_connection_the_app_serves_is_checked_and_counted_as_t
         head, reply = await read_response(reader)
         assert head.startswith(b"HTTP/1.1 200") and b"Server: TornadoServer" in head
         assert ujson.loads(reply)["samples"] == 1
-        chunked = b"POST /resources HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n" \
-                  b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (2500, b" " * 2500) + b"0\r\n\r\n"
+        chunked = b"POST /resources HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer t0ken\r\n" \
+                  b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" \
+                  + b"%x\r\n%s\r\n" % (2500, b" " * 2500) + b"0\r\n\r\n"
         writer.write(chunked)
         head, reply = await read_response(reader)
         assert head.startswith(b"HTTP/1.1 413") and b"2000" in reply
@@ -204,7 +209,8 @@ async def test_requests_in_pieces_chunked_bodies_and_bad_framing(io_loop: Any) -
             await writer.drain()
         assert ujson.loads((await read_response(reader))[1])["samples"] == 1
         chunks = [body[:10], body[10:]]
-        writer.write(b"POST /stats HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        writer.write(b"POST /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n"
                      + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n")
         assert ujson.loads((await read_response(reader))[1])["duplicate"] is False
         # Pipelined behind an ingest POST in the same write, another request cannot be handed on: a clear 400.
@@ -228,3 +234,33 @@ async def test_requests_in_pieces_chunked_bodies_and_bad_framing(io_loop: Any) -
         metrics = (await server.fetch("/metrics")).body.decode()
         for reason in ("malformed", "head_too_large", "pipelined"):
             assert f'mothership_ingest_refused_requests_total{{reason="{reason}"}} 1.0' in metrics, reason
+
+
+# --- a refused POST lingers, so clients that write the whole body first read the answer (issue 13) -------------
+
+BIG = 24 * 1024 * 1024  # over the 4 MiB limit, far over a socket's buffers
+
+
+@pytest.mark.parametrize("client", ["urllib", "requests"])
+def test_a_refused_24_mb_post_is_answered_to_clients_that_write_it_all_first(run_app: Any, client: str) -> None:
+    """413 (size) and 401 (token) come from the head; the dashboard then reads and drops the rest."""
+    dashboard = start_dashboard(run_app, env={"DASHBOARD_TOKEN": "t0ken"})
+    body = b'{"pod": "big-1-x", "stats": [' + b" " * (BIG - 32) + b"]}"
+    url = f"http://127.0.0.1:{dashboard.port}/stats"
+    before = rss_bytes(dashboard.pid)
+    for token, status in (("t0ken", 413), ("wrong", 401)):
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        if client == "urllib":
+            try:
+                urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=20)
+                raise AssertionError("accepted")
+            except urllib.error.HTTPError as error:
+                got, answer = error.code, error.read()
+        else:
+            reply = requests.post(url, data=body, headers=headers, timeout=20)
+            got, answer = reply.status_code, reply.content
+        assert got == status and b"error" in answer, (got, answer[:200])
+    assert dashboard.json("/stats") == []
+    assert rss_bytes(dashboard.pid) - before < 16e6  # dropped as it came, never gathered
+    assert dashboard.metric("mothership_ingest_requests_total", outcome="too_large") == 1
+    assert dashboard.metric("mothership_ingest_requests_total", outcome="unauthorized") == 1

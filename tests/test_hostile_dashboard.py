@@ -245,7 +245,7 @@ def fresh_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashbo
 def test_a_body_over_the_limit_is_413_and_the_dashboard_is_fine(dashboard: Dashboard) -> None:
     before = shown(dashboard)
     huge = b'{"pod": "big-1-x", "stats": [' + b'{"time": 1},' * 400_000 + b'{"time": 1}]}'  # about 5 MB
-    head = b"POST /stats HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    head = b"POST /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
     answer = b""
     with socket.create_connection(("127.0.0.1", dashboard.port), timeout=5) as sock:
         # The dashboard answers from the head alone and may stop reading: the upload can fail.

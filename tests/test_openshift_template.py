@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from app import __version__
+from app.dashboard.hosts import HostGate
 from app.demo import sampleapp
 from app.inject.manifests import run as inject
 from app.options import FLAGS, INJECT_IMAGE, DashboardConfig, InjectConfig, SidecarConfig, parse
@@ -42,6 +43,7 @@ KUBERNETES_VERSIONS = ("1.27.0", "1.29.0", kubernetes_validate.latest_version())
 GIVEN = {"GIT_URI": "https://git.example.com/team/mothership.git"}
 POD_NAME = "shop-5d8f9c7b6-x2x1a"  # what the downward API gives a Deployment's pod
 SIDECAR = "mothership-sidecar"  # the container `inject` adds
+NAMESPACE = "team-shop"  # and its namespace
 
 Obj = dict[str, Any]
 
@@ -181,6 +183,11 @@ def container_env(container: Obj, secrets: dict[tuple[str, str], str]) -> dict[s
             env[name] = secrets[ref["name"], ref["key"]]
         elif entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
             env[name] = POD_NAME
+        elif entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[name] = NAMESPACE
+        # $(VAR) names a variable defined above it, as the kubelet expands it.
+        if name in env:
+            env[name] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), env[name])
     return env
 
 
@@ -386,7 +393,7 @@ def test_environment_and_ports_agree_with_the_option_tables(objects: list[Obj]) 
     dashboard_container = containers(dashboard_deployment)["dashboard"]
     assert app_mode(dashboard_container) == "dashboard"
     allowed = {var for flag in FLAGS["dashboard"] for var in flag.envs}
-    assert set(env_of(dashboard_container)) <= allowed
+    assert set(env_of(dashboard_container)) <= allowed | {"POD_NAMESPACE"}  # (only for $(POD_NAMESPACE) below)
     dashboard = config_of(dashboard_container, secrets)
     assert isinstance(dashboard, DashboardConfig)
     assert dashboard.port == port_number(dashboard_container, "http")
@@ -418,6 +425,27 @@ def test_environment_and_ports_agree_with_the_option_tables(objects: list[Obj]) 
     assert app_container["command"][:3] == ["python", "-m", "app.demo.sampleapp"]
     _, app_port, _ = sampleapp._parse(app_container["command"][3:], {"PORT": env_of(app_container)["PORT"]["value"]})
     assert app_port == port_number(app_container, "app-http")
+
+
+def test_the_dashboard_answers_to_its_route_and_service_names_only() -> None:
+    """DNS rebinding: the Host allow-list the template gives the dashboard, as the kubelet expands it."""
+    objects, _ = render({**GIVEN, "ROUTE_HOST": "dash.apps.example.com"})
+    dashboard_deployment, _ = deployments(objects)
+    config = config_of(containers(dashboard_deployment)["dashboard"], secret_values(objects))
+    assert isinstance(config, DashboardConfig) and config.trust_forwarded_proto  # TLS ends at the router
+    gate = HostGate(config.allowed_hosts)
+    route_host = one(objects, "Route", "mothership")["spec"]["host"]
+    for host in (route_host, "mothership:8080", f"mothership.{NAMESPACE}", f"mothership.{NAMESPACE}.svc:8080",
+                 f"mothership.{NAMESPACE}.svc.cluster.local", "10.128.2.17:8080"):
+        assert gate.allows(host), host
+    for host in ("evil.example", "mothership.evil.example", f"mothership.{NAMESPACE}.evil.example", "shop",
+                 "dash.apps.example.com.evil.example"):
+        assert not gate.allows(host), host
+    # With no ROUTE_HOST the router makes one up, NAME-NAMESPACE.<its domain>: that is let in.
+    objects, _ = render({**GIVEN, "ROUTE_HOST": ""})
+    dashboard_deployment, _ = deployments(objects)
+    config = config_of(containers(dashboard_deployment)["dashboard"], secret_values(objects))
+    assert HostGate(config.allowed_hosts).allows(f"mothership-{NAMESPACE}.apps.cluster.example")
 
 
 def test_prometheus_scrapes_the_sidecars_admin_port(objects: list[Obj]) -> None:

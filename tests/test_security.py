@@ -241,3 +241,148 @@ def test_a_401_asks_for_basic_auth(run_app: Any, path: str) -> None:
     reply = fetch(dashboard.port, path)
     assert reply.status == 401
     assert (reply.headers["WWW-Authenticate"] or "").startswith("Basic")
+
+
+# --- DNS rebinding: the Host allow-list ----------------------------------------------------------------------------
+
+REBOUND = "rebound.evil.example"
+
+
+def test_a_host_the_dashboard_is_not_known_by_gets_421_before_any_data(run_app: Any) -> None:
+    dashboard = start_dashboard(run_app, "--allowed-hosts", "dash.example.com,.corp.example")
+    port = dashboard.port
+    assert post_stats(port, "seed-1-x", {}).status == 200
+    reads = ["/", "/stats", "/resources", "/api/overview", "/api/series?scope=all&window=300", "/healthz",
+             "/metrics", "/static/app.js", "/nowhere"]
+    for host in (REBOUND, f"{REBOUND}:{port}", "dash.example.com.evil.example", "evil.example#@127.0.0.1",
+                 "localhost.evil.example", "corp.example.evil", "127.0.0.1.evil.example", ""):
+        malformed = "#" in host or not host  # Tornado itself refuses some with a 400: as good
+        refused = {400, 421} if malformed else {421}
+        for path in reads:
+            reply = fetch(port, path, headers={"Host": host})
+            assert reply.status in refused, (host, path, reply.status)
+            assert b"seed-1-x" not in reply.body
+        # Both ingest paths: a sidecar's connection, and one the application serves (handed off).
+        assert post_stats(port, f"rebound-{len(host)}", {"Host": host}).status == 421, host
+        status, head = ws_handshake(port, headers={"Host": host, "Origin": f"http://{host}"})
+        assert status in refused, (host, head)
+    handed = raw_exchange(port, f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nPOST /stats HTTP/1.1\r\n"
+                                f"Host: {REBOUND}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+                                f"Connection: close\r\n\r\n{{}}".encode())
+    assert handed.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 421" in handed, handed
+    assert {p["pod"] for p in dashboard.json("/stats")} == {"seed-1-x"}
+    # Two Host headers (a proxy may read the first, we the last): refused too.
+    twice = raw_exchange(port, f"GET /api/overview HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: {REBOUND}\r\n"
+                               f"Connection: close\r\n\r\n".encode())
+    assert twice.startswith(b"HTTP/1.1 421") or twice.startswith(b"HTTP/1.1 400"), twice[:100]
+
+    for host in ("127.0.0.1", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost", f"LOCALHOST:{port}",
+                 "app.localhost", "10.128.4.7:8080", "dash.example.com", "Dash.Example.Com.:443",
+                 "eu.corp.example"):
+        assert fetch(port, "/api/overview", headers={"Host": host}).status == 200, host
+    assert post_stats(port, "friend-1-x", {"Host": "dash.example.com:8080"}).status == 200
+    assert dashboard.metric("mothership_http_refused_requests_total", reason="wrong_host") >= 6 * len(reads)
+    assert dashboard.metric("mothership_ingest_requests_total", outcome="wrong_host") == 8  # (+1 handed: above)
+
+
+def test_the_socket_takes_only_origins_on_allowed_hosts(run_app: Any) -> None:
+    dashboard = start_dashboard(run_app, "--allowed-hosts", "dash.example.com")
+    port = dashboard.port
+    # The rebinding attack of issue 16: Host and Origin agree, both the attacker's.
+    assert ws_handshake(port, headers={"Host": REBOUND, "Origin": f"http://{REBOUND}"})[0] == 421
+    # An allowed Host with a foreign Origin (a page elsewhere opening the socket): 403.
+    assert ws_handshake(port, headers={"Host": "dash.example.com", "Origin": f"http://{REBOUND}"})[0] == 403
+    status, _ = ws_handshake(port, headers={"Host": "dash.example.com", "Origin": "https://dash.example.com"})
+    assert status == 101
+    assert ws_handshake(port, headers={"Origin": f"http://localhost:{port}", "Host": f"localhost:{port}"})[0] == 101
+    assert dashboard.metric("mothership_http_refused_requests_total", reason="wrong_origin") == 1
+
+
+def test_allowed_hosts_star_turns_the_check_off(run_app: Any) -> None:
+    dashboard = start_dashboard(run_app, env={"ALLOWED_HOSTS": "*"})
+    assert fetch(dashboard.port, "/api/overview", headers={"Host": REBOUND}).status == 200
+
+
+# --- cross-site writes (the browser's side is in test_page.py) and repeated credentials ---------------------------
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "text/plain;charset=UTF-8",
+                                          "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+def test_a_post_a_browser_could_send_cross_site_is_415(run_app: Any, content_type: str | None) -> None:
+    dashboard = start_dashboard(run_app)
+    body = json.dumps({"pod": "cross-1-x", "stats": []}).encode()
+    head = f"POST /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+    if content_type is not None:
+        head += f"Content-Type: {content_type}\r\n"
+    assert raw_exchange(dashboard.port, head.encode() + b"\r\n" + body).startswith(b"HTTP/1.1 415")
+    # The same on a connection the application serves.
+    handed = raw_exchange(dashboard.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                          + head.encode() + b"\r\n" + body)
+    # (Tornado reads a multipart body before any handler, and refuses a broken one with a 400: as good.)
+    assert b"HTTP/1.1 415" in handed or (b"HTTP/1.1 400" in handed and "multipart" in str(content_type)), handed
+    assert dashboard.json("/stats") == []
+    assert dashboard.metric("mothership_ingest_requests_total", outcome="unsupported_type") >= 1
+
+
+def test_two_authorization_headers_are_refused_on_both_paths(run_app: Any) -> None:
+    dashboard = start_dashboard(run_app, env={"DASHBOARD_TOKEN": INGEST})
+    body = json.dumps({"pod": "twice-1-x", "stats": []}).encode()
+    for first, second in ((INGEST, "wrong"), ("wrong", INGEST), (INGEST, INGEST)):
+        head = (f"POST /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {first}\r\nAuthorization: Bearer {second}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        direct = raw_exchange(dashboard.port, head + body)
+        handed = raw_exchange(dashboard.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + head + body)
+        assert direct.startswith(b"HTTP/1.1 400") and b"one Authorization" in direct, direct
+        assert b"HTTP/1.1 400" in handed and b"one Authorization" in handed, handed
+    assert dashboard.json("/stats") == []
+    assert dashboard.metric("mothership_ingest_requests_total", outcome="repeated_header") == 6
+
+
+# --- logs: no query string, no forged line, no 500 -----------------------------------------------------------------
+
+
+def test_logs_hold_no_token_no_forged_line_and_a_nul_is_no_500(run_app: Any) -> None:
+    dashboard = start_dashboard(run_app, env={"VIEW_TOKEN": VIEW})
+    port = dashboard.port
+    forged = "2026-12-03 08:29:00,000 mothership.dashboard ERROR FORGED LINE"
+    assert fetch(port, f"/static/a%00?token={VIEW}").status == 400
+    assert fetch(port, f"/static/a%00b.js?token={VIEW}").status == 400
+    assert fetch(port, f"/static/%2e%2e/x%0a{forged.replace(' ', '%20')}?token={VIEW}").status in (403, 404)
+    assert fetch(port, f"/static/%ff%fe?token={VIEW}").status in (400, 404)
+    assert fetch(port, f"/x%0d%0a{forged.replace(' ', '%20')}?token={VIEW}").status == 404
+    assert fetch(port, f"/static/%1b[31mred%e2%80%ae?token={VIEW}").status == 404
+    for path in ("/api/overview", "/api/series?scope=pod:gone&window=300"):
+        assert fetch(port, f"{path}&token={VIEW}" if "?" in path else f"{path}?token={VIEW}").status in (200, 404)
+    assert dashboard.metric("mothership_http_refused_requests_total", reason="bad_path") == 2
+    assert dashboard.proc.stop() == 0
+    log = dashboard.proc.output
+    assert VIEW not in log and "token=" not in log
+    assert "Traceback" not in log and " 500 " not in log
+    lines = log.splitlines()
+    assert not any(line.startswith("2026-12-03 08:29:00") for line in lines), log
+    assert not any("\x1b" in line or "\u202e" in line for line in lines)
+    assert any("\\x0a2026-12-03" in line for line in lines), log  # logged, escaped, on its own request's line
+
+
+# --- HEAD, and the view cookie behind a TLS proxy --------------------------------------------------------------------
+
+
+def test_head_is_answered_wherever_get_is(run_app: Any) -> None:
+    dashboard = start_dashboard(run_app)
+    for path in ("/", "/stats", "/resources", "/api/overview", "/api/series?scope=all&window=300", "/healthz",
+                 "/metrics", "/static/app.js"):
+        got, head = fetch(dashboard.port, path), fetch(dashboard.port, path, "HEAD")
+        assert head.status == got.status == 200, (path, head.status)
+        assert head.body == b"" and head.headers["Content-Type"] == got.headers["Content-Type"], path
+
+
+@pytest.mark.parametrize(("trusted", "proto", "secure"), [(True, "https", True), (True, "http", False),
+                                                          (False, "https", False), (True, "https, http", True)])
+def test_the_view_cookie_is_secure_behind_a_trusted_tls_proxy(run_app: Any, trusted: bool, proto: str,
+                                                               secure: bool) -> None:
+    extra = ("--trust-forwarded-proto", "true") if trusted else ()
+    dashboard = start_dashboard(run_app, *extra, env={"VIEW_TOKEN": VIEW})
+    reply = fetch(dashboard.port, f"/?token={VIEW}", headers={"X-Forwarded-Proto": proto})
+    assert reply.status == 302
+    assert ("; Secure" in reply.headers["Set-Cookie"]) is secure

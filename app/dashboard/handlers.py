@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError
 
 from app import paths
 from app.dashboard import auth
 from app.dashboard.aggregate import SERIES_STEPS, PodStore
 from app.dashboard.alerts.service import AlertService
+from app.dashboard.guard import SafeLogging
+from app.dashboard.hosts import HostGate
 from app.dashboard.hub import LiveHub
 from app.dashboard.ingest import Ingest
 from app.dashboard.jsontext import dumps
@@ -42,9 +44,10 @@ class Context:
     alerts: AlertService | None = None  # the embedded alerts
     history_ok: bool = True
     page: bytes | None = None  # the page as rendered once: the same for every request
+    hosts: HostGate = field(default_factory=HostGate)
 
 
-class JSONHandler(RequestHandler):
+class JSONHandler(SafeLogging):
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
 
@@ -52,8 +55,9 @@ class JSONHandler(RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
 
-    def _request_summary(self) -> str:
-        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"  # no query: it may hold a token
+    def head(self) -> None:
+        """HEAD wherever GET is served: the same status and headers (Tornado leaves the body out)."""
+        self.get()
 
     def send_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -88,8 +92,10 @@ class IngestHandler(JSONHandler):
     def post(self) -> None:
         ingest, started, headers = Ingest(self.ctx, log_refusals=False), time.perf_counter(), self.request.headers
         peer = str(self.request.remote_ip)
+        repeated = next((name for name in ("Host", "Authorization") if len(headers.get_list(name)) > 1), "")
         reply = ingest.check_head(self.endpoint, headers.get("Authorization"), headers.get("Content-Type"),
-                                  headers.get("Content-Length"), peer, started)
+                                  headers.get("Content-Length"), peer, started, host=headers.get("Host"),
+                                  repeated=repeated)
         if reply is None and len(self.request.body) > self.ctx.config.max_body_bytes:  # chunked: no length up front
             reply = ingest.too_large(self.endpoint, peer, started)
         if reply is None:
@@ -175,7 +181,7 @@ class PageHandler(JSONHandler):
         view_token = self.ctx.config.view_token
         if view_token and self.get_query_argument("token", None) is not None:
             self.set_cookie(auth.VIEW_COOKIE, auth.view_cookie(view_token), httponly=True, samesite="Strict",
-                            secure=self.request.protocol == "https")
+                            secure=self._over_tls())
             self.redirect("/")  # keep the token out of the address bar and history
             return
         if not (paths.TEMPLATES_DIR / "index.html").is_file():
@@ -188,3 +194,10 @@ class PageHandler(JSONHandler):
             self.ctx.page = self.render_string("index.html")
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.finish(self.ctx.page)
+
+    def _over_tls(self) -> bool:
+        """Whether the browser reached us over TLS: directly, or (when trusted) through a proxy that says so."""
+        if self.request.protocol == "https":
+            return True
+        forwarded = self.request.headers.get("X-Forwarded-Proto", "")
+        return self.ctx.config.trust_forwarded_proto and forwarded.split(",")[0].strip().lower() == "https"

@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from collections.abc import Generator
-from urllib.parse import urlsplit
 
 import ujson
 from tornado.concurrent import Future
@@ -22,7 +21,9 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from app.dashboard import auth
 from app.dashboard.aggregate import OVERVIEW_STEP, SERIES_STEPS, PodStore, run_steps
 from app.dashboard.alerts.service import AlertService
+from app.dashboard.hosts import HostGate
 from app.dashboard.jsontext import dumps
+from app.dashboard.logsafe import request_summary
 from app.dashboard.metrics import DashboardMetrics
 
 log = logging.getLogger("mothership.dashboard")
@@ -123,8 +124,10 @@ class LiveHub:
 class LiveSocket(WebSocketHandler):
     """One page's WebSocket: snapshot first, then the newest update whenever it can take one."""
 
-    def initialize(self, hub: LiveHub, view_token: str, allowed_origins: tuple[str, ...]) -> None:
+    def initialize(self, hub: LiveHub, view_token: str, allowed_origins: tuple[str, ...],
+                   hosts: HostGate | None = None) -> None:
         self.hub = hub
+        self.hosts = hosts or HostGate()
         self.view_token = view_token
         self.allowed_origins = allowed_origins
         self.subscription: tuple[str, int] | None = None
@@ -142,13 +145,18 @@ class LiveSocket(WebSocketHandler):
             self.finish({"error": "the view token is missing or wrong"})
 
     def _request_summary(self) -> str:
-        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"  # no query: it may hold a token
+        return request_summary(self.request)
 
     def check_origin(self, origin: str) -> bool:
-        """Same host as the page, or listed in --allowed-origins (a browser always sends Origin)."""
-        if origin.rstrip("/") in self.allowed_origins:
+        """Listed in --allowed-origins, or the page's own origin on an allowed host (a browser always sends Origin).
+
+        Comparing the Origin with the Host alone let a rebinding page in (both
+        were evil.example): the host must also be one the dashboard is known by.
+        """
+        if origin.rstrip("/") in self.allowed_origins or self.hosts.allows_origin(origin, self.request.host):
             return True
-        return urlsplit(origin).netloc.lower() == self.request.host.lower()
+        self.hub.metrics.http_refused["wrong_origin"].inc()
+        return False
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.set_nodelay(True)

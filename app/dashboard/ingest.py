@@ -32,7 +32,8 @@ log = logging.getLogger("mothership.dashboard")
 ENDPOINTS = {b"/stats": "stats", b"/resources": "resources"}
 JSON_TYPES = ("application/json",)
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 413: "Payload Too Large",
-           415: "Unsupported Media Type", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+           415: "Unsupported Media Type", 421: "Misdirected Request", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 503: "Service Unavailable"}
 SAVED = b'{"response":"saved"}'
 _ESCAPED_UNICODE = re.compile(rb"\\u")
 
@@ -71,13 +72,28 @@ class Ingest:
         self.log_refusals = log_refusals  # Tornado's handlers log their own
 
     def check_head(self, endpoint: str, authorization: str | None, content_type: str | None,
-                   content_length: str | None, peer: str, started: float) -> Reply | None:
-        """A refusal from the head alone, or None when the body should be read."""
+                   content_length: str | None, peer: str, started: float, *, host: str | bytes | None = None,
+                   repeated: str = "") -> Reply | None:
+        """A refusal from the head alone, or None when the body should be read.
+
+        `host` is the Host header (None: absent); `repeated` names a header sent
+        more than once among Host and Authorization (one rule for both paths:
+        refused, since two proxies could each read a different one).
+        """
         config = self.ctx.config
+        if not self.ctx.hosts.allows(host):
+            return self.refuse(endpoint, 421, "wrong_host", "this Host is not one the dashboard is known by; "
+                               "add it to --allowed-hosts", peer, started)
+        if repeated:
+            return self.refuse(endpoint, 400, "repeated_header", f"send one {repeated} header, not several",
+                               peer, started)
         if not auth.bearer_ok(authorization, config.token):
             return self.refuse(endpoint, 401, "unauthorized", "a valid Authorization: Bearer token is required",
                                peer, started, ("WWW-Authenticate", 'Bearer realm="mothership"'))
-        if content_type is not None and content_type.split(";", 1)[0].strip().lower() not in JSON_TYPES:
+        # Required, not only checked when present: a browser sends a POST of another type (or none, as
+        # sendBeacon and a no-cors fetch of a Blob do) cross-site without asking first; this one it must
+        # ask about (a CORS preflight), and the dashboard never grants one.
+        if content_type is None or content_type.split(";", 1)[0].strip().lower() not in JSON_TYPES:
             return self.refuse(endpoint, 415, "unsupported_type", "Content-Type must be application/json",
                                peer, started)
         if content_length is not None and content_length.isdigit() and int(content_length) > config.max_body_bytes:

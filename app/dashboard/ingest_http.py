@@ -12,9 +12,12 @@ connection, from that request's first byte, to `hand_off` (the Tornado
 application, through `app.dashboard.front`). A request that cannot be handed
 off (it came pipelined behind an ingest POST, in the same read) gets a 400
 saying so. Malformed requests and heads over 64 KiB get a 400 or a 431; a
-POST refused from its head (token, type, declared size) or as its body passes
-the limit is answered at once. Either way the connection is then closed
-without reading the rest, as Tornado does.
+POST refused from its head (Host, token, type, declared size) or as its body
+passes the limit is answered at once. Either way the connection then lingers
+as nginx's does: our side is shut, and what the client still sends is read and
+dropped for a bounded time and size before the close. Closing at once would
+reset the connection under a client still writing its body (urllib,
+requests), and the reset can discard the answer before it is read.
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ HEAD_LIMIT = 64 * 1024  # bytes of a request head, as Tornado's max_header_size
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _TYPE = b"Content-Type: application/json; charset=utf-8\r\n"
 SAVED_REPLY = b"HTTP/1.1 200 OK\r\n" + _TYPE + b"Content-Length: %d\r\n\r\n" % len(SAVED) + SAVED
-WANTED = (b"authorization", b"content-type", b"content-length", b"expect")
+WANTED = (b"authorization", b"content-type", b"content-length", b"expect", b"host")
+ONCE = (b"authorization", b"host")  # sent twice: refused (app.dashboard.ingest)
+
+LINGER_SECONDS = 5.0  # after a refusal, what the client still sends is dropped this long at most
+LINGER_BYTES = 64 * 1024 * 1024  # and this much at most (nginx: lingering_time 30 s, unbounded size)
 
 HandOff = Callable[[asyncio.Transport, list[bytes]], None]
 
@@ -78,6 +85,8 @@ class IngestConnection(asyncio.Protocol):
         self.idle = True
         self.raw: list[bytes] | None = None  # the reads since the current message began, until it is known
         self.handing = False
+        self.lingering: asyncio.TimerHandle | None = None
+        self.linger_left = LINGER_BYTES
         self._reset()
 
     def _reset(self) -> None:
@@ -86,6 +95,7 @@ class IngestConnection(asyncio.Protocol):
         self.head_reads = 0  # of reads that were all head
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
+        self.repeated = ""
         self.endpoint = ""
         self.chunks: list[bytes] = []
         self.size = 0
@@ -102,6 +112,8 @@ class IngestConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.lingering is not None:
+            self.lingering.cancel()
         self.connections.discard(self)
         self.heads.forget(self)
         self._part()
@@ -113,6 +125,11 @@ class IngestConnection(asyncio.Protocol):
         del self.parser
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering is not None:  # refused: read and dropped
+            self.linger_left -= len(data)
+            if self.linger_left < 0:
+                self.close()
+            return
         self.read = data
         self.idle_at_read = self.idle
         in_head = self.in_head
@@ -123,7 +140,7 @@ class IngestConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             pass  # an Upgrade header on an ingest POST: answered as any POST, the rest is not read
         except httptools.HttpParserError as exc:
-            if not (self.handing or self.closed):
+            if not (self.handing or self.closed or self.lingering):
                 self.fail(400, "malformed", f"malformed request ({str(exc)[:80]})")
         if self.handing:
             if self.raw is None:
@@ -167,6 +184,8 @@ class IngestConnection(asyncio.Protocol):
         self.head_bytes += len(name) + len(value)
         name = name.lower()
         if name in WANTED:
+            if name in ONCE and name in self.headers:
+                self.repeated = name.decode().title()
             self.headers[name] = value
 
     def on_headers_complete(self) -> None:
@@ -186,7 +205,7 @@ class IngestConnection(asyncio.Protocol):
         expect = headers.get(b"expect", b"").lower() == b"100-continue" and not self.http10
         reply = self.ingest.check_head(endpoint, _text(headers.get(b"authorization")),
                                        _text(headers.get(b"content-type")), _text(headers.get(b"content-length")),
-                                       self.peer, self.started)
+                                       self.peer, self.started, host=headers.get(b"host"), repeated=self.repeated)
         if reply is not None:
             self.refuse(reply)
         elif expect:
@@ -214,11 +233,19 @@ class IngestConnection(asyncio.Protocol):
             self.transport.write(response(reply, self.keep_alive, self.http10))
 
     def refuse(self, reply: Reply) -> None:
-        """Answer before the whole body is read, then close (as Tornado does): the rest is not read."""
+        """Answer before the whole body is read, then linger: the rest is read and dropped, not parsed."""
         self.keep_alive = False
         self.respond(reply)
-        self.close()
+        self.linger()
         raise _Stop
+
+    def linger(self) -> None:
+        """Shut our side (the answer is complete), drop what comes for a while, then close."""
+        if self.closed or self.lingering is not None:
+            return
+        self.heads.forget(self)
+        self.transport.write_eof()
+        self.lingering = asyncio.get_running_loop().call_later(LINGER_SECONDS, self.close)
 
     def fail(self, status: int, reason: str, message: str) -> None:
         """Refuse a request whose endpoint is not known yet, count it, and close."""
@@ -226,7 +253,7 @@ class IngestConnection(asyncio.Protocol):
         access_log.warning("%d %s (%s)", status, message, self.peer)
         self.keep_alive = False
         self.respond(Reply(status, dumps({"error": message}).encode()))
-        self.close()
+        self.linger()
 
 
 def _text(value: bytes | None) -> str | None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 INGEST_ENDPOINTS = ("stats", "resources")
-OUTCOMES = ("saved", "duplicate", "bad_request", "unauthorized", "too_large", "unsupported_type")
+OUTCOMES = ("saved", "duplicate", "bad_request", "unauthorized", "too_large", "unsupported_type", "wrong_host",
+            "repeated_header", "too_many_pods", "too_many_apps")
 FRAMING_REASONS = ("malformed", "head_too_large", "pipelined")
+# Requests the application (page, API, /ws, static files) refused before any data, by reason.
+HTTP_REASONS = ("wrong_host", "wrong_origin", "bad_path")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
 
 
@@ -30,6 +33,9 @@ class DashboardMetrics:
                           "before their endpoint was known, by reason (the connection is closed)", ["reason"],
                           registry=r)
         self.refused = {reason: refused.labels(reason) for reason in FRAMING_REASONS}
+        http_refused = Counter("mothership_http_refused_requests_total", "Requests for the page, the API, /ws or "
+                               "static files refused before any data, by reason", ["reason"], registry=r)
+        self.http_refused = {reason: http_refused.labels(reason) for reason in HTTP_REASONS}
         self.handoffs = Counter("mothership_ingest_handoffs_total", "Sidecars' connections handed to the "
                                 "application when they asked for something other than an ingest POST", registry=r)
         self.samples = Counter("mothership_samples_total", "Raw exchange samples received", registry=r)

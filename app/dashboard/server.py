@@ -18,17 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import PeriodicCallback
-from tornado.log import access_log
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, _HandlerDelegate
 
 from app import paths
-from app.dashboard import handlers
+from app.dashboard import handlers, logsafe
 from app.dashboard.aggregate import Clock, PodStore
 from app.dashboard.alerts.service import AlertService
 from app.dashboard.front import Front
+from app.dashboard.guard import SafeStaticFiles, WrongHost, log_request
 from app.dashboard.heads import HEAD_TIMEOUT, HeadWatch
 from app.dashboard.history import History
+from app.dashboard.hosts import HostGate
 from app.dashboard.hub import LiveHub, LiveSocket
 from app.dashboard.ingest import Ingest
 from app.dashboard.metrics import DashboardMetrics
@@ -76,7 +78,7 @@ class Dashboard:
                                        receiver, "delivered" if ok else "failed"].inc())
         self.hub = LiveHub(self.store, self.metrics, self.alerts)
         self.ctx = handlers.Context(config=config, store=self.store, hub=self.hub, metrics=self.metrics,
-                                    alerts=self.alerts)
+                                    alerts=self.alerts, hosts=HostGate(config.allowed_hosts))
         self.history = None if config.data == ":memory:" else History(config.data)
         if self.history is not None:
             started = time.perf_counter()
@@ -154,17 +156,6 @@ class Dashboard:
         self._executor.shutdown(wait=True)
 
 
-def _log_request(handler: RequestHandler) -> None:
-    """Log refused and failed requests only: thousands of sidecars posting every second would drown the log."""
-    status = handler.get_status()
-    if status >= 400:
-        request = handler.request
-        level = logging.ERROR if status >= 500 else logging.WARNING
-        # The path only: query strings can carry the view token.
-        access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.path, request.remote_ip,
-                       1000.0 * request.request_time())
-
-
 class DashboardApplication(Application):
     """A Tornado application carrying its `Dashboard` (for `run` and tests; handlers get a Context).
 
@@ -175,6 +166,8 @@ class DashboardApplication(Application):
         self.dashboard = dashboard
         ctx = {"ctx": dashboard.ctx}
         config = dashboard.config
+        self.hosts = dashboard.ctx.hosts
+        self.metrics = dashboard.metrics
         super().__init__([
             (r"/", handlers.PageHandler, ctx),
             (r"/stats", handlers.StatsHandler, ctx),
@@ -185,8 +178,14 @@ class DashboardApplication(Application):
             (r"/healthz", handlers.HealthHandler, ctx),
             (r"/metrics", handlers.MetricsHandler, ctx),
             (r"/ws", LiveSocket, {"hub": dashboard.hub, "view_token": config.view_token,
-                                  "allowed_origins": config.allowed_origins}),
+                                  "allowed_origins": config.allowed_origins, "hosts": dashboard.ctx.hosts}),
         ], **settings)
+
+    def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
+        """A Host that is not allowed gets `WrongHost` (421), whatever the path: before any data."""
+        if not self.hosts.allows(request.headers.get("Host")) or len(request.headers.get_list("Host")) > 1:
+            return self.get_handler_delegate(request, WrongHost, {"metrics": self.metrics})
+        return super().find_handler(request, **kwargs)
 
 
 def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval: float = 1.0,
@@ -203,7 +202,9 @@ def make_app(config: DashboardConfig, clock: Clock = time.time, *, tick_interval
         static_path=str(paths.STATIC_DIR),
         websocket_ping_interval=20,
         websocket_max_message_size=64 * 1024,
-        log_function=_log_request,
+        log_function=log_request,
+        static_handler_class=SafeStaticFiles,
+        static_handler_args={"metrics": dashboard.metrics},
     )
     if start:
         dashboard.start()
@@ -248,6 +249,7 @@ async def _serve(config: DashboardConfig) -> None:
 def run(config: DashboardConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
+    logsafe.install()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])  # for this process only: not in tests
     try:
         asyncio.run(_serve(config))

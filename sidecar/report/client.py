@@ -57,7 +57,8 @@ class _Target:
             raise ValueError(f"not an http(s) URL: {url!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(parts.scheme, parts.hostname, port, parts.netloc, path)
+        # The Host header names the host and port only: user:password@ (if any) is no part of it.
+        return cls(parts.scheme, parts.hostname, port, parts.netloc.rpartition("@")[2], path)
 
     @property
     def address(self) -> tuple[str, str, int]:

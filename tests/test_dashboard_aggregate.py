@@ -8,7 +8,7 @@ import pytest
 
 from app.core.histogram import Histogram
 from app.core.wire import parse_resources, parse_stats
-from app.dashboard.aggregate import POD_ROUTES, RECENT, RECENT_FLUSH, SLOWEST, PodStore, Restored
+from app.dashboard.aggregate import POD_ROUTES, RECENT, RECENT_FLUSH, SLOWEST, PodStore, Restored, StoreFull
 from app.dashboard.buckets import BucketRow
 from app.dashboard.pods import BATCH_IDS, RECENT_PER_POD
 from tests.dashboard_support import T0, FakeClock, resource_body, sample, stats_body
@@ -149,7 +149,7 @@ def test_overview_has_the_protocol_shape() -> None:
                            raw=150))
     store.ingest_resources(parse_resources(resource_body("shop-1-a")))
     overview = store.overview()
-    assert set(overview) == {"now", "totals", "apps", "pods", "routes", "recent", "slowest"}
+    assert set(overview) == {"now", "totals", "apps", "pods", "omitted_pods", "routes", "recent", "slowest"}
     assert set(overview["totals"]) == {"rps", "success", "p50", "p95", "p99", "pods", "apps", "dropped"}
     assert overview["now"] == (T0 + 100) * 1000
     (app,) = overview["apps"]
@@ -355,3 +355,52 @@ def test_route_protocols_and_grpc_codes_survive_a_restart_and_leave_with_their_s
         scope.evict(clock(), store.retention)
     (row,) = store.overview()["routes"]
     assert row["count"] == 0 and row["grpc"] == {} and row["protocol"] == "grpc"
+
+
+# --- bounds: pods, apps, what the page is sent (issue 16) --------------------------------------------------
+
+
+def test_past_max_pods_a_stale_pod_makes_room_else_the_report_is_refused_and_changes_nothing() -> None:
+    clock = FakeClock(T0)
+    store = make_store(clock, max_pods=3)
+    for name in ("a-1-x", "b-1-x", "c-1-x"):
+        store.ingest_resources(parse_resources(resource_body(name)))
+    version = store.version
+    with pytest.raises(StoreFull, match="--max-pods") as refused:
+        post(store, stats_body("d-1-x", [sample(started=T0)]))
+    assert refused.value.reason == "too_many_pods" and store.version == version and "d-1-x" not in store.pods
+    clock.advance(10)
+    store.ingest_resources(parse_resources(resource_body("a-1-x")))  # a stays fresh
+    clock.advance(10)
+    store.tick()  # b and c are stale now
+    post(store, stats_body("d-1-x", [sample(started=T0 + 20)]))
+    assert set(store.pods) == {"a-1-x", "c-1-x", "d-1-x"} and store.evicted == 1  # the stalest went first
+    assert store.drain().dropped_pods == ["b-1-x"]  # and history is told
+
+
+def test_past_max_apps_podless_apps_go_first_else_refused() -> None:
+    clock = FakeClock(T0)
+    store = make_store(clock, max_apps=2)
+    post(store, stats_body("a-1-x", [sample(started=T0)], app="a"))
+    post(store, stats_body("b-1-x", [sample(started=T0)], app="b"))
+    with pytest.raises(StoreFull, match="--max-apps"):
+        post(store, stats_body("c-1-x", [sample(started=T0)], app="c"))
+    with pytest.raises(StoreFull):  # moving a pod to a new app is bounded too
+        post(store, stats_body("a-1-x", [sample(started=T0)], app="c"))
+    assert store.pods["a-1-x"].app == "a"
+    clock.advance(700)
+    store.tick()  # both pods dropped; their apps keep history only
+    post(store, stats_body("c-1-x", [sample(started=T0 + 700)], app="c"))
+    assert "c" in store.apps and len(store.apps) <= 2
+
+
+def test_the_overview_past_overview_pods_sends_the_busiest_and_says_how_many_more() -> None:
+    clock = FakeClock(T0 + 10)
+    store = make_store(clock, overview_pods=2)
+    for i, n in enumerate((1, 5, 3, 4)):
+        post(store, stats_body(f"p{i}-1-x", [sample(started=T0 + 1)] * n, app="shop"))
+    overview = store.overview()
+    assert [p["pod"] for p in overview["pods"]] == ["p1-1-x", "p3-1-x"] and overview["omitted_pods"] == 2
+    assert overview["totals"]["pods"] == 4
+    (app,) = overview["apps"]
+    assert len(app["pods"]) == 2 and app["pod_count"] == 4

@@ -382,3 +382,107 @@ async def test_pages_that_never_read_or_flood_keep_memory_flat_and_others_served
         assert time.monotonic() < deadline, "pages still counted 10 s after they left"
         await asyncio.sleep(0.1)
     assert tracebacks(board.proc.output) == []
+
+
+# --- a flood of made-up pods and apps (issue 16) -------------------------------------------------------------
+
+
+def pipelined_posts(port: int, path: str, bodies: list[bytes], per_write: int = 200) -> list[int]:
+    """POST every body on one kept-alive connection, `per_write` requests a write; the statuses in order."""
+    statuses: list[int] = []
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        for start in range(0, len(bodies), per_write):
+            chunk = bodies[start:start + per_write]
+            sock.sendall(b"".join((head % len(body)).encode() + body for body in chunk))
+            for _ in chunk:
+                status_line = reader.readline()
+                statuses.append(int(status_line.split()[1]))
+                length = 0
+                while (line := reader.readline()) != b"\r\n":
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                reader.read(length)
+    return statuses
+
+
+@pytest.mark.slow
+def test_a_flood_of_made_up_pods_and_apps_is_bounded(run_app: Any) -> None:
+    """Issue 16's attack: 20,000 made-up pods in one client's POSTs took the dashboard from 35 to 453 MB, each
+    overview to 30 MB (sent to every page each second), and 3,000 apps were taken. Now: the defaults
+    (5,000 pods, 500 apps, 500 pods shown) hold, every refusal is a counted 503 with Retry-After."""
+    board = start_dashboard(run_app)
+    url = f"ws://127.0.0.1:{board.port}/ws"
+    before = rss_bytes(board.pid)
+    resource = resource_body("x")["resource"]
+    bodies = [ujson.dumps({"pod": f"made-up-{i}-x", "app": "flood", "resource": resource}).encode()
+              for i in range(20_000)]
+    started = time.monotonic()
+    statuses = pipelined_posts(board.port, "/resources", bodies)
+    took = time.monotonic() - started
+    assert statuses[:5000] == [200] * 5000 and set(statuses[5000:]) == {503}
+    app_bodies = [ujson.dumps({"pod": f"app-pod-{i}", "app": f"app{i}", "resource": resource}).encode()
+                  for i in range(3000)]
+    app_statuses = pipelined_posts(board.port, "/resources", app_bodies)
+    assert set(app_statuses) == {503}  # the pods are all taken: neither pods nor apps are added
+    refused = fetch(board.port, "/resources", "POST", bodies[-1], {"Content-Type": "application/json"})
+    assert refused.status == 503 and refused.headers["Retry-After"] == "15" and "--max-pods" in refused.json()["error"]
+    rss = rss_bytes(board.pid)
+
+    overview = board.get("/api/overview")
+    data = overview.json()
+    assert data["totals"]["pods"] == 5000 and len(data["pods"]) == 500 and data["omitted_pods"] == 4500
+    assert len(data["apps"][0]["pods"]) == 500 and data["apps"][0]["pod_count"] == 5000
+
+    async def first_message() -> int:
+        ws = await websocket_connect(url)
+        message = await ws.read_message()
+        ws.close()
+        assert isinstance(message, str)
+        return len(message)
+
+    snapshot = asyncio.run(first_message())
+    print(f"20,000 pods posted in {took:.1f} s; dashboard RSS {before / 1e6:.0f} -> {rss / 1e6:.0f} MB; overview "
+          f"{len(overview.body) / 1e3:.0f} kB, /ws snapshot {snapshot / 1e3:.0f} kB")
+    assert took < 60
+    assert rss - before < 120e6, (before, rss)  # was +418 MB (here +49 MB: 5,000 pods and their scopes remain)
+    assert len(overview.body) < 1.5e6 and snapshot < 1.5e6  # was 30 MB
+    assert board.metric("mothership_ingest_requests_total", outcome="too_many_pods") == 15_000 + 3000 + 1
+    assert board.metric("mothership_ingest_requests_total", outcome="saved") == 5000
+    assert tracebacks(board.proc.output) == []
+
+
+def test_apps_past_the_bound_are_refused_and_stale_pods_make_room(run_app: Any) -> None:
+    board = start_dashboard(run_app, "--max-pods", "3", "--max-apps", "2", "--stale-after", "1")
+    resource = resource_body("x")["resource"]
+
+    def post(pod: str, app: str) -> int:
+        return board.post("/resources", ujson.dumps({"pod": pod, "app": app, "resource": resource}).encode()).status
+
+    assert [post("a-1", "a"), post("b-1", "b"), post("c-1", "c")] == [200, 200, 503]
+    assert post("a-2", "a") == 200 and post("a-3", "a") == 503  # three pods: full, none stale
+    time.sleep(2.5)  # all three go stale
+    assert post("a-4", "a") == 200  # a stale one made room
+    assert len(board.json("/resources")) == 3
+    assert board.metric("mothership_ingest_requests_total", outcome="too_many_apps") == 1
+    assert board.metric("mothership_ingest_requests_total", outcome="too_many_pods") == 1
+
+
+def test_a_resource_report_is_kept_small_and_shallow(dashboard: Dashboard) -> None:
+    """Ten 4 MB reports cost the issue +67 MB and 40 MB of history; depth 1,000 was stored."""
+    big = resource_body("bulky-1-x")
+    big["resource"]["junk"] = "x" * (3 * 1024 * 1024)
+    big["resource"]["note"] = "kept: small"
+    big["resource"]["processes"] = [{"pid": i, "name": "p", "rss": 1} for i in range(20_000)]
+    assert dashboard.post("/resources", json.dumps(big).encode()).status == 200
+    (kept,) = [r for r in dashboard.json("/resources") if r["pod"] == "bulky-1-x"]
+    assert "junk" not in kept["resource"] and kept["resource"]["note"] == "kept: small"
+    assert len(kept["resource"]["processes"]) == 200 and kept["resource"]["container"]["cgroup"] == "v2"
+    assert len(json.dumps(kept)) < 64 * 1024
+    deep_body = resource_body("deep-1-x")
+    deep_body["resource"]["extra"] = "__DEEP__"
+    before = shown(dashboard)
+    reply = dashboard.post("/resources", json.dumps(deep_body).replace('"__DEEP__"', "[" * 1000 + "]" * 1000).encode())
+    assert reply.status == 400 and "deeper" in reply.json()["error"]
+    assert shown(dashboard) == before

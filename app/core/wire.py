@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from app.core import routes
+from app.core import resource_bounds, routes
 from app.core.histogram import OVERFLOW
 from app.options import app_name_from_pod
 
@@ -454,22 +454,6 @@ def parse_stats(body: Any) -> StatsBatch:
                       samples=samples, summary=summary, summarised=summarised)
 
 
-MAX_RESOURCE_DEPTH = 6
-
-
-def _check_finite(value: Any, where: str, depth: int) -> None:
-    """Refuse NaN and infinities anywhere in a report: stored, they would make our JSON invalid."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise WireError(f"{where} must be a finite number")
-    elif isinstance(value, (dict, list)):
-        if depth >= MAX_RESOURCE_DEPTH:
-            raise WireError(f"{where} is nested deeper than {MAX_RESOURCE_DEPTH} levels")
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            _check_finite(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]", depth + 1)
-
-
 _BIG_EXPONENT = re.compile(rb"[eE][+-]?\d{3}")
 
 
@@ -488,9 +472,11 @@ def parse_resources(body: Any, raw: bytes | None = None) -> ResourceReport:
     """
     body = _object(body, "the body")
     pod, app = _pod_and_app(body)
-    resource = _object(body.get("resource"), "resource")
-    if raw is None or _maybe_not_finite(raw):
-        _check_finite(resource, "resource", 0)
+    try:  # depth and finiteness always; the size from the body's
+        resource = resource_bounds.bounded(_object(body.get("resource"), "resource"),
+                                           None if raw is None else len(raw), raw is None or _maybe_not_finite(raw))
+    except resource_bounds.BoundsError as exc:
+        raise WireError(str(exc)) from None
     for key in ("free_memory", "total_memory", "cpu_percent"):
         if resource.get(key) is not None:
             _number(resource[key], f"resource.{key}", high=1e18)

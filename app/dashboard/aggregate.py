@@ -56,6 +56,17 @@ def run_steps(steps: Generator[None, None, T]) -> T:
 Clock = Callable[[], float]
 
 
+class StoreFull(Exception):
+    """A report that would add a pod or an app past the store's bounds, with none stale to make room.
+
+    `reason` is the metrics outcome (`too_many_pods`, `too_many_apps`); the message says what to do.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass
 class Ack:
     """What `POST /stats` answers."""
@@ -102,10 +113,17 @@ class PodStore:
     """Pods, apps and the whole mesh, fed by batches and read by the API and the page."""
 
     def __init__(self, *, retention: float = 3600.0, stale_after: float = 15.0, drop_after: float = 600.0,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time, max_pods: int = 5000, max_apps: int = 500,
+                 overview_pods: int = 500) -> None:
         self.retention = retention
         self.stale_after = stale_after
         self.drop_after = drop_after
+        # Bounds: what one client inventing pod and app names can make the store hold and the page receive.
+        self.max_pods = max_pods
+        self.max_apps = max_apps
+        self.overview_pods = overview_pods
+        self.evicted = 0  # stale pods dropped early to make room for new ones
+        self._none_stale = False  # a scan for stale pods found none since the last tick
         self.clock = clock
         self.all = Scope("all")
         self.totals = ResourceTotals()
@@ -174,12 +192,17 @@ class PodStore:
         self.version += 1
 
     def _touch(self, name: str, app_name: str, now: float) -> Pod:
-        """The pod, created, revived or moved to another app as needed; marked seen now."""
+        """The pod, created, revived or moved to another app as needed; marked seen now.
+
+        Raises StoreFull (and changes nothing) when a new pod or app would pass the bounds.
+        """
         pod = self.pods.get(name)
         if pod is None:
+            self._make_room(app_name, now)
             pod = self.pods[name] = Pod(name, app_name, now)
             self._join(pod)
         elif pod.app != app_name:
+            self._make_room(app_name, now, moving=True)
             self._leave(pod)
             pod.app = app_name
             self._join(pod)
@@ -190,6 +213,37 @@ class PodStore:
         pod.seen = now
         self._dirty_pods.add(name)
         return pod
+
+    def _make_room(self, app_name: str, now: float, moving: bool = False) -> None:
+        """Room for one more pod (unless `moving`) and for `app_name`: stale pods and podless apps go first."""
+        if app_name not in self.apps and len(self.apps) >= self.max_apps:
+            for name in [n for n, a in self.apps.items() if not a.pods]:  # history only: the least loss
+                del self.apps[name]
+            if len(self.apps) >= self.max_apps:
+                raise StoreFull("too_many_apps", f"the dashboard keeps at most {self.max_apps} apps (--max-apps), "
+                                "all with pods reporting; try again later or raise the limit")
+        if moving or len(self.pods) < self.max_pods:
+            return
+        # Pods turn stale only in tick(): once a scan found none, the next look waits for it.
+        stale = [] if self._none_stale else [pod for pod in self.pods.values() if pod.stale]
+        if not stale:
+            self._none_stale = True
+            raise StoreFull("too_many_pods", f"the dashboard keeps at most {self.max_pods} pods (--max-pods), "
+                            "all reporting; try again later or raise the limit")
+        # Many at once, so that a flood of new names does not pay for this scan on every report.
+        for pod in heapq.nsmallest(max(1, self.max_pods // 100), stale, key=lambda p: p.seen):
+            self._drop(pod)
+            self.evicted += 1
+
+    def _drop(self, pod: Pod) -> None:
+        """Forget a pod (silent too long, or stale and in the way of a new one); history is told."""
+        self._leave(pod)
+        del self.pods[pod.name]
+        self._dirty_scopes.discard(pod.scope)
+        self._dirty_pods.discard(pod.name)
+        self._recent_pods.discard(pod.name)
+        self._dropped_pods.append(pod.name)
+        self.version += 1
 
     def _join(self, pod: Pod) -> None:
         app = self.apps.get(pod.app)
@@ -229,16 +283,11 @@ class PodStore:
         """Once a second: staleness, dropping, app/all resource readings, eviction."""
         now = self.clock()
         second = int(now)
+        self._none_stale = False
         for pod in list(self.pods.values()):
             silent = now - pod.seen
             if silent > self.drop_after:
-                self._leave(pod)
-                del self.pods[pod.name]
-                self._dirty_scopes.discard(pod.scope)
-                self._dirty_pods.discard(pod.name)
-                self._recent_pods.discard(pod.name)
-                self._dropped_pods.append(pod.name)
-                self.version += 1
+                self._drop(pod)
             elif silent > self.stale_after and not pod.stale:
                 pod.stale = True
                 self.apps[pod.app].totals.add(pod.point, -1)
@@ -290,6 +339,11 @@ class PodStore:
         """
         now = self.clock()
         pods = self._sorted_pods()
+        dropped = sum(pod.dropped for pod in pods)
+        omitted = max(0, len(pods) - self.overview_pods)
+        if omitted:  # past the bound, the busiest live pods only (the totals and apps still count them all)
+            pods = sorted(heapq.nsmallest(self.overview_pods, pods, key=lambda p: (p.stale, -p.total)),
+                          key=lambda p: p.name)
         pods_out = []
         started = time.perf_counter()
         for pod in pods:
@@ -297,14 +351,14 @@ class PodStore:
             if time.perf_counter() - started > budget:
                 yield
                 started = time.perf_counter()
-        dropped = sum(pod.dropped for pod in pods)
         apps_out = []
         routes_out = []
         for _, app in sorted(self.apps.items()):
             if not app.pods:
                 continue
             scope = app.scope
-            head = {"app": app.name, "pods": sorted(app.pods), "stale": all(self.pods[p].stale for p in app.pods)}
+            head = {"app": app.name, "pods": sorted(app.pods)[:self.overview_pods], "pod_count": len(app.pods),
+                    "stale": all(self.pods[p].stale for p in app.pods)}
             tail = {"cpu": app.totals.cpu, "memory": app.totals.memory, "memory_limit": app.totals.memory_limit}
             apps_out.append(f'{dumps(head)[:-1]},{scope.window(now).headline_text()},{dumps(tail)[1:-1]},'
                             f'"trend":{scope.trend_json(now)}}}')
@@ -314,7 +368,7 @@ class PodStore:
         totals = {**self.all.window(now).headline(), "pods": len(self.pods), "apps": len(apps_out),
                   "dropped": dropped}
         return (f'{{"now":{round(now * 1000)},"totals":{dumps(totals)},"apps":[{",".join(apps_out)}],'
-                f'"pods":[{",".join(pods_out)}],"routes":[{",".join(routes_out)}],'
+                f'"pods":[{",".join(pods_out)}],"omitted_pods":{omitted},"routes":[{",".join(routes_out)}],'
                 f'"recent":{dumps(self.recent_samples())},"slowest":{dumps(self.slowest(now))}}}')
 
     def recent_samples(self) -> list[dict[str, Any]]:

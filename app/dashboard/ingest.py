@@ -22,6 +22,7 @@ from tornado.log import access_log
 
 from app.core.wire import WireError, parse_resources, parse_stats
 from app.dashboard import auth
+from app.dashboard.aggregate import StoreFull
 from app.dashboard.jsontext import dumps
 
 if TYPE_CHECKING:
@@ -107,6 +108,9 @@ class Ingest:
             reply = self.save_stats(body) if endpoint == "stats" else self.save_resources(body)
         except WireError as exc:
             return self.refuse(endpoint, 400, "bad_request", str(exc), peer, started)
+        except StoreFull as exc:  # room comes as pods go stale: ask the sender to come back then
+            retry = str(max(1, round(self.ctx.config.stale_after)))
+            return self.refuse(endpoint, 503, exc.reason, str(exc), peer, started, ("Retry-After", retry))
         except Exception:  # a bug must cost one request, not the connection
             log.error("POST /%s failed", endpoint, exc_info=True)
             return Reply(500, dumps({"error": REASONS[500]}).encode())

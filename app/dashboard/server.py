@@ -70,7 +70,8 @@ class Dashboard:
         self.tick_interval = tick_interval
         self.flush_interval = flush_interval
         self.store = PodStore(retention=config.retention, stale_after=config.stale_after,
-                              drop_after=config.drop_after, clock=clock)
+                              drop_after=config.drop_after, clock=clock, max_pods=config.max_pods,
+                              max_apps=config.max_apps, overview_pods=config.overview_pods)
         self.metrics = DashboardMetrics()
         self.alert_interval = alert_interval
         self.alerts = AlertService(config, clock, warmup=alert_warmup,

@@ -71,9 +71,12 @@ class H2Tracker:
                                    client=True, max_block=max_block)
         self._server = FrameReader(self._server_headers, self._server_data, self._server_control,
                                    client=False, max_block=max_block)
-        if upgrade is not None:
+        if upgrade is not None:  # HTTP/1 saw its request and the 101; the response proper is HTTP/2's
             upgrade.protocol = "h2"
             upgrade.head_done = upgrade.request_done = True
+            upgrade.response_done = upgrade.tunnel = False
+            upgrade.reason = ""
+            upgrade.t_end = None
             self._streams[1] = upgrade
             self._last_client = 1
 

@@ -500,3 +500,22 @@ def test_mangled_conversations_never_raise_and_leave_nothing_open(operations: li
     tracker = H2Tracker(max_header_list=4096)
     feed_all(tracker, flights, cuts)
     assert tracker.broken == bool(tracker.why)
+
+
+def test_blocks_of_streams_already_over_are_decoded_to_keep_the_table_in_step() -> None:
+    c = Conversation().start()
+    sid = c.request("/first", end=False)
+    c.server.reset_stream(sid, error_code=7)
+    c.send_server()
+    # Trailers the client sent before the reset reached it: a new literal enters the client's table...
+    late = c.client.encoder.encode([("user-agent", "late-agent/1")])
+    flights = [*c.flights, Flight(CLIENT, HeadersFrame(sid, late, flags=["END_HEADERS", "END_STREAM"]).serialize(),
+                                  200.0)]
+    # ...and the next request refers to it by index only.
+    block = c.client.encoder.encode([(":method", "GET"), (":path", "/next"), (":scheme", "http"),
+                                     (":authority", "app"), ("user-agent", "late-agent/1")])
+    flights.append(Flight(CLIENT, HeadersFrame(3, block, flags=["END_HEADERS", "END_STREAM"]).serialize(), 201.0))
+    tracker, done = replay(flights)
+    assert not tracker.broken, tracker.why
+    assert [(ex.target, ex.error) for ex in done] == [(b"/first", "stream_reset")]
+    assert [(ex.target, ex.user_agent) for ex in tracker._streams.values()] == [(b"/next", b"late-agent/1")]

@@ -134,12 +134,17 @@ class SampleMaker:
         endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)
         if mark and self.record_query:
             endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
+        return self._sample(ex, endpoint, route, METHODS.get(ex.method, OTHER_METHOD), static,
+                            ex.user_agent.startswith(PROBE_AGENT), "http/1.1" if ex.version else "http/1.0")
+
+    def _sample(self, ex: Exchange, endpoint: str, route: str, method: str, static: bool, probe: bool,
+                protocol: str) -> Sample:
         t_end = ex.t_end or ex.t_start
         t_first = ex.t_first
         return {
             "endpoint": endpoint,
             "route": route,
-            "method": METHODS.get(ex.method, OTHER_METHOD),
+            "method": method,
             "response": {"status": ex.status, "message": ex.reason},
             "time": (t_end - ex.t_start) * 1000.0,
             "ttfb": None if t_first is None else (t_first - ex.t_start) * 1000.0,
@@ -147,9 +152,9 @@ class SampleMaker:
             "file": static,
             "bytes_in": ex.bytes_in,
             "bytes_out": ex.bytes_out,
-            "probe": ex.user_agent.startswith(PROBE_AGENT),
+            "probe": probe,
             "error": ex.error,
-            "protocol": "http/1.1" if ex.version else "http/1.0",
+            "protocol": protocol,
         }
 
     def _other(self, ex: Exchange) -> Sample:
@@ -172,23 +177,7 @@ class SampleMaker:
             if mark and self.record_query:
                 endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
             probe = ex.user_agent.startswith(PROBE_AGENT)
-        t_end = ex.t_end or ex.t_start
-        t_first = ex.t_first
-        sample: Sample = {
-            "endpoint": endpoint,
-            "route": route,
-            "method": method,
-            "response": {"status": ex.status, "message": ex.reason},
-            "time": (t_end - ex.t_start) * 1000.0,
-            "ttfb": None if t_first is None else (t_first - ex.t_start) * 1000.0,
-            "started": (ex.t_start + self.clock_offset) * 1000.0,
-            "file": static,
-            "bytes_in": ex.bytes_in,
-            "bytes_out": ex.bytes_out,
-            "probe": probe,
-            "error": ex.error,
-            "protocol": protocol if protocol in PROTOCOLS else "tcp",
-        }
+        sample = self._sample(ex, endpoint, route, method, static, probe, protocol if protocol in PROTOCOLS else "tcp")
         if protocol == "grpc":
             sample["grpc_status"] = ex.grpc_status
             sample["grpc_message"] = ex.grpc_message[:MAX_TEXT]

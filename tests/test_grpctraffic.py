@@ -40,9 +40,12 @@ def test_calls_and_rate_against_the_real_service() -> None:
             await traffic.stop()
         return traffic
 
+    # A loop of our own, never set as the current one: asyncio.run would drop the loop another test left current.
+    loop = asyncio.new_event_loop()
     try:
-        traffic = asyncio.run(run())
+        traffic = loop.run_until_complete(run())
     finally:
+        loop.close()
         server.stop(grace=None).wait()
     codes = traffic.counts.codes
     assert traffic.counts.sent >= 60 and sum(codes.values()) == traffic.counts.sent

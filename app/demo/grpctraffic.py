@@ -17,6 +17,7 @@ import grpc
 import grpc.aio
 
 from app.demo.grpcservice import SERVICE
+from app.demo.traffic import InFlight
 
 DEADLINE = 1.0  # seconds: the service's slow Reserve calls take longer, so some end DEADLINE_EXCEEDED
 WATCH_DEADLINE = 5.0
@@ -51,7 +52,6 @@ def next_call(rng: random.Random) -> Call:
 class GrpcCounts:
     sent: int = 0
     codes: dict[str, int] = field(default_factory=dict)  # status code name -> calls
-    skipped: int = 0  # not sent: too many already in flight
 
 
 class GrpcTraffic:
@@ -65,36 +65,22 @@ class GrpcTraffic:
         self._rng = rng or random.Random()
         self._channel: grpc.aio.Channel | None = None
         self._loop: asyncio.Task[None] | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self.in_flight = InFlight(max_in_flight)
 
     def start(self) -> None:
         self._channel = grpc.aio.insecure_channel(self.target)
-        self._loop = asyncio.create_task(self._send_loop())
+        self._loop = asyncio.create_task(self.in_flight.poisson(self._rng, self.rate, self._next))
 
     async def stop(self, drain: float = 2.0) -> None:
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
-        if self._in_flight:
-            await asyncio.wait(self._in_flight, timeout=drain)
-        for task in self._in_flight:
-            task.cancel()
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self.in_flight.drain(drain)
         if self._channel is not None:
             await self._channel.close()
 
-    async def _send_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._rng.expovariate(self.rate))
-            if len(self._in_flight) >= self.max_in_flight:
-                self.counts.skipped += 1
-                continue
-            task = asyncio.create_task(self._call_once(next_call(self._rng)))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-
-    async def _call_once(self, call: Call) -> None:
-        await self.call(call)
+    async def _next(self) -> None:
+        await self.call(next_call(self._rng))
 
     async def call(self, call: Call) -> grpc.StatusCode:
         """Make one call; its status code (counted)."""

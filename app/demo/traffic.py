@@ -12,8 +12,9 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
@@ -73,7 +74,39 @@ class TrafficCounts:
     answered: int = 0
     server_errors: int = 0  # 5xx answers
     failed: int = 0  # no answer at all
-    skipped: int = 0  # not sent: too many already in flight
+
+
+class InFlight:
+    """The calls a traffic source has under way, as tasks: at most `limit` at once, drained on stop."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.skipped = 0  # calls not made: too many already under way
+
+    def start(self, call: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(call)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def poisson(self, rng: random.Random, rate: float,
+                      next_call: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Start `next_call()` at a random rate until cancelled (skipped, and counted, when `limit` are under way)."""
+        while True:
+            # Exponential gaps give a Poisson process: the gentle unevenness of real users.
+            await asyncio.sleep(rng.expovariate(rate))
+            if len(self.tasks) >= self.limit:
+                self.skipped += 1
+                continue
+            self.start(next_call())
+
+    async def drain(self, timeout: float) -> None:
+        """Give the calls under way `timeout` seconds to finish, then cancel the rest."""
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=timeout)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class TrafficGenerator:
@@ -90,11 +123,11 @@ class TrafficGenerator:
         self.counts = TrafficCounts()
         self._rng = rng or random.Random()
         self._client = AsyncHTTPClient(force_instance=True, max_clients=max_in_flight)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self.in_flight = InFlight(max_in_flight)
         self._loops: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._loops.append(asyncio.create_task(self._send_loop()))
+        self._loops.append(asyncio.create_task(self.in_flight.poisson(self._rng, self.rate, self._next)))
         for target in self.targets:
             self._loops.append(asyncio.create_task(self._probe_loop(target)))
 
@@ -103,32 +136,17 @@ class TrafficGenerator:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        if self._in_flight:
-            await asyncio.wait(self._in_flight, timeout=drain)
-        for task in self._in_flight:
-            task.cancel()
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self.in_flight.drain(drain)
         self._client.close()
 
-    async def _send_loop(self) -> None:
-        while True:
-            # Exponential gaps give a Poisson process: the gentle unevenness of real users.
-            await asyncio.sleep(self._rng.expovariate(self.rate))
-            if len(self._in_flight) >= self.max_in_flight:
-                self.counts.skipped += 1
-                continue
-            self._launch(self._rng.choice(self.targets), next_request(self._rng))
+    def _next(self) -> Coroutine[Any, Any, None]:
+        return self._send(self._rng.choice(self.targets), next_request(self._rng))
 
     async def _probe_loop(self, target: str) -> None:
         await asyncio.sleep(self._rng.uniform(0, self.probe_interval))  # kubelets do not probe in lockstep
         while True:
-            self._launch(target, probe_request())
+            self.in_flight.start(self._send(target, probe_request()))
             await asyncio.sleep(self.probe_interval)
-
-    def _launch(self, target: str, request: Request) -> None:
-        task = asyncio.create_task(self._send(target, request))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
 
     async def _send(self, target: str, request: Request) -> None:
         self.counts.sent += 1

@@ -14,6 +14,7 @@ scripts=(
   "soak --minutes 1 --interval 5"
   "dashboard_bench --pods 500,2000 --duration 8 --warmup 3"
   "page_bench --duration 30"
+  "sampler_bench --samples 200"
 )
 
 failed=()

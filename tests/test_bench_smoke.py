@@ -238,3 +238,10 @@ def test_h2_tracker_bench_quick_run_times_every_shape() -> None:
     assert set(rows) == {"HTTP/1 exchange (ExchangeTracker)", "HTTP/2 stream, h2", "HTTP/2 stream, h2-unique",
                          "HTTP/2 stream, grpc", "HTTP/2 stream, grpc-big"}, done.stdout
     assert all(float(us) > 0 for us in rows.values())
+
+
+def test_sampler_bench_prints_the_sampler_and_its_reference() -> None:
+    done = run_script("bench.sampler_bench", "--samples", "5", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^ResourceSampler\.sample\s+[\d.]+ ms", done.stdout, re.M), done.stdout
+    assert re.search(r"^sampler CPU median [\d.]+ ms vs budget 1\.0 ms: (PASS|MISS)$", done.stdout, re.M), done.stdout

@@ -111,6 +111,7 @@
       pause: $('tail-pause'), pod: $('tail-pod'), route: $('tail-route'), status: $('tail-status'), count: $('tail-count'),
     });
     const slowest = new M.SlowestList($('slowest-body'));
+    const alerts = new M.AlertView($('alerts'), $('alert-list'), $('alerts-count'));
     const buffer = new M.SeriesBuffer();
     buffer.reset(scope, win);
     let charts = null;
@@ -238,6 +239,7 @@
       tail.render(false);
       lap('tail');
       slowest.render(ov);
+      alerts.mark(document);
       renderScopeOptions(ov);
       lap('other');
       D.setText($('updated'), 'updated ' + F.clock(ov.now || Date.now()));
@@ -306,6 +308,8 @@
           fetchSeries();
         }
         record('update', performance.now() - t0, info.parseMs);
+      } else if (msg.type === 'alerts' && msg.data && typeof msg.data === 'object') {
+        alerts.render(msg.data);
       } else if (msg.type === 'error') {
         // The server refused our subscribe: most often a pod or app that has
         // not reported yet. Ask again once it shows up in an update.

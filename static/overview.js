@@ -125,6 +125,7 @@
         const n = Array.isArray(d.pods) ? d.pods.length : 0;
         D.setText(rec.sub, n + (n === 1 ? ' pod' : ' pods'));
         D.setText(rec.caret, this.collapsed.has(name) ? '\u25b8' : '\u25be');
+        D.setAttr(rec.el, 'data-row-app', String(name));
       } else {
         D.setText(rec.sub, '');
         D.setAttr(rec.el, 'data-row-pod', String(name));

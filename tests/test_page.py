@@ -33,7 +33,7 @@ pytestmark = pytest.mark.browser
 HOSTILE_PATH = "/<img src=x onerror=alert(1)>"
 HOSTILE_SCRIPT = "/<script>window.__xss=1</script>"
 HOSTILE_POD = "pwn-<img src=x onerror=alert(2)>-1-x"
-SCRIPTS = 12  # the <script src> tags of templates/index.html
+SCRIPTS = 13  # the <script src> tags of templates/index.html
 MiB = 1024 * 1024
 
 LIVE = "() => window.__mothership && window.__mothership.state === 'live' && window.__mothership.snapshots >= 1"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from functools import partial
 from typing import Final
 
 from sidecar.exchange import Exchange
@@ -38,6 +39,19 @@ MAX_LIVE: Final = 10_000  # open streams followed at once; peers allow far fewer
 MAX_UNACKED: Final = 64  # SETTINGS frames awaiting their ACK
 
 
+class _Peer:
+    """What the tracker keeps of one side: the decoder of its header blocks, its SETTINGS awaiting ACK, its GOAWAY."""
+
+    __slots__ = ("decoder", "goaway", "opens", "unacked", "word")
+
+    def __init__(self, max_header_list: int, *, opens: int, word: str) -> None:
+        self.decoder = BlockDecoder(max_header_list)
+        self.unacked: list[int | None] = []  # SETTINGS_HEADER_TABLE_SIZE of each unacknowledged SETTINGS, or None
+        self.goaway: int | None = None  # last-stream-id of its GOAWAY: the other side's streams above were refused
+        self.opens = opens  # the parity of the stream ids it opens (the client odd, the server's pushes even)
+        self.word = word  # the error word of streams it cuts short by a GOAWAY
+
+
 class H2Tracker:
     """Follows one HTTP/2 connection: `feed_client` / `feed_server` take each direction's bytes.
 
@@ -57,19 +71,13 @@ class H2Tracker:
         self._now = 0.0
         self._last_client = 0  # highest stream id the client opened
         self._last_push = 0  # highest stream id the server promised
-        # The last-stream-id of each side's GOAWAY: the other side's streams above it were refused.
-        self._client_goaway: int | None = None
-        self._server_goaway: int | None = None
+        self._c = client = _Peer(max_header_list, opens=1, word="client_closed")
+        self._s = server = _Peer(max_header_list, opens=0, word="upstream_reset")
         # Header blocks may be up to 4 times their decoded size (Huffman codes run to 30 bits a byte).
         max_block = 4 * max_header_list + 1024
-        self._client_decoder = BlockDecoder(max_header_list)
-        self._server_decoder = BlockDecoder(max_header_list)
-        # SETTINGS_HEADER_TABLE_SIZE each side sent and the other has not yet acknowledged (None: not in that frame).
-        self._client_unacked: list[int | None] = []
-        self._server_unacked: list[int | None] = []
-        self._client = FrameReader(self._client_headers, self._client_data, self._client_control,
+        self._client = FrameReader(self._client_headers, self._client_data, partial(self._control, client, server),
                                    client=True, max_block=max_block)
-        self._server = FrameReader(self._server_headers, self._server_data, self._server_control,
+        self._server = FrameReader(self._server_headers, self._server_data, partial(self._control, server, client),
                                    client=False, max_block=max_block)
         if upgrade is not None:  # HTTP/1 saw its request and the 101; the response proper is HTTP/2's
             upgrade.protocol = "h2"
@@ -133,7 +141,7 @@ class H2Tracker:
     # --- the client's frames ------------------------------------------------------
 
     def _client_headers(self, sid: int, flags: int, block: bytes, promised: int) -> None:
-        headers = self._client_decoder.decode(block)
+        headers = self._c.decoder.decode(block)
         if promised:
             raise FrameError("PUSH_PROMISE from the client")
         ex = self._streams.get(sid)
@@ -152,8 +160,8 @@ class H2Tracker:
         ex.head_done = True
         _read_request(ex, headers)
         self._open(sid, ex)
-        if self._server_goaway is not None and sid > self._server_goaway:
-            self._end(sid, ex, "upstream_reset")
+        if self._s.goaway is not None and sid > self._s.goaway:
+            self._end(sid, ex, self._s.word)
         elif flags & END_STREAM:
             self._request_ended(sid, ex)
 
@@ -164,21 +172,10 @@ class H2Tracker:
             if flags & END_STREAM:
                 self._request_ended(sid, ex)
 
-    def _client_control(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
-        if ftype == RST_STREAM:
-            self._reset(sid, payload)
-        elif ftype == SETTINGS:
-            self._settings(flags, payload, self._client_unacked, self._server_unacked, self._server_decoder,
-                           self._client_decoder)
-        elif ftype == GOAWAY:
-            last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
-            self._client_goaway = last if self._client_goaway is None else min(last, self._client_goaway)
-            self._refuse_above(last, 0, "client_closed")
-
     # --- the server's frames ------------------------------------------------------
 
     def _server_headers(self, sid: int, flags: int, block: bytes, promised: int) -> None:
-        headers = self._server_decoder.decode(block)
+        headers = self._s.decoder.decode(block)
         now = self._now
         if promised:  # a request the server makes on the client's behalf; its response comes on `promised`
             if promised & 1 or promised <= self._last_push:
@@ -189,8 +186,8 @@ class H2Tracker:
             ex.head_done = ex.request_done = True
             _read_request(ex, headers)
             self._open(promised, ex)
-            if self._client_goaway is not None and promised > self._client_goaway:
-                self._end(promised, ex, "client_closed")
+            if self._c.goaway is not None and promised > self._c.goaway:
+                self._end(promised, ex, self._c.word)
             return
         found = self._streams.get(sid)
         if found is None:
@@ -239,16 +236,21 @@ class H2Tracker:
             if flags & END_STREAM:
                 self._response_ended(sid, ex)
 
-    def _server_control(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
+    # --- either side's control frames ---------------------------------------------
+
+    def _control(self, own: _Peer, peer: _Peer, ftype: int, flags: int, sid: int, payload: bytes) -> None:
+        """RST_STREAM, SETTINGS or GOAWAY from `own`."""
         if ftype == RST_STREAM:
             self._reset(sid, payload)
         elif ftype == SETTINGS:
-            self._settings(flags, payload, self._server_unacked, self._client_unacked, self._client_decoder,
-                           self._server_decoder)
+            self._settings(flags, payload, own, peer)
         elif ftype == GOAWAY:
             last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
-            self._server_goaway = last if self._server_goaway is None else min(last, self._server_goaway)
-            self._refuse_above(last, 1, "upstream_reset")
+            own.goaway = last if own.goaway is None else min(last, own.goaway)
+            # The streams the peer opened above it were never processed: `own`'s word for their end.
+            for other, ex in list(self._streams.items()):
+                if other > last and other & 1 == peer.opens:
+                    self._end(other, ex, own.word)
 
     # --- streams ------------------------------------------------------------------
 
@@ -291,26 +293,15 @@ class H2Tracker:
         else:
             self._end(sid, ex, "stream_reset")
 
-    def _refuse_above(self, last: int, parity: int, error: str) -> None:
-        """A GOAWAY: the streams its receiver opened above `last` were never processed."""
-        for sid, ex in list(self._streams.items()):
-            if sid > last and sid & 1 == parity:
-                self._end(sid, ex, error)
-
-    def _settings(self, flags: int, payload: bytes, own_unacked: list[int | None], peer_unacked: list[int | None],
-                  peer_decoder: BlockDecoder, own_decoder: BlockDecoder) -> None:
-        """A SETTINGS frame from one side ("own").
-
-        `peer_decoder` reads the other side's blocks, which this side's
-        setting bounds; `own_decoder` reads this side's.
-        """
+    def _settings(self, flags: int, payload: bytes, own: _Peer, peer: _Peer) -> None:
+        """A SETTINGS frame from `own`: its HEADER_TABLE_SIZE bounds the table of `peer`'s blocks."""
         if flags & ACK:
             if payload:
                 raise FrameError("SETTINGS ACK with a payload")
-            if peer_unacked:  # the peer's oldest unacknowledged SETTINGS now binds this side's encoder (section 6.5.3)
-                acked = peer_unacked.pop(0)
+            if peer.unacked:  # the peer's oldest unacknowledged SETTINGS now binds own's encoder (section 6.5.3)
+                acked = peer.unacked.pop(0)
                 if acked is not None:
-                    own_decoder.max_allowed_table_size = acked
+                    own.decoder.max_allowed_table_size = acked
             return
         if len(payload) % 6:
             raise FrameError(f"SETTINGS of {len(payload)} bytes (not a multiple of 6)")
@@ -318,13 +309,13 @@ class H2Tracker:
         for ident, value in _SETTING.iter_unpack(payload):
             if ident == _HEADER_TABLE_SIZE:
                 size = value
-        if len(own_unacked) >= MAX_UNACKED:
+        if len(own.unacked) >= MAX_UNACKED:
             raise FrameError(f"more than {MAX_UNACKED} SETTINGS frames unacknowledged")
-        own_unacked.append(size)
-        if size is not None and size > peer_decoder.max_allowed_table_size:
+        own.unacked.append(size)
+        if size is not None and size > peer.decoder.max_allowed_table_size:
             # A larger table may be used as soon as the encoder has read this, which can be
             # before its ACK reaches us; a smaller one binds only once acknowledged.
-            peer_decoder.max_allowed_table_size = size
+            peer.decoder.max_allowed_table_size = size
 
     def _break(self, why: str, now: float) -> None:
         """Tracking stops: the open streams are finished as untracked; later bytes are ignored."""

@@ -184,10 +184,18 @@ class _LiveCollector:
         for name, documentation, value in gauges:
             if isinstance(value, (int, float)):
                 yield GaugeMetricFamily(name, documentation, value=value)
-        usage = container.get("cpu_usage_seconds")
-        if isinstance(usage, (int, float)):
-            yield CounterMetricFamily("mothership_container_cpu_usage_seconds", "Container CPU time used.",
-                                      value=usage)
+        counters: list[tuple[str, str, Any]] = [
+            ("mothership_container_cpu_usage_seconds", "Container CPU time used.", container.get("cpu_usage_seconds")),
+            ("mothership_container_cpu_periods", "CFS enforcement periods of the container (cpu.stat nr_periods).",
+             container.get("cpu_periods")),
+            ("mothership_container_cpu_throttled_periods", "Periods in which the container used up its CPU quota "
+             "and was held back (cpu.stat nr_throttled).", container.get("cpu_throttled_periods")),
+            ("mothership_container_cpu_throttled_seconds", "Time the container was held back by its CPU quota.",
+             container.get("cpu_throttled_seconds")),
+        ]
+        for name, documentation, value in counters:
+            if isinstance(value, (int, float)):
+                yield CounterMetricFamily(name, documentation, value=value)
         processes = resource.get("processes")
         if isinstance(processes, list):
             yield GaugeMetricFamily("mothership_pod_processes", "Other processes visible in the pod (listed).",

@@ -28,7 +28,8 @@ def write_tree(root: Path, files: dict[str, str]) -> None:
 
 V2_POD = {
     "cgroup.controllers": "cpuset cpu io memory pids\n",
-    "cpu.stat": "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 10\n",
+    "cpu.stat": "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\nnr_periods 10\nnr_throttled 4\n"
+                "throttled_usec 250000\n",
     "cpu.max": "50000 100000\n",
     "memory.current": "104857600\n",
     "memory.max": "268435456\n",
@@ -42,7 +43,8 @@ def test_v2_inside_a_container_namespace(tmp_path: Path) -> None:
     reader = CgroupReader(tmp_path / "fs", tmp_path / "self-cgroup")
     assert reader.read() == CgroupReading(
         version="v2", cpu_usage_seconds=2.5, cpu_limit_cores=0.5, memory_usage=104857600,
-        memory_limit=268435456, memory_working_set=104857600 - 20971520)
+        memory_limit=268435456, memory_working_set=104857600 - 20971520, cpu_periods=10, cpu_throttled_periods=4,
+        cpu_throttled_seconds=0.25)
 
 
 def test_v2_on_a_host_follows_proc_self_cgroup(tmp_path: Path) -> None:
@@ -59,6 +61,7 @@ V1_CTR = {
     "cpu,cpuacct/cpuacct.usage": "7500000000\n",
     "cpu,cpuacct/cpu.cfs_quota_us": "200000\n",
     "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+    "cpu,cpuacct/cpu.stat": "nr_periods 100\nnr_throttled 25\nthrottled_time 1500000000\n",
     "memory/memory.usage_in_bytes": "52428800\n",
     "memory/memory.limit_in_bytes": "134217728\n",
     "memory/memory.stat": "cache 1000\ntotal_inactive_file 2428800\n",
@@ -70,7 +73,8 @@ def test_v1_with_joint_cpu_cpuacct_hierarchy(tmp_path: Path) -> None:
     write_tree(tmp_path, {"self-cgroup": "4:memory:/\n3:cpu,cpuacct:/\n0::/\n"})
     reading = CgroupReader(tmp_path / "fs", tmp_path / "self-cgroup").read()
     assert reading == CgroupReading(version="v1", cpu_usage_seconds=7.5, cpu_limit_cores=2.0,
-                                    memory_usage=52428800, memory_limit=134217728, memory_working_set=50000000)
+                                    memory_usage=52428800, memory_limit=134217728, memory_working_set=50000000,
+                                    cpu_periods=100, cpu_throttled_periods=25, cpu_throttled_seconds=1.5)
 
 
 def test_v1_without_limits_and_with_separate_hierarchies(tmp_path: Path) -> None:
@@ -176,3 +180,22 @@ def test_other_processes_are_listed_when_visible(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_cpu_throttling_reaches_metrics(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from sidecar.metrics import SidecarMetrics
+    from sidecar.pod.sampler import container_view
+
+    write_tree(tmp_path / "fs", V1_CTR)
+    write_tree(tmp_path, {"self-cgroup": "4:memory:/\n3:cpu,cpuacct:/\n0::/\n"})
+    container = container_view(CgroupReader(tmp_path / "fs", tmp_path / "self-cgroup").read(), None, 0.0)
+    assert (container["cpu_periods"], container["cpu_throttled_periods"], container["cpu_throttled_seconds"]) == \
+        (100, 25, 1.5)
+    metrics = SidecarMetrics()
+    metrics.watch(resources=lambda: {"container": container})
+    text = generate_latest(metrics.registry).decode()
+    assert "mothership_container_cpu_periods_total 100.0" in text
+    assert "mothership_container_cpu_throttled_periods_total 25.0" in text
+    assert "mothership_container_cpu_throttled_seconds_total 1.5" in text

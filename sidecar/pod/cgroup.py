@@ -24,6 +24,10 @@ class CgroupReading:
     memory_usage: int | None = None  # bytes, page cache included (as the kernel counts it)
     memory_limit: int | None = None  # bytes; None = no limit
     memory_working_set: int | None = None  # usage less inactive file cache: what the OOM killer sees
+    # CFS bandwidth: enforcement periods, those in which the quota ran out, and the time held back.
+    cpu_periods: int | None = None
+    cpu_throttled_periods: int | None = None
+    cpu_throttled_seconds: float | None = None
 
 
 # --- pure parsing ----------------------------------------------------------
@@ -116,6 +120,9 @@ def reading_v2(files: dict[str, str | None]) -> CgroupReading:
         memory_usage=memory,
         memory_limit=parse_memory_limit(files.get("memory.max")),
         memory_working_set=working_set(memory, parse_flat_keyed(files.get("memory.stat")), "inactive_file"),
+        cpu_periods=cpu_stat.get("nr_periods"),
+        cpu_throttled_periods=cpu_stat.get("nr_throttled"),
+        cpu_throttled_seconds=None if "throttled_usec" not in cpu_stat else cpu_stat["throttled_usec"] / 1e6,
     )
 
 
@@ -123,6 +130,7 @@ def reading_v1(files: dict[str, str | None]) -> CgroupReading:
     """Numbers from the contents of v1 controller files, keyed `controller/file`."""
     usage_ns = parse_int(files.get("cpuacct/cpuacct.usage"))
     memory = parse_int(files.get("memory/memory.usage_in_bytes"))
+    cpu_stat = parse_flat_keyed(files.get("cpu/cpu.stat"))
     return CgroupReading(
         version="v1",
         cpu_usage_seconds=None if usage_ns is None else usage_ns / 1e9,
@@ -131,13 +139,16 @@ def reading_v1(files: dict[str, str | None]) -> CgroupReading:
         memory_limit=parse_memory_limit(files.get("memory/memory.limit_in_bytes")),
         memory_working_set=working_set(
             memory, parse_flat_keyed(files.get("memory/memory.stat")), "total_inactive_file"),
+        cpu_periods=cpu_stat.get("nr_periods"),
+        cpu_throttled_periods=cpu_stat.get("nr_throttled"),
+        cpu_throttled_seconds=None if "throttled_time" not in cpu_stat else cpu_stat["throttled_time"] / 1e9,
     )
 
 
 V2_FILES = ("cpu.stat", "cpu.max", "memory.current", "memory.max", "memory.stat")
 V1_FILES = {
     "cpuacct": ("cpuacct.usage",),
-    "cpu": ("cpu.cfs_quota_us", "cpu.cfs_period_us"),
+    "cpu": ("cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.stat"),
     "memory": ("memory.usage_in_bytes", "memory.limit_in_bytes", "memory.stat"),
 }
 

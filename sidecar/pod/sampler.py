@@ -65,6 +65,9 @@ def container_view(reading: CgroupReading, previous: tuple[float, float] | None,
         "memory_working_set": reading.memory_working_set,
         "memory_limit": reading.memory_limit,
         "memory_percent": _round(memory_percent, 2),
+        "cpu_periods": reading.cpu_periods,
+        "cpu_throttled_periods": reading.cpu_throttled_periods,
+        "cpu_throttled_seconds": _round(reading.cpu_throttled_seconds, 6),
     }
 
 

@@ -28,11 +28,17 @@ class InjectError(ValueError):
 
 @dataclass
 class Document:
-    where: str  # "deploy.yaml document 2", for messages
+    source: str  # the file's name, or "standard input"
+    number: int  # 1 for the file's first document
     head: str  # the `---` line before the body, as given ("" for none)
     text: str  # the body as given
     data: Any  # the loaded body (None for an empty document)
     is_json: bool
+
+    @property
+    def where(self) -> str:
+        """`deploy.yaml document 2`, for messages."""
+        return f"{self.source} document {self.number}"
 
     def render(self, changed: bool) -> str:
         if not changed:
@@ -84,18 +90,17 @@ def load(text: str, source: str) -> list[Document]:
     documents = []
     line = 1
     for number, (head, body) in enumerate(split(text), start=1):
-        where = f"{source} document {number}"
         line += head.count("\n")
-        documents.append(_load_one(where, head, body, line))
+        documents.append(_load_one(source, number, head, body, line))
         line += body.count("\n")
     return documents
 
 
-def _load_one(where: str, head: str, body: str, first_line: int) -> Document:
-    stripped = body.lstrip()
-    if stripped.startswith(("{", "[")) and not stripped.startswith("[]"):
+def _load_one(source: str, number: int, head: str, body: str, first_line: int) -> Document:
+    where = f"{source} document {number}"
+    if body.lstrip().startswith(("{", "[")):
         try:
-            return Document(where, head, body, json.loads(body), is_json=True)
+            return Document(source, number, head, body, json.loads(body), is_json=True)
         except ValueError:
             pass  # flow-style YAML, not JSON: the YAML loader decides
     try:
@@ -105,7 +110,7 @@ def _load_one(where: str, head: str, body: str, first_line: int) -> Document:
         at = f" at line {first_line + mark.line}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InjectError(f"{where}: not YAML ({problem}{at}): give Kubernetes manifests in YAML or JSON") from None
-    return Document(where, head, body, data, is_json=False)
+    return Document(source, number, head, body, data, is_json=False)
 
 
 def plain(node: Any) -> Any:

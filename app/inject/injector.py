@@ -12,7 +12,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from app.inject import ports, sidecar
-from app.inject.documents import InjectError, quoted
+from app.inject.documents import InjectError
 from app.inject.workloads import Obj, Workload
 from app.options import InjectConfig
 
@@ -62,7 +62,7 @@ def inject(workload: Workload, config: InjectConfig, notes: list[str]) -> ports.
         wanted.update(sidecar.PROMETHEUS_ANNOTATIONS)
     record["annotations"] = [key for key in wanted if key not in annotations]
     for key in record["annotations"]:
-        annotations[key] = quoted(wanted[key]) if wanted[key] in ("true", str(sidecar.ADMIN_PORT)) else wanted[key]
+        annotations[key] = wanted[key]
     annotations[RECORD] = json.dumps(record, separators=(",", ":"))
     return ports.Fronted(workload.where, workload.namespace, workload.labels, app_port.number, named=name is not None)
 

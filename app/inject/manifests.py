@@ -87,15 +87,11 @@ def _restore_service(service: Obj, where: str) -> None:
 def _join(documents: list[Document], before: list[Any]) -> str:
     """The documents written back, each file's start kept apart from the previous file's end."""
     out: list[str] = []
-    previous_source = None
-    for doc, original in zip(documents, before, strict=True):
-        text = doc.render(changed=plain(doc.data) != original)
-        source = doc.where.rsplit(" document ", 1)[0]
-        if previous_source is not None and source != previous_source and out:
+    for previous, doc, original in zip([None, *documents], documents, before, strict=False):
+        if previous is not None and doc.source != previous.source and out:
             if not out[-1].endswith("\n"):
                 out.append("\n")
             if not doc.head:
                 out.append("---\n")
-        previous_source = source
-        out.append(text)
+        out.append(doc.render(changed=plain(doc.data) != original))
     return "".join(out)

@@ -23,9 +23,9 @@ ADMIN_PORT_NAME = "ms-admin"
 PORTS = {PROXY_PORT, ADMIN_PORT}
 
 # On the pod template: Prometheus scrapes the sidecar's admin port by these.
-PROMETHEUS_ANNOTATIONS = {
-    "prometheus.io/scrape": "true",
-    "prometheus.io/port": str(ADMIN_PORT),
+PROMETHEUS_ANNOTATIONS: dict[str, str] = {
+    "prometheus.io/scrape": quoted("true"),
+    "prometheus.io/port": quoted(str(ADMIN_PORT)),
     "prometheus.io/path": "/metrics",
 }
 # `kubectl logs` and `kubectl exec` pick the app, not the sidecar, when no -c is given.

@@ -360,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
             if flag.name in seen:
                 continue
             seen.add(flag.name)
-            described = f"{flag.help} [env {' or '.join(flag.envs)}]"
+            # argparse formats help with %: a literal one ("99% of exchanges") must be doubled
+            described = f"{flag.help} [env {' or '.join(flag.envs)}]".replace("%", "%%")
             if flag.switch:
                 group.add_argument(flag.flag, dest=flag.name, default=None, action="store_const", const="true",
                                    help=described)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from app.options import DashboardConfig, OptionError, SidecarConfig, app_name_from_pod, parse
+from app.options import FLAGS, DashboardConfig, OptionError, SidecarConfig, app_name_from_pod, parse
 from tests.conftest import ROOT, app_env
 
 
@@ -109,3 +109,13 @@ def test_inject_flags_defaults_and_files() -> None:
 def test_file_arguments_belong_to_inject_only() -> None:
     with pytest.raises(OptionError, match=r"x\.yaml: sidecar mode takes no file arguments"):
         parse(["--mode", "sidecar", "x.yaml"], {})
+
+
+def test_help_lists_every_mode_and_flag() -> None:
+    proc = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT, env=app_env(), capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "sidecar|dashboard|demo|inject" in proc.stdout
+    for flags in FLAGS.values():
+        for flag in flags:
+            assert flag.flag in proc.stdout

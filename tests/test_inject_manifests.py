@@ -5,16 +5,19 @@ once, `--uninject` gives the input back, and Services reach the sidecar with no 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.inject.documents import InjectError
 from app.inject.manifests import run
 from app.options import InjectConfig
-from tests.inject_support import containers, fixture, pod_annotations, pod_spec, validate_all
+from tests.inject_support import KUBERNETES_VERSIONS, containers, fixture, pod_annotations, pod_spec, validate_all
 
 CONFIG = InjectConfig()
 # (fixture, --target-port it needs)
@@ -185,3 +188,64 @@ def test_an_openshift_template_passes_through_with_a_note() -> None:
     text = "apiVersion: template.openshift.io/v1\nkind: Template\nmetadata: {name: t}\nobjects: []\n"
     assert inject(text) == (text, ["in.yaml document 1, Template/t: an OpenShift template passes through "
                                    "unchanged: inject what `oc process` makes of it"])
+
+
+# --- generated pods: whatever shape, injection is valid, stable and undone exactly ---------
+
+PORT_NAMES = ("http", "web", "grpc", "metrics", "api")
+
+
+@st.composite
+def generated_pods(draw: st.DrawFn) -> dict[str, Any]:
+    numbers = draw(st.lists(st.integers(1, 65535).filter(lambda n: n not in (9900, 9901)), max_size=4, unique=True))
+    names = draw(st.lists(st.sampled_from(PORT_NAMES), min_size=len(numbers), max_size=len(numbers), unique=True)) \
+        if len(numbers) <= len(PORT_NAMES) else []
+    count = draw(st.integers(1, 3))
+    containers: list[dict[str, Any]] = [{"name": f"c{i}", "image": f"img{i}:1"} for i in range(count)]
+    for index, number in enumerate(numbers):
+        port: dict[str, Any] = {"containerPort": number}
+        if names and draw(st.booleans()):
+            port["name"] = names[index]
+        owner = containers[draw(st.integers(0, count - 1))]
+        owner.setdefault("ports", []).append(port)
+        if "name" in port and draw(st.booleans()):
+            owner["readinessProbe"] = {"httpGet": {"path": "/", "port": port["name"]}}
+    template: dict[str, Any] = {"metadata": {"labels": {"app": "g"}}, "spec": {"containers": containers}}
+    annotations = draw(st.dictionaries(st.sampled_from(("team", "prometheus.io/scrape",
+                                                        "kubectl.kubernetes.io/default-container")),
+                                       st.sampled_from(("x", "true", "c0")), max_size=2))
+    if annotations:
+        template["metadata"]["annotations"] = annotations
+    share = draw(st.sampled_from((None, True, False)))
+    if share is not None:
+        template["spec"]["shareProcessNamespace"] = share
+    if draw(st.booleans()):
+        template["spec"]["restartPolicy"] = "Never"
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "g"}, "spec": {"template": template}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "g"},
+            "spec": {"selector": {"matchLabels": {"app": "g"}}, "template": template}}
+
+
+@settings(max_examples=50, deadline=None)
+@given(pod=generated_pods(), share=st.booleans(), pick=st.integers(0, 5))
+def test_generated_pods_inject_validly_stably_and_come_back(pod: dict[str, Any], share: bool, pick: int) -> None:
+    text = yaml.safe_dump(pod, sort_keys=False)
+    declared = [p for c in pod_spec(pod)["containers"] for p in c.get("ports", [])]
+    target = None
+    if pick < len(declared):
+        target = declared[pick].get("name", declared[pick]["containerPort"])
+    try:
+        injected, _ = inject(text, target_port=target, share_process_namespace=share)
+    except InjectError as error:  # refused only for what the contract refuses
+        assert re.search(r"no container declares a port|several ports|no container port is named", str(error))
+        assert len(declared) != 1 or target is not None
+        return
+    (obj,) = validate_all(injected, versions=KUBERNETES_VERSIONS[-1:])
+    sidecar = containers(obj)["mothership-sidecar"]
+    names = [p.get("name") for c in containers(obj).values() for p in c.get("ports", []) if p.get("name")]
+    assert len(names) == len(set(names))  # port names stay unique in the pod
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    fronted = next(p for p in declared if target in (None, p.get("name"), p["containerPort"]))
+    assert env["TARGET_PORT"] == str(fronted["containerPort"])
+    assert inject(injected, target_port=target, share_process_namespace=share)[0] == injected
+    assert inject(injected, uninject=True)[0] == text

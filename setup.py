@@ -58,6 +58,8 @@ setup(
             "setuptools<82",  # pytest-tornado imports pkg_resources
             "hypothesis>=6.100",
             "h2>=4.1,<5",  # builds real HTTP/2 conversations for the HTTP/2 tracker's tests
+            "grpcio>=1.60",  # a real gRPC server and client through the sidecar (tests/test_protocols_grpc.py)
+            "hypercorn>=0.16",  # a real h2c server, by prior knowledge and by upgrade (tests/test_protocols_h2c.py)
             "playwright>=1.45",
             "kubernetes-validate>=1.28",
             "PyYAML>=6",

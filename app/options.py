@@ -23,6 +23,7 @@ from app.dashboard.alerts.objectives import Objective, ObjectiveError, load_obje
 MODES = ("sidecar", "dashboard", "demo", "inject")
 # The sidecar image `inject` puts in pods unless told otherwise: this version's.
 INJECT_IMAGE = f"mothership:{__version__}"
+PROTOCOLS = ("auto", "http1", "http2", "opaque")  # the sidecar's --protocol
 
 
 class OptionError(ValueError):
@@ -51,6 +52,8 @@ class SidecarConfig:
     grace_period: float = 10.0
     record_query: bool = False
     allow_connect: bool = False  # the app is a forward proxy: CONNECT goes through (else 405)
+    protocol: str = "auto"  # one of PROTOCOLS: "auto" detects each connection's from its first bytes
+    detect_timeout: float = 10.0  # a client silent this long (and an app silent too) is relayed as opaque
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,13 @@ def _port_or_name(text: str) -> int | str:
     return text
 
 
+def _protocol(text: str) -> str:
+    value = text.strip().lower()
+    if value not in PROTOCOLS:
+        raise ValueError(f"must be one of {', '.join(PROTOCOLS)}")
+    return value
+
+
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
 
@@ -278,6 +288,9 @@ SIDECAR_FLAGS = (
     Flag("grace_period", ("GRACE_PERIOD",), _positive_float, "seconds to finish work on SIGTERM (10)"),
     Flag("record_query", ("RECORD_QUERY",), _bool, "keep query strings in samples (false)"),
     Flag("allow_connect", ("ALLOW_CONNECT",), _bool, "pass CONNECT to the app, a forward proxy (false: 405)"),
+    Flag("protocol", ("PROTOCOL",), _protocol, "auto (detect per connection), http1, http2 or opaque (auto)"),
+    Flag("detect_timeout", ("DETECT_TIMEOUT",), _positive_float,
+         "seconds a silent client waits before it is relayed as opaque (10)"),
 )
 
 DASHBOARD_FLAGS = (

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,14 +145,14 @@ def start_receiver(fleet: Fleet, cores: Cores, prefer_dashboard: bool = True, da
 
 
 def start_sidecar(fleet: Fleet, cores: Cores, backend: Service, receiver: Service | None,
-                  stats_interval: float = 1.0) -> Service:
+                  stats_interval: float = 1.0, extra: Sequence[str] = ()) -> Service:
     """The sidecar with telemetry on (reporting to `receiver`), or with reporting off when it is None."""
     port, admin = free_port(), free_port()
     dashboard = f"http://127.0.0.1:{receiver.port}" if receiver else ""
     proc = fleet.start("sidecar", python_argv(
         "app", "--mode", "sidecar", "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin),
         "--target-port", str(backend.port), "--dashboard", dashboard, "--pod", "bench-sidecar-0-x1y2z",
-        "--stats-interval", str(stats_interval)), cores.proxy, env=_app_env())
+        "--stats-interval", str(stats_interval), *extra), cores.proxy, env=_app_env())
     wait_for_port(port, proc, fleet, "sidecar")
     return Service("sidecar", port, proc.pid)
 

@@ -2,9 +2,12 @@
 
 Bytes go both ways unchanged and streaming, one chunk at a time, and a write
 is awaited (when the socket does not take it at once) before the next read,
-so a slow reader slows the writer and memory stays bounded. The connection's
-`ExchangeTracker` frames the bytes as they pass; each finished exchange goes
-to the server's `record`.
+so a slow reader slows the writer and memory stays bounded. The client's
+first bytes decide the protocol (`sidecar.detect`; `--protocol` can force
+it): HTTP/1 is framed by the connection's `ExchangeTracker`, which may hold
+or refuse bytes; HTTP/2, TLS and anything else are relayed as they come and
+a copy of each chunk goes to an observer (`H2Tracker`, `OpaqueTracker`)
+after it is written. Each finished exchange goes to the server's `record`.
 
 Behaviour worth knowing:
 - The app is dialled when a client connects (overlapping the request's
@@ -20,8 +23,14 @@ Behaviour worth knowing:
   is not read) until the app answers: a switch makes them tunnel bytes,
   anything else frames and checks them as HTTP.
 - header_timeout runs from a head's first byte; idle_timeout closes a
-  connection with nothing in flight (or a tunnel) that is silent both ways,
-  and a request body that stalls. Waiting on the app has no time limit.
+  connection with nothing in flight (or a tunnel, or an opaque one) that is
+  silent both ways, and a request body that stalls. Waiting on the app has
+  no time limit.
+- Detection waits for nothing HTTP/1 sends: a request line decides on the
+  first read. A client that sends nothing is relayed as opaque as soon as
+  the app speaks (a server-speaks-first protocol), or after detect_timeout.
+- A `101` to `Upgrade: h2c` hands the connection to an `H2Tracker` with the
+  upgrade request as stream 1 (RFC 7540 3.2).
 """
 
 from __future__ import annotations
@@ -36,9 +45,13 @@ from tornado import gen
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 
+from sidecar import detect
 from sidecar.exchange import Exchange
+from sidecar.first_bytes import DETECT, HTTP1, FirstBytes
 from sidecar.http1.heads import simple_response
 from sidecar.http1.tracker import ExchangeTracker
+from sidecar.opaque import OpaqueTracker
+from sidecar.passthrough import PassThrough
 from sidecar.stream_io import CHUNK, MIN_CHUNK, next_chunk_size, write_through
 
 if TYPE_CHECKING:
@@ -54,37 +67,54 @@ REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large",
 monotonic = time.monotonic
 
 
-class ProxiedConnection:
+class ProxiedConnection(FirstBytes, PassThrough):
     """One client connection, its connection to the app, and the two pumps between them; `run()` until closed."""
 
-    __slots__ = ("_connected", "_decided", "_failed_at", "_refusing", "_retried", "_tasks", "client", "closed",
-                 "connect_error",
-                 "last_client", "last_upstream", "server", "tracker", "upstream")
+    __slots__ = ()
 
     def __init__(self, server: SidecarServer, client: IOStream) -> None:
         self.server = server
         self.client = client
-        self.upstream: IOStream | None = None
+        self.upstream = None
         self.tracker = ExchangeTracker(server.config.max_header_bytes)
+        self.observer = None
+        self.mode = DETECT
         self.closed = False
         self.connect_error = "upstream_unavailable"
-        self.last_client = self.last_upstream = monotonic()
-        self._refusing = 0  # 1: a refused request is waiting, 2: it is being answered
-        self._failed_at = 0.0  # when connecting to the app last failed
+        self.opened = self.last_client = self.last_upstream = monotonic()
+        self._held = b""
+        self._wake = None
+        self._untracked = False
+        self._refusing = 0
+        self._failed_at = 0.0
         self._retried = False
-        self._decided: asyncio.Future[None] | None = None  # set while reading waits on an Upgrade's answer
-        self._connected: asyncio.Future[IOStream | None] = asyncio.get_running_loop().create_future()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._decided = None
+        self._connected = asyncio.get_running_loop().create_future()
+        self._tasks = set()
+
+    @property
+    def live(self) -> int:
+        """Exchanges begun and not yet finished."""
+        observer = self.observer
+        return self.tracker.live if observer is None else observer.live
 
     @property
     def idle(self) -> bool:
-        return self.tracker.live == 0
+        return self.live == 0
 
     async def run(self) -> None:
         try:
             self.client.set_nodelay(True)
             self._spawn(self._connect_and_relay())
-            await self._pump_requests()
+            forced = self.server.config.protocol
+            if forced == "auto":
+                await self._detect()
+            elif forced == "http1":
+                self._decide(HTTP1, detect.HTTP1)
+                await self._pump_requests(b"")
+            else:
+                self._observe(detect.H2 if forced == "http2" else detect.TCP, "forced")
+                await self._relay_client(b"", None)
         except Exception:
             log.error("connection from client failed", exc_info=True)
             self.close("error")
@@ -109,107 +139,153 @@ class ProxiedConnection:
                 return
             self.upstream = upstream
             self._connected.set_result(upstream)
-            await self._pump_responses(upstream)
+            await self._pump_from_app(upstream)
         except Exception:
             log.error("connection to the app failed", exc_info=True)
             self.close("error")
 
+    async def _app(self, now: float) -> IOStream | None:
+        """The connection to the app, once it is made; tried once more if it had failed before `now`."""
+        while True:
+            connecting = self._connected
+            upstream = await connecting
+            if upstream is not None or self.closed:
+                return upstream
+            if connecting is not self._connected:
+                continue  # the other pump is trying again
+            if self._retried or self._failed_at >= now:
+                return None
+            # The app was down when the client connected; it may be up by now.
+            self._retried = True
+            self._connected = asyncio.get_running_loop().create_future()
+            self._spawn(self._connect_and_relay())
+
     # --- client -> app ------------------------------------------------------------
 
-    async def _pump_requests(self) -> None:
+    async def _pump_requests(self, data: bytes) -> None:
+        """HTTP/1: the tracker frames the client's bytes and says which may go to the app now."""
         client, tracker = self.client, self.tracker
         while True:
+            if self.observer is not None:  # the app switched to HTTP/2 (h2c) while this read was pending
+                await self._relay_client(data, None)
+                return
+            if data:
+                now = self.last_client
+                out = tracker.feed_request(data, now)
+                if out:
+                    upstream = self.upstream
+                    if upstream is None:
+                        upstream = await self._app(now)
+                        if upstream is None:
+                            await self._answer_unreachable()
+                            return
+                    try:
+                        pending = write_through(upstream, out)
+                        if pending is not None:
+                            await pending
+                    except StreamClosedError:
+                        self.close("upstream")
+                        return
+                size = client.read_chunk_size
+                if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
+                    client.read_chunk_size = next_chunk_size(size, len(data))
+                if tracker.finished:
+                    self._emit()
+                if tracker.refused is not None:
+                    await self._try_refusal()
+                    return  # nothing more is read from this client
+                if tracker.awaiting_upgrade and not self.closed:
+                    # Read no further until the app says what the next bytes are; learn of the
+                    # client's leaving meanwhile from the close callback.
+                    self._decided = asyncio.get_running_loop().create_future()
+                    self.client.set_close_callback(self._client_gone)
+                    await self._decided
+                    if self.observer is not None and not self.closed:
+                        self.client.set_close_callback(None)
+                        await self._relay_client(b"", None)
+                        return
+                if self.closed:
+                    return
             try:
                 data = await client.read_bytes(CHUNK, partial=True)
             except StreamClosedError:
                 self.close("client")
                 return
-            now = self.last_client = monotonic()
-            out = tracker.feed_request(data, now)
-            if out:
-                upstream = self.upstream
-                if upstream is None:
-                    upstream = await self._connected
-                    if upstream is None and not self._retried and self._failed_at < now:
-                        # The app was down when the client connected; it may be up by now.
-                        self._retried = True
-                        self._connected = asyncio.get_running_loop().create_future()
-                        self._spawn(self._connect_and_relay())
-                        upstream = await self._connected
-                    if upstream is None:
-                        await self._answer_unreachable()
-                        return
-                try:
-                    pending = write_through(upstream, out)
-                    if pending is not None:
-                        await pending
-                except StreamClosedError:
-                    self.close("upstream")
-                    return
-            size = client.read_chunk_size
-            if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
-                client.read_chunk_size = next_chunk_size(size, len(data))
-            if tracker.finished:
-                self._emit()
-            if tracker.refused is not None:
-                await self._try_refusal()
-                return  # nothing more is read from this client
-            if tracker.awaiting_upgrade and not self.closed:
-                # Read no further until the app says what the next bytes are; learn of the
-                # client's leaving meanwhile from the close callback.
-                self._decided = asyncio.get_running_loop().create_future()
-                self.client.set_close_callback(self._client_gone)
-                await self._decided
-            if self.closed:
-                return
+            self.last_client = monotonic()
 
     # --- app -> client ------------------------------------------------------------
 
-    async def _pump_responses(self, upstream: IOStream) -> None:
+    async def _pump_from_app(self, upstream: IOStream) -> None:
+        data = b""
+        if self.mode == DETECT:
+            try:
+                data = await upstream.read_bytes(CHUNK, partial=True)
+            except StreamClosedError as exc:  # chosen meanwhile or not, the app's side ended
+                if self.mode == HTTP1:
+                    self.tracker.upstream_eof(monotonic())
+                self._app_closed(exc)
+                return
+            self.last_upstream = monotonic()
+            if self.mode == DETECT:  # the app speaks first: an HTTP/2 server's SETTINGS, or not HTTP at all
+                protocol = detect.detect_server(data)
+                self._observe(protocol, "server_first" if protocol == detect.TCP else protocol)
+                self._wake_up()
+        if self.mode == HTTP1:
+            await self._pump_responses(upstream, data)
+        else:
+            await self._relay_server(upstream, data)
+
+    async def _pump_responses(self, upstream: IOStream, data: bytes) -> None:
+        """HTTP/1: response bytes go out as they are, then the tracker reads them."""
         client, tracker = self.client, self.tracker
         while True:
+            if data:
+                now = self.last_upstream
+                # Response bytes go out as they are, so they go before the tracker
+                # reads them: its work is off the path of the client's wait.
+                try:
+                    pending = write_through(client, data)
+                    if pending is not None:
+                        await pending
+                except StreamClosedError:
+                    tracker.feed_response(data, now)  # what the app sent still counts in the sample
+                    self.close("client")
+                    return
+                done = tracker.feed_response(data, now)
+                size = upstream.read_chunk_size
+                if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
+                    upstream.read_chunk_size = next_chunk_size(size, len(data))
+                if done:
+                    tracker.sent(done, monotonic())
+                    self._emit()
+                if tracker.switched_at >= 0 and await self._switched(upstream, data, now):
+                    await self._relay_server(upstream, b"")
+                    return
+                if tracker.released:  # bytes held behind an Upgrade, now cleared to go
+                    try:
+                        await upstream.write(tracker.take_released())
+                    except StreamClosedError:
+                        self.close("upstream")
+                        return
+                if self._decided is not None and not tracker.awaiting_upgrade:
+                    self._decided.set_result(None)
+                    self._decided = None
+                if tracker.must_close:
+                    self.close("done")
+                    return
+                if tracker.refused is not None:
+                    await self._try_refusal()
+                elif self.server.draining and tracker.live == 0:
+                    self.close("done")
+                if self.closed:
+                    return
             try:
                 data = await upstream.read_bytes(CHUNK, partial=True)
             except StreamClosedError:
                 tracker.upstream_eof(monotonic())
                 self.close("upstream")
                 return
-            self.last_upstream = now = monotonic()
-            # Response bytes go out as they are, so they go before the tracker
-            # reads them: its work is off the path of the client's wait.
-            try:
-                pending = write_through(client, data)
-                if pending is not None:
-                    await pending
-            except StreamClosedError:
-                tracker.feed_response(data, now)  # what the app sent still counts in the sample
-                self.close("client")
-                return
-            done = tracker.feed_response(data, now)
-            size = upstream.read_chunk_size
-            if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
-                upstream.read_chunk_size = next_chunk_size(size, len(data))
-            if done:
-                tracker.sent(done, monotonic())
-                self._emit()
-            if tracker.released:  # bytes held behind an Upgrade, now cleared to go
-                try:
-                    await upstream.write(tracker.take_released())
-                except StreamClosedError:
-                    self.close("upstream")
-                    return
-            if self._decided is not None and not tracker.awaiting_upgrade:
-                self._decided.set_result(None)
-                self._decided = None
-            if tracker.must_close:
-                self.close("done")
-                return
-            if tracker.refused is not None:
-                await self._try_refusal()
-            elif self.server.draining and tracker.live == 0:
-                self.close("done")
-            if self.closed:
-                return
+            self.last_upstream = monotonic()
 
     # --- answers of our own -----------------------------------------------------------
 
@@ -272,8 +348,21 @@ class ProxiedConnection:
 
     def check_timeouts(self, now: float) -> None:
         config, tracker, timeouts = self.server.config, self.tracker, self.server.counters.timeouts
-        if self.server.draining and tracker.live == 0:
+        if self.server.draining and self.live == 0:
             self.close("done")
+            return
+        observer = self.observer
+        if observer is not None:
+            # Streams waiting on the app have no time limit, as HTTP/1 requests; an opaque
+            # connection is a tunnel, closed when silent both ways.
+            if (observer.live == 0 or isinstance(observer, OpaqueTracker)) \
+                    and now - max(self.last_client, self.last_upstream) > config.idle_timeout:
+                timeouts["idle"] += 1
+                self.close("done")
+            return
+        if self._held and now - self.opened > config.header_timeout:  # a method that never ends
+            timeouts["header"] += 1
+            self.close("timeout")
             return
         head_started = tracker.head_started
         if head_started is not None:
@@ -293,8 +382,16 @@ class ProxiedConnection:
         if self.closed:
             return
         self.closed = True
-        self.tracker.close(cause, monotonic())
+        now = monotonic()
+        self.tracker.close(cause, now)
         self._emit()
+        observer = self.observer
+        if observer is not None:
+            if cause == "client" and self.upstream is not None and not self._untracked:
+                self._read_out_app(observer, now)
+            observer.close(cause, now)
+            self._observed(observer)
+        self._wake_up()
         if self._decided is not None and not self._decided.done():
             self._decided.set_result(None)
         if self.upstream is not None:
@@ -324,3 +421,4 @@ class ProxiedConnection:
         finally:
             client.close()
             self.server.lingering.discard(client)
+

@@ -34,7 +34,7 @@ class Exchange:
     version = 1  # minor version: HTTP/1.0 or HTTP/1.1
     user_agent = b""
     keep_alive = True
-    upgrade = False  # asked for Upgrade (with Connection: upgrade)
+    upgrade = b""  # the Upgrade field's value (lowercased) when Connection: upgrade asked for it
     status = 0
     reason = ""  # the reason phrase, or why the proxy refused the request
     bytes_in = 0

@@ -48,6 +48,12 @@ class ProxyCounters(Protocol):
     def timeouts(self) -> Mapping[str, int]: ...
     @property
     def sample_errors(self) -> int: ...
+    @property
+    def protocols(self) -> Mapping[str, int]: ...
+    @property
+    def opaque(self) -> Mapping[str, int]: ...
+    @property
+    def untracked(self) -> int: ...
 
 
 class SidecarMetrics:
@@ -129,6 +135,23 @@ class _LiveCollector:
         for kind, n in sorted(counters.upstream_errors.items()):
             errors.add_metric((kind,), n)
         yield errors
+        protocols = CounterMetricFamily("mothership_proxy_protocol_connections",
+                                        "Client connections by the protocol they were relayed as "
+                                        "(detected or forced; an h2c upgrade counts under http1 and h2).",
+                                        labels=("protocol",))
+        for protocol, n in sorted(counters.protocols.items()):
+            protocols.add_metric((protocol,), n)
+        yield protocols
+        opaque = CounterMetricFamily("mothership_proxy_opaque_decisions",
+                                     "Client connections relayed as opaque, by why: a TLS ClientHello, bytes that "
+                                     "are not HTTP, a silent client, an app that spoke first, --protocol opaque.",
+                                     labels=("reason",))
+        for reason, n in sorted(counters.opaque.items()):
+            opaque.add_metric((reason,), n)
+        yield opaque
+        yield CounterMetricFamily("mothership_proxy_untracked_connections",
+                                  "HTTP/2 connections whose tracking stopped (framing not followed); "
+                                  "their bytes still flowed.", value=counters.untracked)
         timeouts = CounterMetricFamily("mothership_proxy_connection_timeouts",
                                        "Client connections closed for a timeout, by kind.", labels=("kind",))
         for kind, n in sorted(counters.timeouts.items()):

@@ -23,6 +23,10 @@ Public surface:
         bad_requests      requests refused with 400 or 431
         timeouts          {"idle" | "header" | "body": n} connections closed
         sample_errors     exceptions raised by on_sample (logged, swallowed)
+        protocols         {"http1" | "h2" | "tls" | "tcp": n} connections by how they were relayed
+                          (an h2c upgrade counts under http1 and h2)
+        opaque            {reason: n} connections relayed as opaque, by why (OPAQUE_REASONS)
+        untracked         connections whose HTTP/2 tracking stopped (their bytes still flowed)
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from app.core.routes import RouteCap
 from app.core.wire import Sample
 from app.options import SidecarConfig
 from sidecar.connection import ProxiedConnection
+from sidecar.detect import PROTOCOLS
 from sidecar.exchange import Exchange, SampleMaker
 from sidecar.resolver import CachingResolver
 from sidecar.stream_io import CHUNK, MIN_CHUNK
@@ -59,6 +64,9 @@ MAX_ROUTES = 500
 REPORT_DELAY = 0.005
 
 UPSTREAM_ERRORS = ("upstream_unavailable", "upstream_timeout", "upstream_reset")
+# Why a connection was relayed as opaque: a TLS ClientHello, bytes that are not HTTP, a client silent for
+# detect_timeout, an app that spoke first, or --protocol opaque.
+OPAQUE_REASONS = ("tls", "not_http", "client_silent", "server_first", "forced")
 
 monotonic = time.monotonic
 
@@ -75,6 +83,9 @@ class ProxyCounters:
     bad_requests: int = 0
     timeouts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("idle", "header", "body"), 0))
     sample_errors: int = 0
+    protocols: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROTOCOLS, 0))  # relayed as, by connection
+    opaque: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OPAQUE_REASONS, 0))
+    untracked: int = 0  # connections whose observer lost the protocol's framing (bytes still flowed)
     unreported: list[Exchange] = field(default_factory=list, repr=False)  # finished, sample not made yet
 
     @property
@@ -85,7 +96,7 @@ class ProxyCounters:
     def exchanges_in_flight(self) -> int:
         """Exchanges begun and not yet handed to on_sample. Counted when asked (a scrape, a drain),
         so the relay does no bookkeeping per exchange."""
-        return sum(conn.tracker.live for conn in self.connections) + len(self.unreported)
+        return sum(conn.live for conn in self.connections) + len(self.unreported)
 
 
 class SidecarServer(TCPServer):

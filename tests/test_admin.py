@@ -30,6 +30,9 @@ class Counters:  # the shape of SidecarServer.counters
     client_closed: int = 5
     timeouts: dict[str, int] = field(default_factory=lambda: {"idle": 6, "header": 0})
     sample_errors: int = 0
+    protocols: dict[str, int] = field(default_factory=lambda: {"http1": 7, "h2": 2, "tls": 1, "tcp": 0})
+    opaque: dict[str, int] = field(default_factory=lambda: {"tls": 1, "server_first": 0})
+    untracked: int = 1
 
 
 RESOURCE = {
@@ -136,6 +139,9 @@ async def test_metrics_expose_requests_durations_sizes_and_the_rest(admin: Admin
     assert value("mothership_proxy_client_closed_total") == 5
     assert value("mothership_proxy_connection_timeouts_total", kind="idle") == 6
     assert value("mothership_proxy_sample_errors_total") == 0
+    assert value("mothership_proxy_protocol_connections_total", protocol="h2") == 2
+    assert value("mothership_proxy_opaque_decisions_total", reason="tls") == 1
+    assert value("mothership_proxy_untracked_connections_total") == 1
     assert value("mothership_reporter_queue_samples") == 3
     assert value("mothership_reporter_queue_bytes") > 0
     assert value("mothership_reporter_dropped_samples_total") == 0

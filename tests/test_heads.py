@@ -22,12 +22,15 @@ GET = b"GET /users/42?token=secret HTTP/1.1\r\nHost: app\r\nUser-Agent: kube-pro
 
 
 def test_a_request_head_gives_what_framing_and_sampling_need() -> None:
-    assert parse_request_head(GET) == (b"GET", b"/users/42?token=secret", 1, True, False, b"kube-probe/1.29", 0)
+    assert parse_request_head(GET) == (b"GET", b"/users/42?token=secret", 1, True, b"", b"kube-probe/1.29", 0)
     upload = (b"POST /u HTTP/1.0\r\nCONTENT-LENGTH: 12\r\nConnection: keep-alive\r\n"
               b"Upgrade: h2c\r\n\r\n")  # Upgrade without Connection: upgrade is not an upgrade
-    assert parse_request_head(upload) == (b"POST", b"/u", 0, True, False, b"", 12)
+    assert parse_request_head(upload) == (b"POST", b"/u", 0, True, b"", b"", 12)
     ws = b"GET /chat HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n"
-    assert parse_request_head(ws)[4] is True
+    assert parse_request_head(ws)[4] == b"websocket"  # the protocol asked for (h2c is handed to HTTP/2)
+    h2c = (b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: H2C \r\n"
+           b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+    assert parse_request_head(h2c)[4] == b"h2c"
     chunked = b"\r\nPUT / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert parse_request_head(chunked)[6] == CHUNKED  # repeated fields are one list
 

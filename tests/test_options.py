@@ -30,6 +30,13 @@ def test_environment_and_flag_precedence() -> None:
     assert config.token == "s3"
 
 
+def test_protocol_is_detected_unless_forced() -> None:
+    config = parse(["--mode", "sidecar"], {})
+    assert isinstance(config, SidecarConfig) and (config.protocol, config.detect_timeout) == ("auto", 10.0)
+    config = parse(["--mode", "sidecar", "--detect-timeout", "0.5"], {"PROTOCOL": "HTTP2"})
+    assert isinstance(config, SidecarConfig) and (config.protocol, config.detect_timeout) == ("http2", 0.5)
+
+
 def test_mothership_variable_is_read_for_the_dashboard_url() -> None:
     config = parse(["--mode", "sidecar"], {"MOTHERSHIP": "http://m:80"})
     assert isinstance(config, SidecarConfig) and config.dashboard == "http://m:80"
@@ -52,6 +59,9 @@ def test_mode_from_environment() -> None:
         (["--mode", "sidecar", "--stats-interval", "nan"], {}, "--stats-interval"),
         (["--mode", "dashboard", "--retention", "forever"], {}, "--retention"),
         (["--mode", "dashboard", "--target-port", "1"], {}, "--target-port"),
+        (["--mode", "sidecar", "--protocol", "http3"], {}, "--protocol"),
+        (["--mode", "sidecar"], {"PROTOCOL": "grpc"}, "PROTOCOL"),
+        (["--mode", "sidecar", "--detect-timeout", "0"], {}, "--detect-timeout"),
         (["--mode", "nope"], {}, "--mode"),
         ([], {}, "--mode"),
     ],

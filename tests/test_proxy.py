@@ -444,8 +444,8 @@ async def test_502_reaches_a_client_still_uploading(io_loop: Any, sidecar: Any) 
 
 # --- bad input ---------------------------------------------------------------------------------
 
+NOT_HTTP = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(60)  # a TLS record
 BAD = {
-    "not http": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(60),
     "content-length and transfer-encoding": (
         b"POST / HTTP/1.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"),
@@ -467,6 +467,22 @@ async def test_unframeable_requests_get_400_and_never_reach_the_app(
     [sample] = await proxy.wait_samples(1)
     assert (sample["response"]["status"], sample["error"]) == (400, "bad_request")
     assert proxy.counters.bad_requests == 1
+    assert all(peer.received == b"" for peer in app.peers)
+    await proxy.settled()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_with_http1_forced_bytes_that_are_not_http_get_400_and_never_reach_the_app(
+        io_loop: Any, backend: Any, sidecar: Any) -> None:
+    # Detected, these would be a TLS tunnel (tests/test_opaque.py); forced to HTTP/1 they are refused.
+    app = backend(answer(1, OK))
+    proxy = sidecar(app.port, protocol="http1")
+    got = await in_thread(talk, proxy.port, NOT_HTTP)
+    preface = await in_thread(talk, proxy.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert preface.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert got.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Connection: close\r\n" in got
+    samples = await proxy.wait_samples(2)
+    assert [(s["response"]["status"], s["error"]) for s in samples] == [(400, "bad_request")] * 2
     assert all(peer.received == b"" for peer in app.peers)
     await proxy.settled()
 

@@ -39,7 +39,8 @@ _REQUEST_FIELDS = re.compile(
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?:[ \t]([^\r\n]*))?\r?\n")
 _RESPONSE_FIELDS = re.compile(rb"\n((?i:content-length|transfer-encoding|connection))[ \t]*:[ \t]*([^\r\n]*)")
 
-RequestHead = tuple[bytes, bytes, int, bool, bool, bytes, int]  # method, target, version, keep_alive, upgrade, UA, body
+# method, target, version, keep_alive, upgrade (the protocols asked for, or b""), user agent, body framing
+RequestHead = tuple[bytes, bytes, int, bool, bytes, bytes, int]
 ResponseHead = tuple[int, str, int, bool]  # status, reason, body framing (unless HEAD or CONNECT), keep-alive
 request_memo: dict[bytes, RequestHead] = {}
 response_memo: dict[bytes, ResponseHead | None] = {}
@@ -56,7 +57,7 @@ def parse_request_head(head: bytes) -> RequestHead:
     lengths: list[bytes] = []
     transfer_encoding: bytes | None = None
     connection = b""
-    upgrade = False
+    upgrade = b""
     user_agent = b""
     for name, value in _REQUEST_FIELDS.findall(head):
         size = len(name)
@@ -64,8 +65,8 @@ def parse_request_head(head: bytes) -> RequestHead:
             lengths.append(value)
         elif size == 17:
             transfer_encoding = value if transfer_encoding is None else transfer_encoding + b"," + value
-        elif size == 7:
-            upgrade = True
+        elif size == 7:  # kept (lowercased) to tell an h2c upgrade; an empty one still asks to switch
+            upgrade = value.strip().lower() or b"?"
         elif name[0] in b"cC":
             connection = connection + b"," + value if connection else value
         else:
@@ -73,7 +74,7 @@ def parse_request_head(head: bytes) -> RequestHead:
     version = 1 if minor == b"1" else 0
     framing = request_framing(version, lengths, transfer_encoding)
     return (method, target, version, persistent(version, connection),
-            upgrade and b"upgrade" in connection.lower(), user_agent, framing)
+            upgrade if b"upgrade" in connection.lower() else b"", user_agent, framing)
 
 
 def parse_response_head(head: bytes, method: bytes) -> ResponseHead | None:

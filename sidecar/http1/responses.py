@@ -111,6 +111,8 @@ class ResponseSide(TrackerState):
                     return completed
             else:  # S_UNTIL_CLOSE or S_TUNNEL: everything from here on
                 ex.bytes_out += end - pos
+                if state == S_TUNNEL:  # (a tunnel's later chunks return at the top)
+                    self.switched_at = pos
                 return completed
             # The response in progress is complete.
             ex.response_done = True

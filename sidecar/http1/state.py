@@ -42,6 +42,7 @@ class TrackerState(ABC):
         self.finished: list[Exchange] = []
         self.refused: Exchange | None = None
         self.must_close = False  # the response side ended the connection
+        self.switched_at = -1  # where in the last response chunk a 101 (or CONNECT's 2xx) head ended
         self._live: deque[Exchange] = deque()  # every unfinished exchange, in request order
         self._unanswered: deque[Exchange] = deque()  # heads forwarded, response not begun
         self._rq_state = R_HEAD

@@ -86,6 +86,29 @@ class ExchangeTracker(RequestSide, ResponseSide):
         self.released.clear()
         return released
 
+    def switched(self) -> tuple[Exchange, int] | None:
+        """After a response chunk in which the app switched protocols (101, or a CONNECT's 2xx): the
+        exchange that asked, and where in that chunk the other protocol's bytes begin."""
+        at, self.switched_at = self.switched_at, -1
+        ex = self._rs_ex
+        if at < 0 or ex is None or self._rs_state != S_TUNNEL:
+            return None
+        return ex, at
+
+    def hand_over(self, ex: Exchange, tunnel_bytes: int) -> bytes:
+        """Another protocol's tracker follows the connection from the switch on, `ex` included: this one
+        lets it go, with the `tunnel_bytes` of the app's it counted. Returns the client's bytes held behind
+        the request (to forward, and for the new tracker to read first)."""
+        self._drop(ex)
+        released = self.take_released()
+        ex.bytes_out -= tunnel_bytes
+        ex.bytes_in -= len(released)
+        ex.tunnel = False
+        self._rs_ex = self._rq_ex = None
+        self._rs_state = S_DONE
+        self._rq_state = R_REFUSED
+        return released
+
     # --- ends -------------------------------------------------------------------
 
     def sent(self, exchanges: Iterable[Exchange], now: float) -> None:

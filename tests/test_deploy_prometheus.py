@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from app.inject import sidecar
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy" / "prometheus"
@@ -96,7 +97,7 @@ def test_pod_monitors_give_the_labels_the_rules_use() -> None:
         jobs = [r["replacement"] for r in endpoint["relabelings"] if r.get("targetLabel") == "job"]
         assert jobs == [name]  # the job names the rules' `up{job=...}` alerts match
     sidecars = monitors["mothership-sidecars"]["spec"]["podMetricsEndpoints"][0]
-    assert sidecars["port"] == "admin"
+    assert sidecars["port"] == sidecar.ADMIN_PORT_NAME  # the name `inject` gives the sidecar's admin port
     assert [r["targetLabel"] for r in sidecars["relabelings"] if r.get("targetLabel") == "app"] == ["app", "app"]
     rules_text = RULES.read_text()
     for job in monitors:

@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint bench browser clean
+.PHONY: demo test lint bench browser clean pod-image pod-test
 
 # The demo installs only what it runs (`.[demo]`); the tests install everything (`.[test]`).
 demo: $(DEMO_STAMP)
@@ -30,6 +30,13 @@ $(DEMO_STAMP): setup.py
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[demo]'
 	touch $@
+
+# Real pods with podman (as root; .ci/run runs it after `make test`).
+pod-image: $(STAMP)
+	bash deploy/podman/image.sh
+
+pod-test: $(STAMP)
+	bash deploy/podman/pod-test.sh
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)

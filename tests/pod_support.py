@@ -7,6 +7,7 @@ VM (deploy/podman/vm/) with Debian's python3-pytest and python3-yaml.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -137,6 +138,15 @@ def number_probe_ports(doc: dict[str, Any]) -> list[str]:
     return changed
 
 
+def rename_secret(doc: dict[str, Any], old: str, new: str) -> None:
+    """Points every `secretKeyRef` to Secret `old` at `new`."""
+    for item in pod_spec(doc)["containers"]:
+        for env in item.get("env", []):
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+            if ref and ref.get("name") == old:
+                ref["name"] = new
+
+
 def set_env(item: dict[str, Any], name: str, value: str) -> None:
     """Sets a container's variable to a plain value, replacing any `valueFrom`."""
     env = item.setdefault("env", [])
@@ -181,6 +191,7 @@ class PlayedPods:
         self.network = f"mothership-test-{run}"
         self.workdir = workdir
         self.played: list[Path] = []
+        self.secrets: list[str] = []
 
     def __enter__(self) -> PlayedPods:
         podman("network", "create", self.network)
@@ -188,6 +199,13 @@ class PlayedPods:
 
     def __exit__(self, *exc: object) -> None:
         self.down_all()
+
+    def secret(self, name: str, data: dict[str, str]) -> None:
+        """A Secret for `secretKeyRef`: podman 4.3 reads a podman secret
+        whose content is JSON, each key's value in base64."""
+        content = json.dumps({key: base64.b64encode(value.encode()).decode() for key, value in data.items()})
+        podman("secret", "create", name, "-", stdin=content)
+        self.secrets.append(name)
 
     def play(self, name: str, docs: list[dict[str, Any]]) -> Path:
         path = self.workdir / f"{name}.yaml"
@@ -233,6 +251,8 @@ class PlayedPods:
         for pod in podman("pod", "ps", "-q", "--filter", f"label={RUN_LABEL}={self.run}", check=False).stdout.split():
             podman("pod", "rm", "-f", "-t", "5", pod, check=False, timeout=120)
         podman("network", "rm", "-f", self.network, check=False)
+        for secret in self.secrets:
+            podman("secret", "rm", secret, check=False)
 
     def pods(self) -> list[str]:
         return podman("pod", "ps", "--format", "{{.Name}}", "--filter", f"label={RUN_LABEL}={self.run}",

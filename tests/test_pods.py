@@ -38,13 +38,13 @@ from tests.pod_support import (
     podman_problem,
     publish_on_loopback,
     rename,
+    rename_secret,
     set_env,
     wait_until,
 )
 
 pytestmark = [pytest.mark.pod, pytest.mark.slow]
 
-TOKEN = "pod-test-ingest-token"  # the dashboard's ingest token; a plain stand-in for the Secret
 STARTUP_SECONDS = 90  # a loaded 2-core machine (or the TCG VM) starts Python slowly
 
 
@@ -65,15 +65,13 @@ def is_sidecar(item: dict[str, Any]) -> bool:
     return "sidecar" in (item.get("command") or []) or "sidecar" in (item.get("args") or [])
 
 
-def injected_shop(dashboard_url: str) -> list[dict[str, Any]]:
-    """deploy/podman/pods/shop.yaml with the sidecar added: hand-written in shop-injected.yaml."""
-    docs = load_all((MANIFESTS / "shop-injected.yaml").read_text())
-    for doc in docs:
-        if doc["kind"] == "Deployment":
-            for item in doc["spec"]["template"]["spec"]["containers"]:
-                if is_sidecar(item):
-                    set_env(item, "DASHBOARD", dashboard_url)
-    return docs
+def injected_shop(dashboard_url: str, secret: str) -> list[dict[str, Any]]:
+    """deploy/podman/pods/shop.yaml with the sidecar added by `mothership inject`,
+    run from the image itself (so the image's own copy is what is tested)."""
+    done = podman("run", "--rm", "-i", "--network", "none", IMAGE, "python", "-m", "app", "--mode", "inject",
+                  "--dashboard", dashboard_url, "--image", IMAGE, "--token-secret", f"{secret}/ingest-token",
+                  "--share-process-namespace", stdin=(MANIFESTS / "shop.yaml").read_text())
+    return load_all(done.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +87,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodRun]:
         dashboard_name = f"mothership-{name}"
         rename(dashboard_doc, dashboard_name, name)
         dashboard_ports = publish_on_loopback(dashboard_doc)
+        secret = f"mothership-tokens-{name}"
+        pods.secret(secret, {"ingest-token": secrets.token_urlsafe(16)})
+        rename_secret(dashboard_doc, "mothership-tokens", secret)
         for item in dashboard_doc["spec"]["containers"]:
             item["image"] = IMAGE
+            set_env(item, "ALLOWED_HOSTS", dashboard_name)
 
-        shop_docs = injected_shop(f"http://{dashboard_name}:8080")
+        shop_docs = injected_shop(f"http://{dashboard_name}:8080", secret)
         shop = next(doc for doc in shop_docs if doc["kind"] == "Deployment")
         rename(shop, f"shop-{name}", name)
         spec = shop["spec"]["template"]["spec"]
@@ -100,7 +102,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodRun]:
         app = next(item for item in spec["containers"] if not is_sidecar(item))
         for item in spec["containers"]:
             item["image"] = IMAGE
-        set_env(sidecar, "DASHBOARD_TOKEN", TOKEN)
         # Exchanges are reported only when the pod stops: the last test
         # shows the final batch is the drain's own, not a periodic one.
         set_env(sidecar, "STATS_INTERVAL", "600")

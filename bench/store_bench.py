@@ -9,10 +9,14 @@ server does. Decoding and checking the JSON is request handling, not the
 store's, and is left out. CPU is `time.process_time` per part over the measured
 seconds, divided by pods and seconds; garbage collections that ran inside the
 store's parts are counted apart, as `gc`. Memory is a second run of `--memory-pods`
-pods through the whole retention plus a minute, then the sizes of every object
-the store reaches (`sys.getsizeof`, each object once), per pod.
+pods for `--memory-seconds` (the retention, at most two hours, plus a minute),
+with the sizes of every object the store reaches (`sys.getsizeof`, each object
+once) per pod every ten minutes; `flat` is the last of them over the first one
+past the span memory keeps (FINE_SPAN and COARSE_SPAN: past it, the archive on
+disk takes what ages, and memory should stay where it is whatever the retention).
 
-    python -m bench.store_bench                         # 2000 pods, then memory over a full hour
+    python -m bench.store_bench                         # 2000 pods, then memory over an hour
+    python -m bench.store_bench --retention 7d --memory-seconds 7200
     python -m bench.store_bench --pods 500 --measure 20 --no-memory
     python -m bench.store_bench --quick                 # seconds: a smoke run
 """
@@ -35,14 +39,16 @@ import ujson
 
 from app.core.wire import ResourceReport, StatsBatch, parse_resources, parse_stats
 from app.dashboard.aggregate import PodStore
-from app.dashboard.history import History
+from app.dashboard.history import History, Prune
 from app.dashboard.hub import TAIL_SECONDS, LiveHub
 from app.dashboard.metrics import DashboardMetrics
-from app.dashboard.scope import FINE_SPAN, Scope
+from app.dashboard.scope import COARSE_SPAN, FINE_SPAN, Scope
 from app.dashboard.server import GC_YOUNG_THRESHOLD
 from bench.dashboard_bench import resource_body, stats_body, stats_template
 
 START = 1_760_000_000.0  # the fake clock's first second
+MARK_EVERY = 600  # simulated seconds between two memory figures
+MEMORY_SPAN = FINE_SPAN + COARSE_SPAN + 120  # what memory keeps, and a minute's archiving on top
 FLUSH_EVERY = 2  # seconds, as the server's history writer
 PRUNE_EVERY = 60
 TEMPLATES = 16  # distinct five-second traffic shapes shared out among the pods
@@ -97,7 +103,7 @@ class Simulation:
 
     def __init__(self, pods: int, retention: float, data: str, seed: int = 1) -> None:
         self.clock = FakeClock(START)
-        self.store = PodStore(retention=retention, clock=self.clock)
+        self.store = PodStore(retention=retention, clock=self.clock, archive=True)  # as with --data FILE
         self.hub = LiveHub(self.store, DashboardMetrics())
         self.history = History(data)
         self.meter = Meter()
@@ -151,9 +157,7 @@ class Simulation:
         if self.second % FLUSH_EVERY == 0:
             changes = meter.timed("drain", store.drain)
             now = self.clock.now
-            prune = None
-            if self.second % PRUNE_EVERY == 0:
-                prune = (int(now) - FINE_SPAN, int(now - store.retention))
+            prune = Prune(now, store.retention) if self.second % PRUNE_EVERY == 0 else None
             meter.timed("history_write", self.history.write, changes, prune)
 
 
@@ -200,14 +204,16 @@ def measure_memory(pods: int, seconds: int, retention: float, workdir: Path) -> 
     try:
         for _ in range(seconds):
             sim.step()
-            if sim.second % 600 == 0 or sim.second == seconds:
+            if sim.second % MARK_EVERY == 0 or sim.second == seconds:
                 marks.append((sim.second, deep_size(sim.store) / pods))
         seen: set[int] = set()
         own = sum(deep_size(pod, seen) for pod in sim.store.pods.values()) / pods
     finally:
         sim.close()
+    past = [size for t, size in marks if t >= MEMORY_SPAN]
+    flat = past[-1] / past[0] if len(past) > 1 else None
     return {"pods": pods, "seconds": seconds, "retention": retention, "bytes_per_pod": marks[-1][1],
-            "pod_own_bytes": own, "marks": marks}
+            "pod_own_bytes": own, "marks": marks, "flat": flat}
 
 
 def show_cpu(r: dict[str, Any]) -> None:
@@ -225,6 +231,14 @@ def show_memory(r: dict[str, Any]) -> None:
     print(f"memory, {r['pods']} pods, {r['seconds']} s simulated, retention {r['retention']:.0f} s: "
           f"{r['bytes_per_pod'] / 1e6:.3f} MB per pod, of which the pod's own objects {r['pod_own_bytes'] / 1e6:.3f} MB"
           f" (MB per pod by time: {marks})")
+    if r["flat"] is not None:
+        print(f"  past the in-memory span ({MEMORY_SPAN} s): last / first = {r['flat']:.3f}")
+
+
+def _duration(text: str) -> float:
+    """Seconds, or with s/m/h/d as the dashboard's --retention takes them."""
+    scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(text[-1:], 1)
+    return float(text[:-1] if scale != 1 or text.endswith("s") else text) * scale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,14 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=FINE_SPAN + 20,
                         help="simulated seconds before measuring (past the fine span, so eviction runs)")
     parser.add_argument("--measure", type=int, default=30, help="simulated seconds measured")
-    parser.add_argument("--retention", type=float, default=3600.0)
+    parser.add_argument("--retention", type=_duration, default=3600.0, help="seconds, or 90m, 24h, 7d")
+    parser.add_argument("--memory-seconds", type=int, help="simulated seconds of the memory run "
+                        "(default: the retention, at most two hours, plus a minute)")
     parser.add_argument("--memory-pods", type=int, default=50)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a few seconds: 50 pods, short runs")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])  # as the dashboard process does
-    memory_seconds = int(args.retention) + 60
+    memory_seconds = args.memory_seconds or int(min(args.retention, 7200)) + 60
     if args.quick:
         args.pods, args.warmup, args.measure, args.memory_pods = 50, 10, 5, 10
         args.retention = memory_seconds = 60

@@ -14,7 +14,7 @@ import ujson
 
 from app.core.wire import parse_resources, parse_stats
 from app.dashboard.aggregate import Changes, PodStore
-from app.dashboard.history import History
+from app.dashboard.history import History, Prune
 from app.options import DashboardConfig
 from tests.conftest import free_port
 from tests.dashboard_support import T0, FakeClock, resource_body, running, sample, stats_body
@@ -60,7 +60,7 @@ def test_prune_and_dropped_pods(tmp_path: Path) -> None:
     assert db.execute("SELECT count(*) FROM buckets WHERE step = 1").fetchone()[0] == 30 * 2  # app, all: not pods
     assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 6
     clock.advance(400)  # past FINE_SPAN, not past the retention
-    history.write(Changes(), prune_before=(int(clock()) - 300, int(clock()) - 600))
+    history.write(Changes(), Prune(clock(), 600))
     assert db.execute("SELECT count(*) FROM buckets WHERE step = 1").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM buckets WHERE step = 5").fetchone()[0] > 0
     store.tick()  # both pods silent for 400 s > drop_after

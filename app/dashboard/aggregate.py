@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 import ujson
 
 from app.core.wire import OPAQUE_PROTOCOLS, ResourceReport, Sample, StatsBatch, resource_point
-from app.dashboard.buckets import Bucket, BucketRow, RouteStat
+from app.dashboard.buckets import Bucket, BucketRow, RouteStat, Slot, Traffic
 from app.dashboard.jsontext import dumps
 from app.dashboard.pods import BATCH_IDS, AppGroup, Pod, ResourceTotals
-from app.dashboard.scope import COARSE, FINE_SPAN, Scope, TrafficDelta
+from app.dashboard.scope import COARSE, COARSE_SPAN, FINE_SPAN, Scope, TrafficDelta
+from app.dashboard.tiers import ARCHIVE_ALIGN, LIVE_STEPS
 
 RECENT = 100  # newest exchanges over all pods, in the overview
 SLOWEST = 20
@@ -40,7 +41,7 @@ POD_FLUSH = 10.0  # seconds between writes of pods' own rows (last seen, latest 
 # Seconds after its end a bucket that took only resource readings since its last write waits before it is
 # written: by then the pod's next stats batch has usually rewritten it with its traffic anyway.
 RESOURCE_SETTLE = 10
-SERIES_STEPS = {300: 1, 900: 5, 3600: 10}  # window -> step (docs/live-protocol.md)
+SERIES_STEPS = LIVE_STEPS  # window -> step of the live windows (docs/live-protocol.md)
 
 T = TypeVar("T")
 
@@ -88,6 +89,12 @@ class Changes:
     batch_ids: list[tuple[str, str, float]] = field(default_factory=list)  # pod, batch id, when
     dropped_pods: list[str] = field(default_factory=list)
     samples: dict[str, Any] | None = None  # global recent and slowest lists
+    # Coarse slots that left memory, whole: (scope, t5, slot); and each such scope's new boundary.
+    archive: list[tuple[str, int, Slot]] = field(default_factory=list)
+    archived: list[tuple[str, int]] = field(default_factory=list)  # (scope, archived_to)
+    late: list[tuple[str, int, Bucket]] = field(default_factory=list)  # traffic for archived slots: added
+    # Route traffic per minute since the last slow flush: (scope, route, method, minute, traffic).
+    route_minutes: list[tuple[str, str, str, int, Traffic]] = field(default_factory=list)
 
 
 @dataclass
@@ -100,6 +107,7 @@ class Restored:
     samples: dict[str, Any] | None
     recent: dict[str, list[Sample]] = field(default_factory=dict)
     batch_ids: dict[str, list[str]] = field(default_factory=dict)  # oldest first
+    archived_to: int = 0  # every scope's coarse slots before this are in the archive
 
 
 def _tagged(sample: Sample, pod: str, app: str) -> dict[str, Any]:
@@ -114,8 +122,11 @@ class PodStore:
 
     def __init__(self, *, retention: float = 3600.0, stale_after: float = 15.0, drop_after: float = 600.0,
                  clock: Clock = time.time, max_pods: int = 5000, max_apps: int = 500,
-                 overview_pods: int = 500) -> None:
+                 overview_pods: int = 500, archive: bool = False) -> None:
         self.retention = retention
+        # With an archive (history on disk), memory keeps COARSE_SPAN of coarse slots and hands older ones
+        # to `drain()`; without, it keeps them over the retention, as nothing else would.
+        self.archive = archive
         self.stale_after = stale_after
         self.drop_after = drop_after
         # Bounds: what one client inventing pod and app names can make the store hold and the page receive.
@@ -142,6 +153,10 @@ class PodStore:
         self._dropped_pods: list[str] = []
         self._samples_dirty = False
         self._last_tick = 0
+        self._archive: list[tuple[str, int, Slot]] = []
+        self._archived: dict[str, int] = {}
+        self._late_scopes: set[Scope] = set()
+        self._route_minutes: list[tuple[str, str, str, int, Traffic]] = []
 
     # --- ingest -----------------------------------------------------------
 
@@ -166,6 +181,8 @@ class PodStore:
             for scope in (pod.scope, app.scope, self.all):
                 scope.add_traffic(delta, now)
                 self._dirty_scopes.add(scope)
+                if scope.late:
+                    self._late_scopes.add(scope)
             pod.scope.add_routes(delta)
             app.scope.add_routes(delta)
             exchanges = delta.count
@@ -243,12 +260,14 @@ class PodStore:
         self._dirty_pods.discard(pod.name)
         self._recent_pods.discard(pod.name)
         self._dropped_pods.append(pod.name)
+        if self.archive:  # what memory still holds of it goes to the archive: its history stays
+            self._take(pod.scope, int(self.clock()) + COARSE_SPAN)
         self.version += 1
 
     def _join(self, pod: Pod) -> None:
         app = self.apps.get(pod.app)
         if app is None:
-            app = self.apps[pod.app] = AppGroup(pod.app)
+            app = self.apps[pod.app] = AppGroup(pod.app, route_history=self.archive)
         app.pods.add(pod.name)
         pod.stale = False
         app.totals.add(pod.point)
@@ -300,14 +319,35 @@ class PodStore:
                     group.add_resource(second, totals.cpu, totals.memory, totals.memory_limit)
                     self._dirty_scopes.add(group)
             turn = second % COARSE  # each scope evicts and freezes every COARSE seconds, at its own turn
+            cut = self.archive_cut(now)
             for scope in self._scopes():
                 if scope.evict_turn == turn:
                     scope.evict(now, self.retention)
+                    if self.archive:
+                        self._take(scope, cut)
             for name in [n for n, a in self.apps.items() if not a.pods and not a.scope.coarse]:
-                del self.apps[name]
+                self._take_routes(self.apps.pop(name).scope)
             oldest = second // 60 - SLOWEST_SPAN // 60
             for minute in [m for m in self._slow if m < oldest]:
                 del self._slow[minute]
+
+    @staticmethod
+    def archive_cut(now: float) -> int:
+        """With an archive, coarse slots before this (a whole minute, COARSE_SPAN back or more) leave memory."""
+        cut = int(now) - COARSE_SPAN
+        return cut - cut % ARCHIVE_ALIGN
+
+    def _take(self, scope: Scope, cut: int) -> None:
+        taken = scope.take_before(cut - cut % ARCHIVE_ALIGN)
+        if taken or scope.name not in self._archived:
+            name = scope.name
+            self._archive.extend((name, t5, slot) for t5, slot in taken)
+            self._archived[name] = scope.archived_to
+
+    def _take_routes(self, scope: Scope) -> None:
+        name = scope.name
+        self._route_minutes.extend((name, route, method, t60, cell)
+                                   for route, method, t60, cell in scope.take_route_minutes())
 
     def _scopes(self) -> Iterator[Scope]:
         yield self.all
@@ -469,6 +509,17 @@ class PodStore:
             self._samples_dirty = False
             changes.samples = {"recent": self.recent_samples(), "slowest": self.slowest(now)}
         changes.dropped_pods, self._dropped_pods = self._dropped_pods, []
+        changes.archive, self._archive = self._archive, []
+        changes.archived = list(self._archived.items())
+        self._archived.clear()
+        for scope in self._late_scopes:
+            changes.late.extend((scope.name, t5, bucket) for t5, bucket in scope.late)
+            scope.late = []
+        self._late_scopes.clear()
+        if slow:
+            for app in self.apps.values():
+                self._take_routes(app.scope)
+            changes.route_minutes, self._route_minutes = self._route_minutes, []
         return changes
 
     def restore(self, state: Restored) -> None:
@@ -487,13 +538,15 @@ class PodStore:
                 self.apps[pod.app].totals.add(pod.point, -1)
                 self.totals.add(pod.point, -1)
         fine_from, coarse_from = int(now) - FINE_SPAN, int(now - self.retention)
+        if self.archive:
+            coarse_from = max(coarse_from, state.archived_to)
         for scope_name, step, t, row in state.buckets:
             if t < (fine_from if step == 1 else coarse_from) or step not in (1, COARSE):
                 continue
             scope = self.scope(scope_name)
             if scope is None and scope_name.startswith("app:"):
                 app_name = scope_name[4:]
-                scope = self.apps.setdefault(app_name, AppGroup(app_name)).scope
+                scope = self.apps.setdefault(app_name, AppGroup(app_name, route_history=self.archive)).scope
             if scope is not None:
                 scope.load_bucket(step, t, Bucket.from_row(row))
         for scope_name, data in state.routes:
@@ -513,4 +566,6 @@ class PodStore:
         for scope in self._scopes():
             scope.version += 1
             scope.evict(now, self.retention)
+            if self.archive:
+                scope.archived_to = max(scope.archived_to, state.archived_to)
         self.version += 1

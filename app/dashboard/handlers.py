@@ -17,7 +17,7 @@ from tornado.web import HTTPError
 
 from app import paths
 from app.dashboard import auth
-from app.dashboard.aggregate import SERIES_STEPS, PodStore
+from app.dashboard.aggregate import PodStore
 from app.dashboard.alerts.service import AlertService
 from app.dashboard.guard import SafeLogging
 from app.dashboard.hosts import HostGate
@@ -25,6 +25,7 @@ from app.dashboard.hub import LiveHub
 from app.dashboard.ingest import Ingest
 from app.dashboard.jsontext import dumps
 from app.dashboard.metrics import DashboardMetrics
+from app.dashboard.tiers import WindowError, parse_end, parse_range, parse_window
 from app.options import DashboardConfig
 
 log = logging.getLogger("mothership.dashboard")
@@ -134,15 +135,23 @@ class OverviewHandler(JSONHandler):
 
 
 class SeriesHandler(JSONHandler):
-    def get(self) -> None:
+    """GET /api/series?scope=&window=SECONDS[&end=EPOCH]: any window up to the retention, now or ending at `end`."""
+
+    async def get(self) -> None:
         self.require_view()
         scope = self.get_query_argument("scope", "all")
-        window_text = self.get_query_argument("window", "300")
-        if not window_text.isdigit() or int(window_text) not in SERIES_STEPS:
-            raise HTTPError(400, f"window must be one of {', '.join(map(str, sorted(SERIES_STEPS)))}")
-        if not (scope == "all" or scope.startswith(("app:", "pod:"))):
+        lookback, retention = self.ctx.hub.lookback, self.ctx.config.retention
+        end_text = self.get_query_argument("end", None)
+        end = None
+        try:
+            window = parse_window(self.get_query_argument("window", "300"), retention, lookback.longest)
+            if end_text is not None:
+                end = parse_end(end_text, window, self.ctx.store.clock(), retention)
+        except WindowError as exc:
+            raise HTTPError(400, str(exc)) from None
+        if not (scope == "all" or scope.startswith(("app:", "pod:"))) or len(scope) > 300:
             raise HTTPError(400, "scope must be all, app:NAME or pod:NAME")
-        series = self.ctx.store.series(scope, int(window_text))
+        series = await lookback.series(scope, window, end)
         if series is None:
             raise HTTPError(404, f"no such scope: {scope[:100]}")
         self.send_json(series)
@@ -155,6 +164,19 @@ class AlertsHandler(JSONHandler):
         self.require_view()
         alerts = self.ctx.alerts
         self.send_json(alerts.health() if alerts is not None else {"firing": [], "apps": {}, "pods": {}})
+
+
+class RoutesHandler(JSONHandler):
+    """GET /api/routes?start=EPOCH&end=EPOCH[&app=NAME]: the routes table of a past range, from history."""
+
+    async def get(self) -> None:
+        self.require_view()
+        try:
+            start, end = parse_range(self.get_query_argument("start", None), self.get_query_argument("end", None),
+                                     self.ctx.store.clock(), self.ctx.config.retention)
+            self.send_json(await self.ctx.hub.lookback.routes(start, end, self.get_query_argument("app", None)))
+        except WindowError as exc:
+            raise HTTPError(400, str(exc)) from None
 
 
 class HealthHandler(JSONHandler):

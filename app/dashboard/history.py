@@ -2,7 +2,9 @@
 
 Plain blocking `sqlite3`; the server calls `write` from one worker thread so
 the event loop never waits on the disk. Each write is one transaction, so a
-batch id and the counts it brought are kept or lost together.
+batch id and the counts it brought are kept or lost together. The `buckets`
+table holds what memory holds (for a restart); what left memory goes to the
+archive's tiers (`app.dashboard.archive`), which queries of past windows read.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import ujson
 
-from app.dashboard.aggregate import Changes, Restored
+from app.dashboard import archive
+from app.dashboard.aggregate import Changes, PodStore, Restored
+from app.dashboard.archive import BUCKET_COLUMNS
+from app.dashboard.buckets import Bucket
 from app.dashboard.pods import BATCH_IDS
-from app.dashboard.scope import FINE_SPAN
+from app.dashboard.scope import COARSE_SPAN, FINE_SPAN
 
 # Buckets are keyed by time first: a write of thousands of scopes' current slots lands in a
 # few neighbouring pages instead of one page per scope (here about 5x less CPU per row, and
@@ -37,12 +43,11 @@ CREATE TABLE IF NOT EXISTS batches (
     pod TEXT NOT NULL, id TEXT NOT NULL, t REAL NOT NULL, PRIMARY KEY (pod, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, data TEXT NOT NULL);
-"""
+""" + archive.SCHEMA
 
 
 DROP_CHUNK = 500  # dropped pods per DELETE (SQLite caps the parameters of one statement)
-BUCKET_COLUMNS = ("count, status, failures, hist, total, low, high, bytes_in, bytes_out, "
-                  "cpu_sum, cpu_n, mem_sum, mem_n, mem_limit")  # the order of `Bucket.to_row`
+VACUUM_PAGES = 2000  # free pages handed back to the file system after each prune (8 MB at 4 kB a page)
 _BUCKET_PLACEHOLDERS = ", ".join("?" for _ in BUCKET_COLUMNS.split(","))
 
 
@@ -55,6 +60,14 @@ PACE_BURST = 0.0005
 PACE_PAUSE = 0.0005
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Delete what is past its span: memory's copies, the archive's tiers, everything past the retention."""
+
+    now: float
+    retention: float
 
 
 def _dumps(value: Any) -> str:
@@ -81,17 +94,25 @@ class History:
         self.path = path
         # One worker thread writes; the loop thread reads only at start, before it hands over.
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        if self.db.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # Only a new file can take it: pages freed as rows age out are then given back (`Prune`).
+            self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
         self.db.executescript(SCHEMA)
 
     def load(self, now: float, retention: float, drop_after: float) -> Restored:
+        """What memory held, read back; whatever of it is older than memory keeps goes to the archive first."""
         db = self.db
+        cut = PodStore.archive_cut(now)
+        archived = self.settle(cut)
         pods = [(pod, ujson.loads(data)) for pod, data in
                 db.execute("SELECT pod, data FROM pods WHERE seen >= ?", (now - drop_after,))]
         buckets = [(row[0], row[1], row[2], row[3:]) for row in db.execute(
             f"SELECT scope, step, t, {BUCKET_COLUMNS} FROM buckets "
-            "WHERE (step = 1 AND t >= ?) OR (step > 1 AND t >= ?)", (int(now) - FINE_SPAN, int(now - retention)))]
+            "WHERE (step = 1 AND t >= ?) OR (step > 1 AND t >= ?)",
+            (int(now) - FINE_SPAN, max(cut, int(now - retention))))
+            if row[1] == 1 or row[2] >= archived.get(row[0], 0)]
         routes = [(scope, ujson.loads(data)) for scope, data in db.execute("SELECT scope, data FROM routes")]
         row = db.execute("SELECT data FROM meta WHERE key = 'samples'").fetchone()
         recent = {pod: ujson.loads(data) for pod, data in db.execute("SELECT pod, data FROM recent")}
@@ -99,10 +120,36 @@ class History:
         for pod, batch in db.execute("SELECT pod, id FROM batches ORDER BY t"):
             batch_ids.setdefault(pod, []).append(batch)
         return Restored(buckets=buckets, routes=routes, pods=pods, samples=ujson.loads(row[0]) if row else None,
-                        recent=recent, batch_ids={pod: ids[-BATCH_IDS:] for pod, ids in batch_ids.items()})
+                        recent=recent, batch_ids={pod: ids[-BATCH_IDS:] for pod, ids in batch_ids.items()},
+                        archived_to=cut)
 
-    def write(self, changes: Changes, prune_before: tuple[int, int] | None = None) -> int:
-        """Write one drain in one transaction; with `prune_before` (fine, coarse), delete older buckets."""
+    def settle(self, cut: int) -> dict[str, int]:
+        """Archive the coarse slots before `cut` that memory held when the process stopped; each scope's boundary.
+
+        A file from before the archive existed has its whole retention here: it is archived once, so.
+        """
+        db = self.db
+        archived = dict(db.execute("SELECT scope, archived_to FROM scopes").fetchall())
+        rows = [(scope, t, Bucket.from_row(row)) for scope, t, *row in db.execute(
+            f"SELECT scope, t, {BUCKET_COLUMNS} FROM buckets WHERE step > 1 AND t < ?", (cut,))
+            if t >= archived.get(scope, 0)]
+        db.execute("BEGIN")
+        try:
+            tiers = archive.tier_buckets(rows)
+            archive.write_buckets(db, archive.add_buckets(db, tiers))
+            last: dict[str, int] = {}
+            for scope, t, _ in rows:
+                last[scope] = max(last.get(scope, 0), t)
+            archive.mark_scopes(db, [(scope, cut) for scope in {*archived, *last}], last)
+            db.execute("DELETE FROM buckets WHERE step > 1 AND t < ?", (cut,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return {scope: max(to, cut) for scope, to in archived.items()} | {scope: cut for scope in last}
+
+    def write(self, changes: Changes, prune: Prune | None = None) -> int:
+        """Write one drain in one transaction; with `prune`, delete what is past its span."""
         db = self.db
         rows = 0
         db.execute("BEGIN")
@@ -140,16 +187,54 @@ class History:
                 db.execute("INSERT OR REPLACE INTO meta (key, data) VALUES ('samples', ?)",
                            (_dumps(changes.samples),))
                 rows += 1
-            if prune_before is not None:
-                db.execute("DELETE FROM buckets WHERE step = 1 AND t < ?", (prune_before[0],))
-                db.execute("DELETE FROM buckets WHERE step > 1 AND t < ?", (prune_before[1],))
-                # Retries come within minutes; ids older than the retention can go.
-                db.execute("DELETE FROM batches WHERE t < ?", (prune_before[1],))
+            rows += self._archive(changes)
+            if prune is not None:
+                self._prune(prune)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if prune is not None:
+            # A page per step, and sqlite3 steps a statement without rows once: a script runs it out.
+            db.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
         return rows
+
+    def _archive(self, changes: Changes) -> int:
+        """Add what left memory (and late traffic for it) to the archive's tiers; routes per minute and hour."""
+        db = self.db
+        rows = 0
+        if changes.archive or changes.late:
+            tiers = archive.tier_buckets([*changes.archive, *changes.late])
+            out = archive.add_buckets(db, tiers)
+            archive.write_buckets(db, out)
+            rows += len(out)
+        if changes.archived or changes.archive or changes.route_minutes:
+            last: dict[str, int] = {}
+            for scope, t, _ in changes.archive:
+                if t > last.get(scope, 0):
+                    last[scope] = t
+            for scope, _, _, t60, _ in changes.route_minutes:
+                if t60 > last.get(scope, 0):
+                    last[scope] = t60
+            archive.mark_scopes(db, changes.archived, last)
+        if changes.route_minutes:
+            out = archive.add_routes(db, archive.tier_routes(changes.route_minutes))
+            archive.write_routes(db, out)
+            rows += len(out)
+        return rows
+
+    def _prune(self, prune: Prune) -> None:
+        db = self.db
+        now, oldest = prune.now, int(prune.now - prune.retention)
+        db.execute("DELETE FROM buckets WHERE step = 1 AND t < ?", (int(now) - FINE_SPAN,))
+        # Memory's copies of coarse slots that have since been archived (a scope's boundary moves a minute
+        # at a time); and anything past the retention.
+        db.execute("DELETE FROM buckets WHERE step > 1 AND t < ? AND (t < ? OR t < coalesce("
+                   "(SELECT archived_to FROM scopes WHERE scopes.scope = buckets.scope), 0))",
+                   (int(now) - COARSE_SPAN, oldest))
+        # Retries come within minutes; ids older than the retention can go.
+        db.execute("DELETE FROM batches WHERE t < ?", (oldest,))
+        archive.prune(db, now, prune.retention)
 
     def close(self) -> None:
         self.db.close()

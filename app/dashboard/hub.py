@@ -24,6 +24,7 @@ from app.dashboard.alerts.service import AlertService
 from app.dashboard.hosts import HostGate
 from app.dashboard.jsontext import dumps
 from app.dashboard.logsafe import request_summary
+from app.dashboard.lookback import Lookback
 from app.dashboard.metrics import DashboardMetrics
 
 log = logging.getLogger("mothership.dashboard")
@@ -36,11 +37,13 @@ MAX_CLIENT_MESSAGES = 20  # per second; a client sending more is closed
 class LiveHub:
     """The set of connected pages and what to send them."""
 
-    def __init__(self, store: PodStore, metrics: DashboardMetrics, alerts: AlertService | None = None) -> None:
+    def __init__(self, store: PodStore, metrics: DashboardMetrics, alerts: AlertService | None = None,
+                 lookback: Lookback | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.alerts = alerts
         self._alerts_pushed = 0  # the alerts' version last offered to every client (0: nothing changed yet)
+        self.lookback = lookback or Lookback(store, None)  # windows older than memory read the archive
         self.clients: set[LiveSocket] = set()
         self._overview: tuple[int, str] | None = None  # (store version, encoded Overview)
         self._pushed = -1
@@ -73,6 +76,13 @@ class LiveHub:
         if self.alerts is None:
             return None
         return dumps({"type": "alerts", "data": self.alerts.health()})
+
+    async def full_series_message(self, scope: str, window: int) -> str | None:
+        """A subscription's first series: the whole window (from memory and, past it, the archive)."""
+        data = await self.lookback.series(scope, window)
+        if data is None:
+            return None
+        return dumps({"type": "series", "scope": scope, "window": window, "data": data})
 
     def snapshot_message(self) -> str:
         return '{"type":"snapshot","data":' + self.overview_json() + "}"
@@ -169,7 +179,7 @@ class LiveSocket(WebSocketHandler):
         self.hub.leave(self)
         self._pending.clear()
 
-    def on_message(self, message: str | bytes) -> None:
+    async def on_message(self, message: str | bytes) -> None:
         second = int(time.monotonic())
         if second != self._budget_second:
             self._budget_second, self._budget_used = second, 0
@@ -189,7 +199,7 @@ class LiveSocket(WebSocketHandler):
         if not isinstance(scope, str) or len(scope) > MAX_SCOPE_CHARS or window not in SERIES_STEPS:
             self._error(f"scope must be all, app:NAME or pod:NAME and window one of {sorted(SERIES_STEPS)}")
             return
-        series = self.hub.series_message(scope, int(window))
+        series = await self.hub.full_series_message(scope, int(window))
         if series is None:
             self._error(f"unknown scope {scope[:80]!r}")
             return

@@ -133,10 +133,10 @@ class AppGroup:
 
     __slots__ = ("name", "pods", "scope", "totals")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, route_history: bool = False) -> None:
         self.name = name
         self.pods: set[str] = set()
-        self.scope = Scope(f"app:{name}", settle=5.0, route_details=True)
+        self.scope = Scope(f"app:{name}", settle=5.0, route_details=True, route_history=route_history)
         self.totals = ResourceTotals()
 
 

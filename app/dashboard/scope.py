@@ -1,11 +1,13 @@
 """Time-bucketed traffic and resource series for one scope: a pod, an app, or all.
 
 Memory stays bounded by two tiers: one bucket per second for the last
-`FINE_SPAN` seconds and one per `COARSE` seconds over the retention (frozen
-into bytes once past their hot span), plus a per-route table holding only the
-last minute. A batch's cells are summed once (`TrafficDelta`) and merged into
-each scope it touches; the overview's figures are cached per scope and rebuilt
-only when its data changed. Pure code: no I/O, no clock (callers pass `now`).
+`FINE_SPAN` seconds and one per `COARSE` seconds (frozen into bytes once past
+their hot span) for the last `COARSE_SPAN` seconds when history is archived
+(older slots are handed to the archive a minute at a time, see `take_before`),
+else over the retention; plus a per-route table holding only the last minute.
+A batch's cells are summed once (`TrafficDelta`) and merged into each scope
+it touches; the overview's figures are cached per scope and rebuilt only
+when its data changed. Pure code: no I/O, no clock (callers pass `now`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ FINE_HOT = 30  # seconds a one-second bucket stays an object; older ones are pac
 # batches; older ones are read rarely (a trend redoes only slots that changed) and thawed then. Kept as
 # objects for the trend's five minutes, they were most of the objects the garbage collector walked.
 COARSE_HOT = WINDOW + 4 * COARSE
+# Seconds of coarse slots kept in memory when history archives the rest: the trend's five minutes, the
+# window's offset and a minute of late batches. Older ones are read back from the archive when asked for.
+COARSE_SPAN = TREND_POINTS * COARSE + WINDOW
 
 RouteKey = tuple[str, str]  # (route, method)
 
@@ -138,11 +143,16 @@ class Scope:
     """Fine and coarse buckets plus a route table for one pod, one app, or everything."""
 
     def __init__(self, name: str, *, persist_fine: bool = True, settle: float = 0.0,
-                 route_details: bool = False) -> None:
+                 route_details: bool = False, route_history: bool = False) -> None:
         self.name = name  # "all", "app:NAME" or "pod:NAME"
         # Route rows with their protocols and gRPC codes: the routes table's (apps'), not a pod card's,
         # which would carry them in every live update for nothing.
         self.route_details = route_details
+        # Coarse slots before this are in the archive (0: none are): what comes for them is `late`.
+        self.archived_to = 0
+        self.late: list[tuple[int, Bucket]] = []  # (t5, traffic) for archived slots, added to the archive as is
+        # Route traffic per (route, method, minute) since the last drain, for the archive (apps only).
+        self.route_minutes: dict[tuple[str, str, int], Traffic] | None = {} if route_history else None
         # An app's scope changes with every report of any of its pods: its cached figures are
         # rebuilt at most every `settle` seconds (its pods report every few seconds anyway).
         self.settle = settle
@@ -202,12 +212,16 @@ class Scope:
         for t, bucket in delta.seconds.items():
             if t >= fine_from:
                 self.fine_bucket(t, self.dirty).merge(bucket)
+        archived = self.archived_to
         for t5, bucket in delta.coarse.items():
-            self.coarse_bucket(t5, self.dirty).merge(bucket)
+            if t5 < archived:
+                self.late.append((t5, bucket))  # its slot left memory: added to the archive's rows
+            else:
+                self.coarse_bucket(t5, self.dirty).merge(bucket)
         self.version += 1
 
     def add_routes(self, delta: TrafficDelta) -> None:
-        routes, last_seen = self.routes, delta.last_seen
+        routes, last_seen, minutes = self.routes, delta.last_seen, self.route_minutes
         for (route, method, t5), cell in delta.routes.items():
             key = (route, method)
             stat = routes.get(key)
@@ -218,6 +232,12 @@ class Scope:
                 if stat is None:
                     stat = routes[key] = RouteStat()
             stat.add(t5, cell, last_seen.get((route, method), 0.0))
+            if minutes is not None:
+                minute_key = (key[0], key[1], t5 - t5 % 60)
+                minute = minutes.get(minute_key)
+                if minute is None:
+                    minute = minutes[minute_key] = Traffic()
+                minute.merge(cell)
         # Protocols and gRPC codes, from the cells that carry them (routes past the limit went to {other}).
         for key, protocols in delta.protocols.items():
             stat = routes.get(key) or routes[OVERFLOW_ROUTE, "*"]
@@ -258,6 +278,25 @@ class Scope:
             if stat.last_seen < idle_ms and not stat.cells:
                 del self.routes[key]
                 self.routes_dirty = True
+
+    def take_before(self, cut: int) -> list[tuple[int, Slot]]:
+        """Coarse slots before `cut`, taken out of memory for the archive; later traffic for them is `late`."""
+        if cut <= self.archived_to:
+            return []
+        coarse = self.coarse
+        taken = sorted((t5, coarse.pop(t5)) for t5 in [t for t in coarse if t < cut])
+        self.archived_to = cut
+        self._coarse_floor = max(self._coarse_floor, cut)
+        self._coarse_frozen = max(self._coarse_frozen, cut)
+        return taken
+
+    def take_route_minutes(self) -> list[tuple[str, str, int, Traffic]]:
+        """Route traffic per minute since the last call, as (route, method, minute, traffic)."""
+        minutes = self.route_minutes
+        if not minutes:
+            return []
+        self.route_minutes = {}
+        return [(route, method, t60, cell) for (route, method, t60), cell in minutes.items()]
 
     def load_bucket(self, step: int, t: int, bucket: Bucket) -> None:
         (self.fine if step == 1 else self.coarse)[t] = bucket
@@ -389,38 +428,22 @@ class Scope:
         return text
 
     def series(self, now: float, window: int, step: int) -> dict[str, Any]:
-        """Per-step rates by status class, percentiles and resources over `window` seconds."""
-        end = int(now) - int(now) % step + step  # exclusive, so the current partial step shows
-        ts = list(range(end - window, end, step))
-        rps: dict[str, list[float | None]] = {k: [] for k in STATUS_CLASSES}
-        p50: list[float | None] = []
-        p95: list[float | None] = []
-        p99: list[float | None] = []
-        cpu: list[float | None] = []
-        memory: list[float | None] = []
-        limit: float | None = None
+        """Per-step rates by status class, percentiles and resources over `window` seconds (memory only)."""
+        ts = series_times(now, window, step)
+        return series_columns(ts, [self._span(t, step) for t in ts])
+
+    def memory_buckets(self, ts: list[int], step: int) -> list[Bucket | None]:
+        """Per step from `ts`, what memory holds of it (coarse slots merged; copies, safe to change)."""
+        out: list[Bucket | None] = []
         for t in ts:
-            bucket, span = self._span(t, step)
-            if bucket is None:
-                for values in rps.values():
-                    values.append(None)
-                for column in (p50, p95, p99, cpu, memory):
-                    column.append(None)
-                continue
-            for klass, n in unpack_status(bucket.status).items():
-                rps[klass].append(round(n / span, 3))
-            q50, q95, q99 = quantiles(bucket.hist, bucket.count, bucket.low, bucket.high)
-            p50.append(q50)
-            p95.append(q95)
-            p99.append(q99)
-            cpu_value = bucket.cpu
-            cpu.append(None if cpu_value is None else round(cpu_value, 2))
-            mem = bucket.memory
-            memory.append(None if mem is None else round(mem))
-            if bucket.mem_limit is not None:
-                limit = bucket.mem_limit
-        return {"t": ts, "rps": rps, "p50": p50, "p95": p95, "p99": p99, "cpu": cpu, "memory": memory,
-                "memory_limit": limit}
+            bucket, _ = self._span(t, step)
+            if bucket is not None and step <= COARSE:
+                copy = Bucket()
+                copy.merge(bucket)
+                copy.merge_resources(bucket)
+                bucket = copy
+            out.append(bucket)
+        return out
 
     def _span(self, t: int, step: int) -> tuple[Bucket | None, int]:
         """The bucket covering [t, t + step), and the seconds its counts are spread over."""
@@ -439,6 +462,44 @@ class Scope:
                 merged.merge(bucket)
                 merged.merge_resources(bucket)
         return merged, step
+
+
+def series_times(now: float, window: int, step: int) -> list[int]:
+    """The start of each step of a series over `window` seconds ending with the step now is in."""
+    end = int(now) - int(now) % step + step  # exclusive, so the current partial step shows
+    return list(range(end - window - (end - window) % step, end, step))
+
+
+def series_columns(ts: list[int], parts: list[tuple[Bucket | None, int]]) -> dict[str, Any]:
+    """A Series' columns (docs/live-protocol.md) from each step's bucket and the seconds its counts span."""
+    rps: dict[str, list[float | None]] = {k: [] for k in STATUS_CLASSES}
+    p50: list[float | None] = []
+    p95: list[float | None] = []
+    p99: list[float | None] = []
+    cpu: list[float | None] = []
+    memory: list[float | None] = []
+    limit: float | None = None
+    for bucket, span in parts:
+        if bucket is None:
+            for values in rps.values():
+                values.append(None)
+            for column in (p50, p95, p99, cpu, memory):
+                column.append(None)
+            continue
+        for klass, n in unpack_status(bucket.status).items():
+            rps[klass].append(round(n / span, 3))
+        q50, q95, q99 = quantiles(bucket.hist, bucket.count, bucket.low, bucket.high)
+        p50.append(q50)
+        p95.append(q95)
+        p99.append(q99)
+        cpu_value = bucket.cpu
+        cpu.append(None if cpu_value is None else round(cpu_value, 2))
+        mem = bucket.memory
+        memory.append(None if mem is None else round(mem))
+        if bucket.mem_limit is not None:
+            limit = bucket.mem_limit
+    return {"t": ts, "rps": rps, "p50": p50, "p95": p95, "p99": p99, "cpu": cpu, "memory": memory,
+            "memory_limit": limit}
 
 
 def _freeze_before(slots: dict[int, Slot], floor: int, cut: int, step: int) -> int:

@@ -29,12 +29,12 @@ from app.dashboard.alerts.service import AlertService
 from app.dashboard.front import Front
 from app.dashboard.guard import SafeStaticFiles, WrongHost, log_request
 from app.dashboard.heads import HEAD_TIMEOUT, HeadWatch
-from app.dashboard.history import History
+from app.dashboard.history import History, Prune
 from app.dashboard.hosts import HostGate
 from app.dashboard.hub import LiveHub, LiveSocket
 from app.dashboard.ingest import Ingest
+from app.dashboard.lookback import Lookback
 from app.dashboard.metrics import DashboardMetrics
-from app.dashboard.scope import FINE_SPAN
 from app.options import DashboardConfig
 
 log = logging.getLogger("mothership.dashboard")
@@ -69,18 +69,20 @@ class Dashboard:
         self.clock = clock
         self.tick_interval = tick_interval
         self.flush_interval = flush_interval
+        self.history = None if config.data == ":memory:" else History(config.data)
         self.store = PodStore(retention=config.retention, stale_after=config.stale_after,
                               drop_after=config.drop_after, clock=clock, max_pods=config.max_pods,
-                              max_apps=config.max_apps, overview_pods=config.overview_pods)
+                              max_apps=config.max_apps, overview_pods=config.overview_pods,
+                              archive=self.history is not None)
         self.metrics = DashboardMetrics()
         self.alert_interval = alert_interval
         self.alerts = AlertService(config, clock, warmup=alert_warmup,
                                    on_result=lambda receiver, ok: self.metrics.alert_notices[
                                        receiver, "delivered" if ok else "failed"].inc())
-        self.hub = LiveHub(self.store, self.metrics, self.alerts)
+        self.lookback = Lookback(self.store, None if self.history is None else config.data)
+        self.hub = LiveHub(self.store, self.metrics, self.alerts, self.lookback)
         self.ctx = handlers.Context(config=config, store=self.store, hub=self.hub, metrics=self.metrics,
                                     alerts=self.alerts, hosts=HostGate(config.allowed_hosts))
-        self.history = None if config.data == ":memory:" else History(config.data)
         if self.history is not None:
             started = time.perf_counter()
             self.store.restore(self.history.load(clock(), config.retention, config.drop_after))
@@ -126,7 +128,7 @@ class Dashboard:
         prune = None
         if now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
-            prune = (int(now) - FINE_SPAN, int(now - self.config.retention))
+            prune = Prune(now, self.config.retention)
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         self._writing = loop.run_in_executor(self._executor, self.history.write, changes, prune)
@@ -155,6 +157,7 @@ class Dashboard:
             await self.flush(final=True)
             self.history.close()
         self._executor.shutdown(wait=True)
+        self.lookback.close()
 
 
 class DashboardApplication(Application):
@@ -176,6 +179,7 @@ class DashboardApplication(Application):
             (r"/api/overview", handlers.OverviewHandler, ctx),
             (r"/api/series", handlers.SeriesHandler, ctx),
             (r"/api/alerts", handlers.AlertsHandler, ctx),
+            (r"/api/routes", handlers.RoutesHandler, ctx),
             (r"/healthz", handlers.HealthHandler, ctx),
             (r"/metrics", handlers.MetricsHandler, ctx),
             (r"/ws", LiveSocket, {"hub": dashboard.hub, "view_token": config.view_token,

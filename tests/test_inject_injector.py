@@ -115,6 +115,11 @@ def test_host_network_pods_are_left_alone_with_a_note() -> None:
 @pytest.mark.parametrize(("record", "message"), [
     ("not json", "its mothership/injected annotation is not one inject wrote"),
     ('{"container": "someone-else"}', "its mothership/injected annotation is not one inject wrote"),
+    ('{"container": "mothership-sidecar", "port": 5}', "is not one inject wrote"),
+    ('{"container": "mothership-sidecar", "port": ["a", "b"]}', "is not one inject wrote"),
+    ('{"container": "mothership-sidecar", "in": "volumes"}', "is not one inject wrote"),
+    ('{"container": "mothership-sidecar", "annotations": [1]}', "is not one inject wrote"),
+    ('["mothership-sidecar"]', "is not one inject wrote"),
 ])
 def test_a_record_inject_did_not_write_is_refused(record: str, message: str) -> None:
     obj = deployment()

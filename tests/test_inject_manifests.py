@@ -249,3 +249,10 @@ def test_generated_pods_inject_validly_stably_and_come_back(pod: dict[str, Any],
     assert env["TARGET_PORT"] == str(fronted["containerPort"])
     assert inject(injected, target_port=target, share_process_namespace=share)[0] == injected
     assert inject(injected, uninject=True)[0] == text
+
+
+@pytest.mark.parametrize("record", ["x", '{"targetPort": {"a": 1}}', '{"targetPort": {"0": {"x": 1}}}', "[]"])
+def test_a_service_record_inject_did_not_write_is_refused(record: str) -> None:
+    text = f"kind: Service\nmetadata:\n  name: s\n  annotations: {{mothership/injected: '{record}'}}\nspec: {{}}\n"
+    with pytest.raises(InjectError, match=r"Service/s: its mothership/injected annotation is not one inject wrote"):
+        inject(text)

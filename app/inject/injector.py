@@ -124,11 +124,19 @@ def annotations_of(template: Obj) -> tuple[Obj, list[str]]:
 
 
 def _read(text: Any, where: str) -> dict[str, Any]:
+    """The record, checked to be one inject wrote before anything is undone from it."""
     try:
         record = json.loads(str(text))
     except ValueError:
         record = None
-    if not isinstance(record, dict) or record.get("container") != sidecar.CONTAINER:
+    if not isinstance(record, dict) or record.get("container") != sidecar.CONTAINER \
+            or record.get("in", "containers") not in ("containers", "initContainers") \
+            or not _strings(record.get("port", ["", "", ""])) or len(record.get("port", "...")) != 3 \
+            or not _strings(record.get("annotations", [])) or not _strings(record.get("created", [])):
         raise InjectError(f"{where}: its {RECORD} annotation is not one inject wrote: remove the annotation "
                           f"and the {sidecar.CONTAINER} container, then inject again")
     return record
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)

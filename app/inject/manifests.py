@@ -71,6 +71,8 @@ def _restore_service(service: Obj, where: str) -> None:
     try:
         record: Any = json.loads(str(annotations[injector.RECORD]))
         old = {int(i): v for i, v in record["targetPort"].items()}
+        if not all(v is None or isinstance(v, int | str) for v in old.values()):
+            raise TypeError
     except (ValueError, TypeError, KeyError, AttributeError):
         raise InjectError(f"{where}: its {injector.RECORD} annotation is not one inject wrote: "
                           "remove it and set the targetPort you want") from None

@@ -8,7 +8,7 @@ import random
 import pytest
 from hpack import Decoder, Encoder, InvalidTableSizeError
 
-from sidecar.http2.blocks import MEMO_BLOCKS, BlockDecoder
+from sidecar.http2.blocks import MEMO_BLOCK_BYTES, MEMO_BLOCKS, BlockDecoder
 
 GRPC_CALL = [(":method", "POST"), (":scheme", "http"), (":path", "/pkg.Users/Get"), (":authority", "app"),
              ("content-type", "application/grpc"), ("te", "trailers")]
@@ -23,6 +23,14 @@ def test_a_block_of_indexes_only_is_decoded_once_and_remembered() -> None:
     remembered = decoder.decode(again)
     assert remembered == decoder.decode(first[:0] + again)
     assert decoder.decode(bytes(again)) is remembered  # the same list: no decoding
+
+
+def test_long_blocks_are_not_kept() -> None:
+    encoder, decoder = Encoder(), BlockDecoder(65536)
+    block = encoder.encode([("x-long", "v" * MEMO_BLOCK_BYTES, True)], huffman=False)  # never indexed: table unchanged
+    assert len(block) > MEMO_BLOCK_BYTES
+    assert decoder.decode(block) == decoder.decode(block) == [(b"x-long", b"v" * MEMO_BLOCK_BYTES)]
+    assert decoder._memo == {}
 
 
 def test_a_table_change_forgets_what_was_remembered() -> None:

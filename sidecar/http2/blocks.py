@@ -18,6 +18,8 @@ from hpack import Decoder, HeaderTuple
 from hpack.table import HeaderTable
 
 MEMO_BLOCKS: Final = 64  # distinct unchanged-table blocks kept per direction (per connection); cleared when full
+# Only short blocks are kept: a block of indexes is a byte or two a field, and memory per connection stays small.
+MEMO_BLOCK_BYTES: Final = 256
 
 # hpack logs every decoded header at DEBUG, values included (Authorization, Cookie): a sidecar must never
 # write those anywhere, whatever logging level its user chose.
@@ -72,7 +74,7 @@ class BlockDecoder:
         headers = self._decoder.decode(block, raw=True)
         if table.changes != before:
             memo.clear()  # what was remembered was decoded against the table as it was
-        else:
+        elif len(block) <= MEMO_BLOCK_BYTES:
             if len(memo) >= MEMO_BLOCKS:
                 memo.clear()
             memo[bytes(block)] = headers  # type: ignore[assignment]

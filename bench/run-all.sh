@@ -16,6 +16,7 @@ scripts=(
   "page_bench --duration 30"
   "sampler_bench --samples 200"
   "h2_bench --seconds 3 --rounds 2"
+  "alerts_bench --pods 500 --measure 10"
 )
 
 failed=()

@@ -245,3 +245,11 @@ def test_sampler_bench_prints_the_sampler_and_its_reference() -> None:
     assert done.returncode == 0, done.stderr
     assert re.search(r"^ResourceSampler\.sample\s+[\d.]+ ms", done.stdout, re.M), done.stdout
     assert re.search(r"^sampler CPU median [\d.]+ ms vs budget 1\.0 ms: (PASS|MISS)$", done.stdout, re.M), done.stdout
+
+
+def test_alerts_bench_runs_and_reports_every_part() -> None:
+    result = subprocess.run([sys.executable, "-m", "bench.alerts_bench", "--pods", "50", "--warmup", "2",
+                             "--measure", "5"], cwd=ROOT, env=app_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for part in ("store_stats", "alerts_stats", "alerts_evaluate", "alerts / store ingest", "KiB"):
+        assert part in result.stdout

@@ -113,9 +113,19 @@ class AlertEvaluator:
         slow_from = self._slow_from.get(batch.app)
         if slow_from is None:
             slow_from = self._slow_from[batch.app] = slow_index(self.objectives.for_app(batch.app).p99_ms)
-        add = windows.add
+        # A batch spans a few seconds: add it to the windows once per minute, not once per cell.
+        minutes: dict[int, list[int]] = {}
         for cell in batch.summary:
-            add(*cell_counts(cell, slow_from))
+            minute, total, failed, slow = cell_counts(cell, slow_from)
+            counts = minutes.get(minute)
+            if counts is None:
+                minutes[minute] = [total, failed, slow]
+            else:
+                counts[0] += total
+                counts[1] += failed
+                counts[2] += slow
+        for minute, (total, failed, slow) in minutes.items():
+            windows.add(minute, total, failed, slow)
 
     def observe_seen(self, pod: str, app: str) -> None:
         """A resource report: the pod is alive (even with no traffic)."""
@@ -189,16 +199,18 @@ class AlertEvaluator:
                                             f"objective: 99% within {bound})."}, now)
 
     def _pod_alerts(self, pod: str, watch: PodWatch, now: float) -> Iterable[Alert]:
-        labels = {"alertname": "MothershipPodSilent", "app": watch.app, "pod": pod, "severity": "warning"}
-        # Silence counts from our own start too (while the dashboard was down nobody could report),
-        # unless the pod was already alerted on before the restart.
-        since = watch.seen if tuple(sorted(labels.items())) in self.firing else max(watch.seen, self.started)
-        if now - since >= self.silent_after and now - watch.seen < self.drop_after:
-            yield Alert(labels,
-                        {"summary": f"The sidecar of {pod} has stopped reporting",
-                         "description": f"{pod} ({watch.app}): nothing heard from its sidecar for "
-                                        f"{int(now - watch.seen)} s."}, now)
-        watch.drops = [(when, n) for when, n in watch.drops if now - when < DROP_WINDOW]
+        if self.silent_after <= now - watch.seen < self.drop_after:
+            labels = {"alertname": "MothershipPodSilent", "app": watch.app, "pod": pod, "severity": "warning"}
+            # Silence counts from our own start too (while the dashboard was down nobody could report),
+            # unless the pod was already alerted on before the restart.
+            since = watch.seen if tuple(sorted(labels.items())) in self.firing else max(watch.seen, self.started)
+            if now - since >= self.silent_after:
+                yield Alert(labels,
+                            {"summary": f"The sidecar of {pod} has stopped reporting",
+                             "description": f"{pod} ({watch.app}): nothing heard from its sidecar for "
+                                            f"{int(now - watch.seen)} s."}, now)
+        if watch.drops:
+            watch.drops = [(when, n) for when, n in watch.drops if now - when < DROP_WINDOW]
         if watch.drops:
             dropped = sum(n for _, n in watch.drops)
             yield Alert({"alertname": "MothershipSidecarDroppingSamples", "app": watch.app, "pod": pod,

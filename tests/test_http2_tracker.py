@@ -519,3 +519,14 @@ def test_blocks_of_streams_already_over_are_decoded_to_keep_the_table_in_step() 
     assert not tracker.broken, tracker.why
     assert [(ex.target, ex.error) for ex in done] == [(b"/first", "stream_reset")]
     assert [(ex.target, ex.user_agent) for ex in tracker._streams.values()] == [(b"/next", b"late-agent/1")]
+
+
+def test_a_grpc_call_answered_without_a_grpc_status_keeps_its_http_status() -> None:
+    c = Conversation().start()
+    refused = c.request("/pkg.Users/Get", "POST", b"\x00\x00\x00\x00\x00", headers=GRPC_REQUEST)
+    c.respond(refused, 503, b"upstream down", headers=[("content-type", "text/plain")])  # a proxy's answer
+    bare = c.request("/pkg.Users/Get", "POST", b"\x00\x00\x00\x00\x00", headers=GRPC_REQUEST)
+    c.respond(bare, 200, b"\x00\x00\x00\x00\x00", headers=GRPC_RESPONSE)  # ended with no trailers at all
+    _, done = replay(c.flights)
+    assert [(ex.protocol, ex.status, ex.reason, ex.grpc_status, ex.error) for ex in done] == [
+        ("grpc", 503, "", None, None), ("grpc", 200, "", None, None)]

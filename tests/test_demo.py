@@ -190,10 +190,18 @@ def test_demo_runs_the_real_system_and_stops_cleanly_on_sigterm(start_demo: Any)
 
     # Within a few seconds the real sidecars have reported every kind of exchange.
     wanted = {"users": False, "file": False, "probe": False, "error": False}
+    if grpc_available():  # gRPC calls through the real sidecar: successes, failures by code, a stream
+        wanted.update(grpc_ok=False, grpc_failed=False, grpc_stream=False)
     deadline = time.monotonic() + 30
     while not all(wanted.values()):
         by_pod = _samples_by_pod(port)
         samples = [sample for stats in by_pod.values() for sample in stats]
+        calls = [s for s in samples if s.get("protocol") == "grpc"]
+        if "grpc_ok" in wanted:
+            wanted["grpc_ok"] = any(s["grpc_status"] == 0 and s["response"]["status"] == 200 for s in calls)
+            wanted["grpc_failed"] = len({s["grpc_status"] for s in calls} - {0, None}) >= 2
+            wanted["grpc_stream"] = any(s["route"] == "/demo.v1.Inventory/Watch" and s["grpc_status"] == 0
+                                        for s in calls)
         wanted["users"] = any(s["route"] == "/users/{id}" for s in samples)  # ids templated
         wanted["file"] = any(s.get("file") for s in samples)  # static files flagged
         wanted["probe"] = any(s.get("probe") and s["route"] == "/healthz" for s in samples)

@@ -620,3 +620,45 @@ def test_grpc_calls_and_opaque_connections_show_their_protocol_and_status(
     watch.page.fill("#tail-route", "grpc")
     watch.wait_for(f"() => ({rows})('#tail-body').length === 7")
     assert watch.page_errors == [] and watch.problems() == []
+
+
+def test_grpc_calls_through_a_real_sidecar_show_as_grpc_rows_with_their_status(
+        dashboard: Callable[..., Dashboard], run_app: Callable[..., AppProcess],
+        open_page: Callable[..., PageWatch]) -> None:
+    grpc = pytest.importorskip("grpc")  # the test extra has it
+    from app.demo.grpcservice import SERVICE, InventorySettings, start_server
+
+    d = dashboard()
+    pod = "inventory-5c8d7-g4t2x"
+    service_port, port, admin = free_port(), free_port(), free_port()
+    server = start_server("127.0.0.1", service_port, InventorySettings(fail_rate=0.0, slow_rate=0.0, seed=3))
+    try:
+        run_app(["--mode", "sidecar", "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin),
+                 "--target-port", str(service_port), "--dashboard", d.url, "--pod", pod,
+                 "--stats-interval", "0.3", "--resources-interval", "0.3", "--grace-period", "1"],
+                wait_ports=[port, admin])
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            get = channel.unary_unary(f"/{SERVICE}/GetItem")
+            for item in (b"1", b"2", b"3", b"901", b"902"):
+                try:
+                    get(item, timeout=10)
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.NOT_FOUND
+            assert len(list(channel.unary_stream(f"/{SERVICE}/Watch")(b"3", timeout=10))) == 3
+        watch = open_page(d.url)
+        watch.wait_for(LIVE)
+        row = "[...document.querySelectorAll('#routes-body .drow')].find((r) => r.querySelector('.path')" \
+              f".textContent === '/{SERVICE}/GetItem')"
+        watch.wait_for(f"() => {{ const r = {row}; return r && r.querySelector('.col-grpc').textContent"
+                       ".includes('NOT_FOUND'); }", timeout=30)
+        cells = watch.page.evaluate(f"""() => {{ const r = {row}; return {{
+            protocol: r.querySelector('.col-protocol').textContent, grpc: r.querySelector('.col-grpc').textContent,
+            method: r.querySelector('.col-method').textContent}}; }}""")
+        assert cells == {"protocol": "grpc", "grpc": "OK 3 \u00b7 NOT_FOUND 2", "method": "POST"}, cells
+        statuses = watch.page.evaluate("""() => [...document.querySelectorAll('#tail-body .drow')].map((r) =>
+            r.querySelector('.col-protocol').textContent + ' ' + r.querySelector('.col-path').textContent + ' '
+            + r.querySelector('.col-status').textContent)""")
+        assert f"grpc /{SERVICE}/GetItem NOT_FOUND" in statuses and f"grpc /{SERVICE}/Watch OK" in statuses, statuses
+        assert watch.problems() == []
+    finally:
+        server.stop(grace=None).wait()

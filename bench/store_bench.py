@@ -101,11 +101,18 @@ class Meter:
 class Simulation:
     """A store, a hub and a history file fed by `pods` pods under a fake clock."""
 
-    def __init__(self, pods: int, retention: float, data: str, seed: int = 1) -> None:
-        self.clock = FakeClock(START)
+    def __init__(self, pods: int, retention: float, data: str, seed: int = 1, start: float = START,
+                 restore: bool = False) -> None:
+        self.start = start
+        self.clock = FakeClock(start)
         self.store = PodStore(retention=retention, clock=self.clock, archive=True)  # as with --data FILE
         self.hub = LiveHub(self.store, DashboardMetrics())
         self.history = History(data)
+        self.restore_seconds = 0.0
+        if restore:  # as the dashboard starts: what memory held read back, the rest left on disk
+            began = time.perf_counter()
+            self.store.restore(self.history.load(start, retention, self.store.drop_after))
+            self.restore_seconds = time.perf_counter() - began
         self.meter = Meter()
         rng = random.Random(seed)
         templates = [stats_template(rng) for _ in range(TEMPLATES)]
@@ -140,17 +147,18 @@ class Simulation:
     def step(self) -> None:
         """One second: every pod's resources, a fifth of the pods' stats, then tick, push and history."""
         self.second += 1
-        self.clock.now = START + self.second
+        start = self.start
+        self.clock.now = start + self.second
         store, meter = self.store, self.meter
         for index in range(len(self.pods)):
             # Spread over the second like real arrivals, so the fake clock reads something plausible.
-            self.clock.now = START + self.second + index / len(self.pods)
+            self.clock.now = start + self.second + index / len(self.pods)
             report = self.resource_report(index)
             meter.timed("ingest_resources", store.ingest_resources, report)
             if self.second % 5 == index % 5:
                 batch = self.stats_batch(index)
                 meter.timed("ingest_stats", store.ingest_stats, batch)
-        self.clock.now = START + self.second + 0.999
+        self.clock.now = start + self.second + 0.999
         meter.timed("tick", store.tick)
         meter.timed("overview", self.hub.overview_json)
         meter.timed("series", self.hub.series_message, "all", 300, TAIL_SECONDS)

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from app.dashboard import archive
-from app.dashboard.buckets import Bucket
+from app.dashboard.buckets import Bucket, thaw
 from app.dashboard.history import History, Prune
 from app.dashboard.packed import quantiles
 from app.dashboard.scope import COARSE_SPAN
@@ -15,7 +15,7 @@ from tests.history_support import Feed
 
 
 def rows(db: sqlite3.Connection, scope: str, step: int) -> dict[int, Bucket]:
-    return {t: Bucket.from_row(row) for t, row in archive.bucket_rows(db, scope, step, 0, 2**40)}
+    return {t: thaw(data) for t, data in archive.bucket_rows(db, scope, step, 0, 2**40)}
 
 
 def test_memory_holds_minutes_and_the_archive_the_rest(tmp_path: Path) -> None:

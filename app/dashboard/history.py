@@ -19,7 +19,6 @@ import ujson
 
 from app.dashboard import archive
 from app.dashboard.aggregate import Changes, PodStore, Restored
-from app.dashboard.archive import BUCKET_COLUMNS
 from app.dashboard.buckets import Bucket
 from app.dashboard.pods import BATCH_IDS
 from app.dashboard.scope import COARSE_SPAN, FINE_SPAN
@@ -47,6 +46,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, data TEXT NOT NULL);
 
 
 DROP_CHUNK = 500  # dropped pods per DELETE (SQLite caps the parameters of one statement)
+BUCKET_COLUMNS = ("count, status, failures, hist, total, low, high, bytes_in, bytes_out, "
+                  "cpu_sum, cpu_n, mem_sum, mem_n, mem_limit")  # the order of `Bucket.to_row`
 VACUUM_PAGES = 2000  # free pages handed back to the file system after each prune (8 MB at 4 kB a page)
 _BUCKET_PLACEHOLDERS = ", ".join("?" for _ in BUCKET_COLUMNS.split(","))
 
@@ -99,6 +100,9 @@ class History:
             self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+        columns = [row[1] for row in self.db.execute("PRAGMA table_info(archive)")]
+        if columns and "data" not in columns:  # the archive's first layout (plain columns), on main for an hour
+            self.db.executescript("DROP TABLE archive; DROP TABLE route_archive; DROP TABLE scopes;")
         self.db.executescript(SCHEMA)
 
     def load(self, now: float, retention: float, drop_after: float) -> Restored:

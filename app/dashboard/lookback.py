@@ -18,7 +18,7 @@ from typing import Any
 
 from app.dashboard import archive
 from app.dashboard.aggregate import PodStore
-from app.dashboard.buckets import Bucket, Traffic, Window
+from app.dashboard.buckets import Bucket, Traffic, Window, thaw
 from app.dashboard.scope import COARSE, series_columns, series_times
 from app.dashboard.tiers import LIVE_STEPS, WindowError, archive_reads, route_tier, series_step
 
@@ -88,7 +88,7 @@ class Lookback:
             for t, row in rows:
                 i = (t - ts[0]) // step
                 if 0 <= i < len(ts):
-                    bucket = Bucket.from_row(row)
+                    bucket = thaw(row)
                     acc = memory[i]
                     if acc is None:
                         memory[i] = bucket
@@ -141,7 +141,7 @@ class Lookback:
         for scope in scopes:
             for route, method, t, row in archive.route_rows(db, scope, step, start, end):
                 key = (scope, route, method)
-                cell = archive.traffic_from_row(row)
+                cell = thaw(row)
                 had = out.get(key)
                 if had is None:
                     out[key] = (cell, t)

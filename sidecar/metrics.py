@@ -130,33 +130,20 @@ class _LiveCollector:
                                   value=counters.client_closed)
         yield CounterMetricFamily("mothership_proxy_sample_errors", "Exchanges that could not be recorded.",
                                   value=counters.sample_errors)
-        errors = CounterMetricFamily("mothership_proxy_upstream_errors", "Exchanges failed by the app, by kind.",
-                                     labels=("kind",))
-        for kind, n in sorted(counters.upstream_errors.items()):
-            errors.add_metric((kind,), n)
-        yield errors
-        protocols = CounterMetricFamily("mothership_proxy_protocol_connections",
-                                        "Client connections by the protocol they were relayed as "
-                                        "(detected or forced; an h2c upgrade counts under http1 and h2).",
-                                        labels=("protocol",))
-        for protocol, n in sorted(counters.protocols.items()):
-            protocols.add_metric((protocol,), n)
-        yield protocols
-        opaque = CounterMetricFamily("mothership_proxy_opaque_decisions",
-                                     "Client connections relayed as opaque, by why: a TLS ClientHello, bytes that "
-                                     "are not HTTP, a silent client, an app that spoke first, --protocol opaque.",
-                                     labels=("reason",))
-        for reason, n in sorted(counters.opaque.items()):
-            opaque.add_metric((reason,), n)
-        yield opaque
+        yield _by_label("mothership_proxy_upstream_errors", "Exchanges failed by the app, by kind.", "kind",
+                        counters.upstream_errors)
+        yield _by_label("mothership_proxy_protocol_connections",
+                        "Client connections by the protocol they were relayed as "
+                        "(detected or forced; an h2c upgrade counts under http1 and h2).", "protocol",
+                        counters.protocols)
+        yield _by_label("mothership_proxy_opaque_decisions",
+                        "Client connections relayed as opaque, by why: a TLS ClientHello, bytes that are not "
+                        "HTTP, a silent client, an app that spoke first, --protocol opaque.", "reason", counters.opaque)
         yield CounterMetricFamily("mothership_proxy_untracked_connections",
                                   "HTTP/2 connections whose tracking stopped (framing not followed); "
                                   "their bytes still flowed.", value=counters.untracked)
-        timeouts = CounterMetricFamily("mothership_proxy_connection_timeouts",
-                                       "Client connections closed for a timeout, by kind.", labels=("kind",))
-        for kind, n in sorted(counters.timeouts.items()):
-            timeouts.add_metric((kind,), n)
-        yield timeouts
+        yield _by_label("mothership_proxy_connection_timeouts", "Client connections closed for a timeout, by kind.",
+                        "kind", counters.timeouts)
 
     def _buffer(self) -> Iterator[Metric]:
         buffer = self.buffer
@@ -223,6 +210,14 @@ class _LiveCollector:
         if isinstance(processes, list):
             yield GaugeMetricFamily("mothership_pod_processes", "Other processes visible in the pod (listed).",
                                     value=len(processes))
+
+
+def _by_label(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    """A counter family with one sample per key of `counts`, in key order."""
+    family = CounterMetricFamily(name, documentation, labels=(label,))
+    for key, n in sorted(counts.items()):
+        family.add_metric((key,), n)
+    return family
 
 
 def _ratio(percent: Any) -> float | None:

@@ -22,7 +22,7 @@ from sidecar.exchange import Exchange
 from sidecar.http2.tracker import H2Tracker
 from sidecar.opaque import OpaqueTracker
 from sidecar.relay_state import RelayState
-from sidecar.stream_io import CHUNK, MIN_CHUNK, next_chunk_size, write_through
+from sidecar.stream_io import CHUNK, follow_read_size, write_through
 
 if TYPE_CHECKING:
     pass
@@ -74,9 +74,7 @@ class PassThrough(RelayState):
                 if not self._untracked:
                     observer.feed_client(data, now)
                     self._observed(observer)
-                size = client.read_chunk_size
-                if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
-                    client.read_chunk_size = next_chunk_size(size, len(data))
+                follow_read_size(client, len(data))
                 if self.closed:
                     return
             try:
@@ -130,9 +128,7 @@ class PassThrough(RelayState):
                 if not self._untracked:
                     observer.feed_server(data, now)
                     self._observed(observer)
-                size = upstream.read_chunk_size
-                if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
-                    upstream.read_chunk_size = next_chunk_size(size, len(data))
+                follow_read_size(upstream, len(data))
                 if self.closed:
                     return
             try:

@@ -30,6 +30,14 @@ def next_chunk_size(size: int, n: int) -> int:
     return max(MIN_CHUNK, size >> 1) if n << 2 < size else size
 
 
+def follow_read_size(stream: IOStream, n: int) -> None:
+    """After a read of `n` bytes from `stream`: its next reads sized by `next_chunk_size`. (The HTTP/1
+    pumps inline this: a call per chunk is measurable there.)"""
+    size = stream.read_chunk_size
+    if n >= size or (n << 2 < size and size > MIN_CHUNK):
+        stream.read_chunk_size = next_chunk_size(size, n)
+
+
 def write_through(stream: IOStream, data: bytes) -> Future[None] | None:
     """Write `data` to `stream`, straight to its socket when nothing is queued there.
 

@@ -305,7 +305,7 @@ DASHBOARD_FLAGS = (
     Flag("max_body_bytes", ("MAX_BODY_BYTES",), _positive_int, "largest POST body accepted (4 MiB)"),
     Flag("allowed_origins", ("ALLOWED_ORIGINS",), _origins, "extra Origins allowed on /ws, comma-separated"),
     Flag("objective_success", ("OBJECTIVE_SUCCESS",), parse_success, "percent of exchanges that must succeed (99.9)"),
-    Flag("objective_p99", ("OBJECTIVE_P99",), parse_latency, "99% of exchanges must finish within this (1s)"),
+    Flag("objective_p99", ("OBJECTIVE_P99",), parse_latency, "time within which 99 in 100 exchanges must finish (1s)"),
     Flag("objectives", ("OBJECTIVES",), _data_path, "JSON file of per-app objectives"),
     Flag("alertmanager", ("ALERTMANAGER_URL",), _url, "Alertmanager base URL; alerts go to its v2 API"),
     Flag("alert_webhook", ("ALERT_WEBHOOK",), _url, "URL that gets alerts as Alertmanager's webhook message"),

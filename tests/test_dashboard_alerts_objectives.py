@@ -104,3 +104,12 @@ def test_a_bad_objective_stops_the_program_with_one_line(tmp_path: Path, args: l
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], result.stderr
     assert result.stdout == ""
+
+
+def test_help_lists_the_alert_flags() -> None:
+    result = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT, env=app_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for flag in ("--objective-success", "--objective-p99", "--objectives", "--alertmanager", "--alert-webhook",
+                 "--silent-after"):
+        assert flag in result.stdout

@@ -113,6 +113,7 @@ class SampleMaker:
         self.route_cap = route_cap if route_cap is not None else routes.RouteCap()
         self.clock_offset = 0.0  # epoch seconds minus monotonic seconds
         self._paths: dict[bytes, tuple[str, str, bool]] = {b"": _NO_TARGET}
+        self._names: dict[tuple[str, bytes], tuple[str, str]] = {}  # (protocol, raw name) -> (endpoint, route)
 
     def describe(self, raw_path: bytes) -> tuple[str, str, bool]:
         """(endpoint, route, file) of a request target without its query."""
@@ -136,6 +137,20 @@ class SampleMaker:
             endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
         return self._sample(ex, endpoint, route, METHODS.get(ex.method, OTHER_METHOD), static,
                             ex.user_agent.startswith(PROBE_AGENT), "http/1.1" if ex.version else "http/1.0")
+
+    def _name(self, protocol: str, target: bytes) -> tuple[str, str]:
+        """(endpoint, route) of a gRPC call's method path or an opaque connection's server name, remembered."""
+        if protocol == "grpc":
+            # The method path names the call (`/pkg.Service/Method`): not templated, only capped.
+            endpoint = target.partition(b"?")[0].decode("utf-8", "replace")[:routes.MAX_PATH_CHARS]
+            route = self.route_cap(endpoint) if endpoint else ""
+        else:
+            endpoint = server_name(target) if protocol == "tls" else TCP_ENDPOINT
+            route = self.route_cap(endpoint)
+        if len(self._names) >= _CACHE_SIZE:
+            self._names.clear()
+        self._names[protocol, target] = (endpoint, route)
+        return endpoint, route
 
     def _sample(self, ex: Exchange, endpoint: str, route: str, method: str, static: bool, probe: bool,
                 protocol: str) -> Sample:
@@ -162,15 +177,15 @@ class SampleMaker:
         protocol = ex.protocol
         method = METHODS.get(ex.method, OTHER_METHOD)
         static = probe = False
-        if protocol == "grpc":
-            # The method path names the call (`/pkg.Service/Method`): not templated, only capped.
-            endpoint = ex.target.partition(b"?")[0].decode("utf-8", "replace")[:routes.MAX_PATH_CHARS]
-            route = self.route_cap(endpoint) if endpoint else ""
-            probe = ex.user_agent.startswith(PROBE_AGENT)
-        elif protocol in OPAQUE_METHODS:
-            method = OPAQUE_METHODS[protocol]
-            endpoint = server_name(ex.target) if protocol == "tls" else TCP_ENDPOINT
-            route = self.route_cap(endpoint)
+        if protocol in OPAQUE_METHODS or protocol == "grpc":
+            named = self._names.get((protocol, ex.target))
+            if named is None:
+                named = self._name(protocol, ex.target)
+            endpoint, route = named
+            if protocol == "grpc":
+                probe = ex.user_agent.startswith(PROBE_AGENT)
+            else:
+                method = OPAQUE_METHODS[protocol]
         else:  # h2: as HTTP/1
             raw_path, mark, raw_query = ex.target.partition(b"?")
             endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)

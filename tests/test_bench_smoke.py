@@ -240,6 +240,13 @@ def test_h2_tracker_bench_quick_run_times_every_shape() -> None:
     assert all(float(us) > 0 for us in rows.values())
 
 
+def test_sample_bench_quick_run_times_every_protocol_against_http1() -> None:
+    done = run_script("bench.sample_bench", "--quick", timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = dict(re.findall(r"^(\S+)\s+(?:[\d.]+\s+){5}([\d.]+)x$", done.stdout, re.M))
+    assert set(rows) == {"http/1.1", "h2", "grpc", "tls", "tcp"} and rows["http/1.1"] == "1.00", done.stdout
+
+
 def test_sampler_bench_prints_the_sampler_and_its_reference() -> None:
     done = run_script("bench.sampler_bench", "--samples", "5", timeout=60)
     assert done.returncode == 0, done.stderr

@@ -176,3 +176,13 @@ def test_untracked_streams_are_marked_and_others_carry_no_mark() -> None:
     sample = SampleMaker()(ex)
     assert sample["untracked"] is True and parse_sample(sample, "s") is sample
     assert "untracked" not in SampleMaker()(exchange())
+
+
+def test_grpc_and_opaque_names_are_remembered_and_the_memory_stays_bounded() -> None:
+    maker = SampleMaker()
+    first = maker(grpc_call(b"/a.B/C", 0, 200, "OK"))
+    assert maker(grpc_call(b"/a.B/C", 0, 200, "OK"))["route"] == first["route"] == "/a.B/C"
+    for i in range(10_000):
+        maker(opaque("tls", f"h{i}.example.com".encode()))
+    assert len(maker._names) <= 4096
+    assert maker(opaque("tls", b"h7.example.com"))["endpoint"] == "h7.example.com"

@@ -2,8 +2,9 @@
 
 Targets come through the relabelings of deploy/prometheus/scrape-config.yaml as they are,
 fed by file_sd with the `__meta_kubernetes_*` labels Kubernetes discovery would give
-(Debian's Prometheus is built without Kubernetes discovery): two sidecars of app `shop`,
-one pod whose sidecar is gone, one pod without the scrape annotation, and the dashboard.
+(Debian's Prometheus is built without Kubernetes discovery): two sidecars of app `shop`
+(the sample app), one of app `cart` (the demo's gRPC service, called over gRPC), one pod
+whose sidecar is gone, one pod without the scrape annotation, and the dashboard.
 Checked: the targets and their labels, every recording rule giving series, no rule
 failing to evaluate, the burn alert firing on the failing route, and every query of the
 Grafana board (deploy/grafana/mothership.json) returning data, or the reason it cannot.
@@ -19,12 +20,17 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+try:
+    import grpc
+except ImportError:  # the test extra has it; without it the gRPC rules are said to have no data
+    grpc = None
 
 from tests.conftest import ROOT, free_port, sample_app, wait_for_port
 from tests.fault_support import RunApp, fetch, start_dashboard, start_sidecar
@@ -34,12 +40,13 @@ RULES = ROOT / "deploy" / "prometheus" / "rules.yaml"
 SCRAPE = ROOT / "deploy" / "prometheus" / "scrape-config.yaml"
 BOARD = ROOT / "deploy" / "grafana" / "mothership.json"
 PATHS = ("/", "/users/42", "/users/7", "/api/items", "/fail?p=0.5", "/orders")
+GRPC_CALLS = (("GetItem", b"7"), ("GetItem", b"950"), ("GetItem", b"12"), ("Restock", b"1"))
 
 # What this machine and traffic cannot give: (a metric the sidecars export only then, the series and board
 # queries that need it, why). Skipped only while that metric is indeed absent from Prometheus.
 ABSENT = (
-    ("rpc_server_duration_seconds_count", ("rpc_server",),
-     "no gRPC calls pass through the sidecars in this test"),
+    *((("rpc_server_duration_seconds_count", ("rpc_server",), "grpcio is missing: no gRPC calls in this test"),)
+      if grpc is None else ()),
     ("mothership_container_memory_limit_bytes", ("mothership_container_memory:ratio", "memory_limit_bytes"),
      "the sidecars here run in a cgroup with no memory limit, so there is nothing to take a ratio against"),
     ("mothership_container_cpu_limit_cores", ("cpu_limit_cores",),
@@ -65,12 +72,12 @@ def api(port: int, path: str) -> Any:
         return json.loads(reply.read())["data"]
 
 
-def pod_target(address: str, pod: str, *, port: int | None, scrape: str = "true",
+def pod_target(address: str, pod: str, *, port: int | None, scrape: str = "true", app: str = "shop",
                labels: dict[str, str] | None = None) -> dict[str, Any]:
     meta = {"__meta_kubernetes_namespace": "shop-ns", "__meta_kubernetes_pod_name": pod,
             "__meta_kubernetes_pod_annotation_prometheus_io_scrape": scrape,
             "__meta_kubernetes_pod_annotation_prometheus_io_path": "/metrics",
-            "__meta_kubernetes_pod_label_app_kubernetes_io_name": "shop"}
+            "__meta_kubernetes_pod_label_app_kubernetes_io_name": app}
     if port is not None:
         meta["__meta_kubernetes_pod_annotation_prometheus_io_port"] = str(port)
     meta.update(labels or {})
@@ -109,6 +116,22 @@ def prometheus(tmp_path: Path, targets: list[dict[str, Any]]) -> Iterator[int]:
             proc.wait()
 
 
+@contextmanager
+def grpc_service() -> Iterator[int | None]:
+    """The demo's gRPC service (a third of its reads UNAVAILABLE) on a free port, or None without grpcio."""
+    if grpc is None:
+        yield None
+        return
+    from app.demo.grpcservice import InventorySettings, start_server
+
+    port = free_port()
+    server = start_server("127.0.0.1", port, InventorySettings(fail_rate=0.3, seed=4))
+    try:
+        yield port
+    finally:
+        server.stop(grace=None).wait()
+
+
 def board_queries() -> list[tuple[str, str]]:
     """(panel title, expression) of every target of the board, its variables given their All values."""
     board = json.loads(BOARD.read_text())
@@ -128,11 +151,14 @@ def recorded_names() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is missing (apt-get install prometheus)")
 def test_prometheus_scrapes_sidecars_and_every_rule_and_panel_gives_data(run_app: RunApp, tmp_path: Path) -> None:
-    with sample_app("--fail-rate", "0.5") as (_, app_port):
+    with sample_app("--fail-rate", "0.5") as (_, app_port), grpc_service() as grpc_port:
         dashboard = start_dashboard(run_app)
         sidecars = [start_sidecar(run_app, app_port, dashboard.url, pod=f"shop-7d9f-{name}") for name in "ab"]
+        if grpc_port is not None:  # the demo's gRPC service behind a sidecar of its own (app `cart`)
+            sidecars.append(start_sidecar(run_app, grpc_port, dashboard.url, pod="cart-5b7c-a"))
         gone = free_port()  # a pod whose sidecar does not answer
-        targets = [pod_target(f"127.0.0.1:{s.port}", s.pod, port=s.admin_port) for s in sidecars]
+        targets = [pod_target(f"127.0.0.1:{s.port}", s.pod, port=s.admin_port, app=s.pod.split("-")[0])
+                   for s in sidecars]
         targets.append(pod_target("127.0.0.1:1", "shop-7d9f-gone", port=gone))
         targets.append(pod_target("127.0.0.1:2", "other-pod", port=None, scrape="false"))
         targets.append(pod_target(f"127.0.0.1:{dashboard.port}", "mothership-5c6d-x", port=dashboard.port, labels={
@@ -141,12 +167,19 @@ def test_prometheus_scrapes_sidecars_and_every_rule_and_panel_gives_data(run_app
         stop = threading.Event()
 
         def traffic() -> None:
+            channel = grpc.insecure_channel(f"127.0.0.1:{sidecars[-1].port}") if grpc_port is not None else None
             i = 0
             while not stop.is_set():
-                for sidecar in sidecars:
+                for sidecar in sidecars[:2]:
                     fetch(sidecar.port, PATHS[i % len(PATHS)], timeout=5)
+                if channel is not None:  # reads (some NOT_FOUND, some UNAVAILABLE) and a method it lacks
+                    method, request = GRPC_CALLS[i % len(GRPC_CALLS)]
+                    with suppress(grpc.RpcError):
+                        channel.unary_unary(f"/demo.v1.Inventory/{method}")(request, timeout=2)
                 i += 1
                 time.sleep(0.01)
+            if channel is not None:
+                channel.close()
 
         worker = threading.Thread(target=traffic, daemon=True)
         worker.start()
@@ -163,7 +196,7 @@ def check(port: int, sidecars: list[Any], dashboard_port: int, gone: int) -> Non
     deadline = time.monotonic() + 60
     while True:
         active = api(port, "targets")["activeTargets"]
-        if len(active) == 4 and sum(t["health"] == "up" for t in active) == 3:
+        if len(active) == len(sidecars) + 2 and sum(t["health"] == "up" for t in active) == len(sidecars) + 1:
             break
         assert time.monotonic() < deadline, active
         time.sleep(0.5)
@@ -171,7 +204,7 @@ def check(port: int, sidecars: list[Any], dashboard_port: int, gone: int) -> Non
     for sidecar in sidecars:
         target = by_pod[sidecar.pod]
         assert target["labels"]["job"] == "mothership-sidecars"
-        assert (target["labels"]["namespace"], target["labels"]["app"]) == ("shop-ns", "shop")
+        assert (target["labels"]["namespace"], target["labels"]["app"]) == ("shop-ns", sidecar.pod.split("-")[0])
         assert target["scrapeUrl"] == f"http://127.0.0.1:{sidecar.admin_port}/metrics"
     assert by_pod["shop-7d9f-gone"]["health"] == "down" and str(gone) in by_pod["shop-7d9f-gone"]["scrapeUrl"]
     assert "other-pod" not in by_pod  # not annotated: dropped
@@ -189,9 +222,18 @@ def check(port: int, sidecars: list[Any], dashboard_port: int, gone: int) -> Non
         assert time.monotonic() < deadline, f"recording rules without series: {empty}"
         time.sleep(1)
     print("without data here:", why)
-    assert {r["metric"]["app"] for r in query(port, "namespace_app:http_server_requests:rate5m")} == {"shop"}
+    assert {r["metric"]["app"] for r in query(port, "namespace_app:http_server_requests:rate5m")} == \
+        {s.pod.split("-")[0] for s in sidecars}
     assert {r["metric"]["pod"] for r in query(port, "namespace_app_pod:http_server_requests:rate5m")} == \
         {s.pod for s in sidecars}
+
+    if grpc is not None:  # gRPC methods through the real sidecar: OpenTelemetry's labels, server-side failures
+        ratios = {r["metric"]["rpc_method"]: float(r["value"][1])
+                  for r in query(port, "namespace_app_rpc:rpc_server_errors:ratio_rate5m")}
+        assert ratios["Restock"] == 1.0  # UNIMPLEMENTED
+        assert 0 < ratios["GetItem"] < 1  # some UNAVAILABLE; NOT_FOUND is the client's doing, not counted
+        assert {r["metric"]["rpc_service"] for r in query(port, "namespace_app_rpc:rpc_server_requests:rate5m")} \
+            == {"demo.v1.Inventory"}
 
     # No rule fails to evaluate.
     groups = api(port, "rules")["groups"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port, stop_process, wait_for_port
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 needs_alertmanager = pytest.mark.skipif(ALERTMANAGER is None, reason="Alertmanager is missing "
@@ -107,12 +107,7 @@ receivers:
         wait_for_port(port, 20, proc=proc)
         yield Alertmanager(proc, port, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 async def until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:

@@ -74,6 +74,16 @@ class AppProcess:
         return self.proc.returncode
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def app_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a child process, without settings leaking in from ours."""
     env = {k: v for k, v in os.environ.items()

@@ -32,7 +32,7 @@ try:
 except ImportError:  # the test extra has it; without it the gRPC rules are said to have no data
     grpc = None
 
-from tests.conftest import ROOT, free_port, sample_app, wait_for_port
+from tests.conftest import ROOT, free_port, sample_app, stop_process, wait_for_port
 from tests.fault_support import RunApp, fetch, start_dashboard, start_sidecar
 
 PROMETHEUS = shutil.which("prometheus")
@@ -108,12 +108,7 @@ def prometheus(tmp_path: Path, targets: list[dict[str, Any]]) -> Iterator[int]:
             time.sleep(0.2)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
 
 
 @contextmanager

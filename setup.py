@@ -59,6 +59,7 @@ setup(
             "hypothesis>=6.100",
             "h2>=4.1,<5",  # builds real HTTP/2 conversations for the HTTP/2 tracker's tests
             "grpcio>=1.60",  # a real gRPC server and client through the sidecar (tests/test_protocols_grpc.py)
+            "uvloop>=0.19",  # bench.sidecar_bench's relay on uvloop, the floor of a relay below IOStream (issue 17)
             "hypercorn>=0.16",  # a real h2c server, by prior knowledge and by upgrade (tests/test_protocols_h2c.py)
             "playwright>=1.45",
             "kubernetes-validate>=1.28",

@@ -31,6 +31,7 @@ from bench.stack import (
     StartError,
     nginx_available,
     received,
+    start_asyncio_relay,
     start_backend,
     start_bare_relay,
     start_nginx_proxy,
@@ -41,7 +42,9 @@ from bench.wrk import WrkError, run_wrk, wrk_available
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
-TARGETS = ("direct", "nginx", "relay", "sidecar")
+# relay: the bare Tornado IOStream relay; arelay, uvrelay: a bare relay on asyncio transports, on the default
+# loop and on uvloop's (the floor of a relay below IOStream, issue 17).
+TARGETS = ("direct", "nginx", "relay", "arelay", "uvrelay", "sidecar")
 
 
 def scenarios(file_connections: int) -> list[Scenario]:
@@ -140,6 +143,8 @@ def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: b
             services[name] = start_nginx_proxy(fleet, cores, backend)
         elif name == "relay":
             services[name] = start_bare_relay(fleet, cores, backend)
+        elif name in ("arelay", "uvrelay"):
+            services[name] = start_asyncio_relay(fleet, cores, backend, uvloop=name == "uvrelay")
         elif name == "sidecar":
             receiver = start_receiver(fleet, cores) if telemetry else None
             try:

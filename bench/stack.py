@@ -126,6 +126,16 @@ def start_bare_relay(fleet: Fleet, cores: Cores, backend: Service) -> Service:
     return Service("relay", port, proc.pid)
 
 
+def start_asyncio_relay(fleet: Fleet, cores: Cores, backend: Service, uvloop: bool) -> Service:
+    """`bench/asyncio_relay.py`: the bare relay on asyncio protocols, on uvloop's loop or the default one."""
+    name = "uvrelay" if uvloop else "arelay"
+    port = free_port()
+    proc = fleet.start(name, python_argv("bench.asyncio_relay", "--port", str(port), "--target-port", str(backend.port),
+                                         *(["--uvloop"] if uvloop else [])), cores.proxy)
+    wait_for_port(port, proc, fleet, name)
+    return Service(name, port, proc.pid)
+
+
 def start_receiver(fleet: Fleet, cores: Cores, prefer_dashboard: bool = True, data: str = ":memory:") -> Service:
     """The real dashboard when it starts, else a sink that answers 200 (named `sink`)."""
     if prefer_dashboard:

@@ -1,13 +1,19 @@
 // The page's entry point: connects to the dashboard's WebSocket, hands each
 // snapshot or update to the views and each series to the charts, and keeps
 // the scope and window choice. It measures its own work per update and
-// publishes it on window.__mothership for tests and the benchmark.
+// publishes it on window.__mothership for tests and the benchmark. Windows
+// past the live hour (6 h, 24 h, 7 d) and ranges picked by dragging across a
+// chart come from the dashboard's history over HTTP, with that range's routes.
 (function (M) {
   'use strict';
 
   const F = M.format;
   const D = M.dom;
-  const WINDOWS = [300, 900, 3600];
+  const LIVE_WINDOWS = [300, 900, 3600]; // over the WebSocket, moving every second
+  const HISTORY_WINDOWS = [21600, 86400, 604800]; // from history over HTTP, asked again every minute
+  const WINDOWS = LIVE_WINDOWS.concat(HISTORY_WINDOWS);
+  const HISTORY_REFRESH_MS = 60000;
+  const MIN_RANGE = 60; // seconds: the shortest range a drag picks
   const KEEP_TIMINGS = 120;
   const SERIES_FALLBACK_MS = 4000; // no series by then: ask over HTTP instead
 
@@ -19,7 +25,9 @@
   //     messages (the charts)
   //   parts: ms per view in the last update (parse: JSON.parse, in the worker when inWorker;
   //     receive: taking the message in on the page); pods, routes, tailLength, chartPoints: sizes
-  //   scope, window: what the charts show; lastError: the server's last error message
+  //   scope, window: what the charts show; range: {start, end} (epoch s) of a zoomed or past range, or null;
+  //   chartValues: points with a p50; historyFetches: series and routes asked of history; routesRange: rows of the range's routes table;
+  //   lastError: the server's last error message
   //   replay(msg): handle a message as if from the socket (benchmarks)
   const stats = {
     state: 'connecting',
@@ -40,6 +48,9 @@
     tailLength: 0,
     scope: 'all',
     window: 300,
+    range: null,
+    historyFetches: 0,
+    routesRange: null,
     errors: [],
     lastError: '',
     parts: {}, // ms per view in the last update, and style+layout
@@ -56,16 +67,23 @@
     const params = new URLSearchParams(location.hash.slice(1));
     const scope = params.get('scope');
     const win = Number(params.get('window'));
+    const from = Number(params.get('from'));
+    const to = Number(params.get('to'));
     return {
       scope: scope && /^(all|app:.+|pod:.+)$/.test(scope) ? scope : 'all',
       window: WINDOWS.includes(win) ? win : 300,
+      range: from > 0 && to - from >= MIN_RANGE ? { start: from, end: to } : null,
     };
   }
 
-  function writeHash(scope, win) {
+  function writeHash(scope, win, range) {
     const params = new URLSearchParams();
     if (scope !== 'all') params.set('scope', scope);
     if (win !== 300) params.set('window', String(win));
+    if (range) {
+      params.set('from', String(range.start));
+      params.set('to', String(range.end));
+    }
     const hash = params.toString();
     history.replaceState(null, '', hash ? '#' + hash : location.pathname + location.search);
   }
@@ -95,6 +113,9 @@
     const initial = readHash();
     let scope = initial.scope;
     let win = initial.window;
+    let range = initial.range; // a zoomed or past range, or null: up to now
+    let historyTimer = null;
+    let historyAsk = 0; // the latest history request: answers to older ones are dropped
     let latest = null;
     let overviewDirty = false;
     let chartsDirty = false;
@@ -118,7 +139,7 @@
     if (typeof window.Chart === 'function') {
       charts = new M.LiveCharts({
         rps: $('chart-rps'), latency: $('chart-latency'), cpu: $('chart-cpu'), memory: $('chart-memory'),
-      }, buffer);
+      }, buffer, (a, b) => setRange(a, b));
     } else {
       $('charts').classList.add('no-charts');
     }
@@ -152,9 +173,18 @@
 
     function showChoice() {
       for (const button of document.querySelectorAll('[data-window]')) {
-        button.setAttribute('aria-pressed', Number(button.dataset.window) === win ? 'true' : 'false');
+        button.setAttribute('aria-pressed', !range && Number(button.dataset.window) === win ? 'true' : 'false');
       }
       D.setText($('scope-title'), scopeLabel(scope));
+      D.setText($('charts-mode'), range || HISTORY_WINDOWS.includes(win) ? 'History' : 'Live');
+      D.setHidden($('range-bar'), !range);
+      if (range) {
+        const day = (s) => new Date(s * 1000).toLocaleDateString([], { month: 'short', day: 'numeric' });
+        D.setText($('range-label'), day(range.start) + ' ' + F.clock(range.start * 1000) + ' \u2013 '
+          + (day(range.end) !== day(range.start) ? day(range.end) + ' ' : '') + F.clock(range.end * 1000));
+      }
+      D.setText($('routes-range'), range ? 'over the chosen range (from history)' : '');
+      stats.range = range;
       if (latest) renderScopeOptions(latest);
       else if (scopeSelect.value !== scope && scope === 'all') scopeSelect.value = 'all';
       overview.select(scope);
@@ -170,12 +200,57 @@
       charts.render();
       $('charts').classList.toggle('is-empty', buffer.length === 0);
       stats.chartPoints = buffer.length;
+      stats.chartValues = buffer.cols.p50.filter((v) => v !== null).length;
+    }
+
+    function fromHistory() { return range !== null || HISTORY_WINDOWS.includes(win); }
+
+    // A history window or range: its series (and a range's routes) over HTTP.
+    function fetchHistory() {
+      const ask = ++historyAsk;
+      const span = range ? range.end - range.start : win;
+      let url = 'api/series?scope=' + encodeURIComponent(scope) + '&window=' + span;
+      if (range) url += '&end=' + range.end;
+      stats.historyFetches += 1;
+      fetch(url, { credentials: 'same-origin', cache: 'no-store' })
+        .then((r) => r.json().then((body) => ({ ok: r.ok, body })))
+        .then(({ ok, body }) => {
+          if (ask !== historyAsk) return;
+          if (!ok) { stats.lastError = String(body.error || ''); return; }
+          buffer.merge(body);
+          renderCharts();
+        })
+        .catch(() => {});
+      if (!range) return;
+      let routesUrl = 'api/routes?start=' + range.start + '&end=' + range.end;
+      if (scope.startsWith('app:')) routesUrl += '&app=' + encodeURIComponent(scope.slice(4));
+      fetch(routesUrl, { credentials: 'same-origin', cache: 'no-store' })
+        .then((r) => r.json().then((body) => ({ ok: r.ok, body })))
+        .then(({ ok, body }) => {
+          if (ask !== historyAsk || !range) return;
+          if (!ok) {
+            D.setText($('routes-range'), String(body.error || 'history could not be read'));
+            return;
+          }
+          stats.routesRange = body.routes.length;
+          routes.render({ now: range.end * 1000, routes: body.routes });
+        })
+        .catch(() => {});
     }
 
     function subscribe() {
       awaitingScope = null;
-      buffer.reset(scope, win);
+      buffer.reset(scope, range ? range.end - range.start : win);
+      buffer.range = range;
       renderCharts();
+      clearInterval(historyTimer);
+      historyTimer = null;
+      if (fromHistory()) {
+        clearTimeout(fallbackTimer);
+        fetchHistory();
+        if (!range) historyTimer = setInterval(fetchHistory, HISTORY_REFRESH_MS);
+        return;
+      }
       conn.send({ type: 'subscribe', scope, window: win });
       clearTimeout(fallbackTimer);
       fallbackTimer = setTimeout(() => {
@@ -186,6 +261,7 @@
     // A server that does not answer subscribe over the socket still serves
     // /api/series; this keeps the charts useful with one.
     function fetchSeries() {
+      if (fromHistory()) return;
       if (seriesFetch || !latest || !scopeExists(latest, scope)) return; // an unknown scope is a 404
       const want = { scope, win };
       const url = 'api/series?scope=' + encodeURIComponent(scope) + '&window=' + win;
@@ -205,18 +281,39 @@
     function setScope(next) {
       if (!next || next === scope) return;
       scope = next;
-      writeHash(scope, win);
+      writeHash(scope, win, range);
       showChoice();
       subscribe();
     }
 
     function setWindow(next) {
-      if (!WINDOWS.includes(next) || next === win) return;
+      if (!WINDOWS.includes(next) || (next === win && !range)) return;
       win = next;
-      writeHash(scope, win);
+      leaveRange();
+    }
+
+    // Drag-to-zoom: the charts and the routes table show [start, end) from history until "back to live".
+    function setRange(start, end) {
+      if (!Number.isFinite(start) || !Number.isFinite(end)) return;
+      const now = Date.now() / 1000;
+      let a = Math.floor(start);
+      let b = Math.min(Math.ceil(end), Math.ceil(now));
+      if (b - a < MIN_RANGE) a = b - MIN_RANGE;
+      range = { start: a, end: b };
+      writeHash(scope, win, range);
       showChoice();
       subscribe();
     }
+
+    function leaveRange() {
+      range = null;
+      stats.routesRange = null;
+      writeHash(scope, win, null);
+      showChoice();
+      subscribe();
+      if (latest) routes.render(latest);
+    }
+    $('range-reset').addEventListener('click', () => leaveRange());
 
     function renderOverview() {
       overviewDirty = false;
@@ -233,7 +330,7 @@
       lap('overview');
       cards.render(ov);
       lap('cards');
-      routes.render(ov);
+      if (!range) routes.render(ov); // a chosen range keeps its own rows
       lap('routes');
       tail.setPods(ov.pods || []);
       tail.render(false);
@@ -319,7 +416,7 @@
         stats.series += 1;
         const s = msg.scope !== undefined ? msg.scope : msg.data.scope;
         const w = msg.window !== undefined ? msg.window : msg.data.window;
-        if (buffer.matches(s, w)) {
+        if (!fromHistory() && buffer.matches(s, w)) {
           buffer.merge(msg.data);
           lastSeriesAt = Date.now();
           renderCharts();

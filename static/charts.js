@@ -3,7 +3,8 @@
 // line's points are {x, y} objects reused from one update to the next and
 // handed over unparsed (parsing: false), so an update is a copy of numbers
 // and one redraw without animation ('none'); a status class with no traffic
-// has no points at all. Memory is bounded by the buffer's window.
+// has no points at all. Memory is bounded by the buffer's window. Dragging
+// across a chart picks a range (drag-to-zoom): `onZoom(start, end)`, epoch s.
 (function (M) {
   'use strict';
 
@@ -43,7 +44,15 @@
     }
   }
 
-  function baseOptions(theme, formatY) {
+  // Clock time, with the day once a chart spans more than one.
+  function when(seconds, span) {
+    if (span <= 86400) return F.clock(seconds * 1000);
+    const d = new Date(seconds * 1000);
+    return d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + F.clock(seconds * 1000).slice(0, 5);
+  }
+
+  function baseOptions(theme, formatY, buffer) {
+    const span = () => (buffer.range ? buffer.range.end - buffer.range.start : buffer.window);
     return {
       animation: false,
       parsing: false,
@@ -71,7 +80,7 @@
           titleColor: theme.text,
           bodyColor: theme.text,
           callbacks: {
-            title: (items) => (items.length ? F.clock(items[0].parsed.x * 1000) : ''),
+            title: (items) => (items.length ? when(items[0].parsed.x, span()) : ''),
             label: (item) => item.dataset.label + ': ' + formatY(item.raw.v),
           },
         },
@@ -83,7 +92,7 @@
           border: { display: false },
           ticks: {
             color: theme.muted, maxTicksLimit: 6, maxRotation: 0, padding: 4, font: { size: 10 },
-            callback: (value) => F.clock(value * 1000),
+            callback: (value) => when(value, span()),
           },
         },
         y: {
@@ -96,8 +105,49 @@
     };
   }
 
+  // A band follows the pointer while the button is down over a chart's plot; released, the band's
+  // two edges are read back as times on the chart's own x scale.
+  function attachZoom(chart, onZoom) {
+    const canvas = chart.canvas;
+    const band = document.createElement('div');
+    band.className = 'zoom-band';
+    band.hidden = true;
+    canvas.parentNode.append(band);
+    let from = null;
+    const at = (event) => {
+      const area = chart.chartArea;
+      const x = event.clientX - canvas.getBoundingClientRect().left;
+      return Math.min(Math.max(x, area.left), area.right);
+    };
+    canvas.addEventListener('mousedown', (event) => {
+      if (event.button !== 0 || !chart.chartArea) return;
+      from = at(event);
+      event.preventDefault();
+    });
+    window.addEventListener('mousemove', (event) => {
+      if (from === null) return;
+      const x = at(event);
+      const area = chart.chartArea;
+      band.hidden = false;
+      band.style.left = Math.min(from, x) + 'px';
+      band.style.width = Math.abs(x - from) + 'px';
+      band.style.top = area.top + 'px';
+      band.style.height = (area.bottom - area.top) + 'px';
+    });
+    window.addEventListener('mouseup', (event) => {
+      if (from === null) return;
+      const x = at(event);
+      const left = Math.min(from, x);
+      const right = Math.max(from, x);
+      from = null;
+      band.hidden = true;
+      if (right - left < 4) return; // a click, not a drag
+      onZoom(chart.scales.x.getValueForPixel(left), chart.scales.x.getValueForPixel(right));
+    });
+  }
+
   class LiveCharts {
-    constructor(canvases, buffer) {
+    constructor(canvases, buffer, onZoom) {
       this.buffer = buffer;
       const theme = {
         text: cssVar('--text', '#d6dde6'),
@@ -133,7 +183,7 @@
 
       // With no traffic yet, these keep the axes' labels sensible (not "1 B").
       const floorOf = (options, max) => { options.scales.y.suggestedMax = max; return options; };
-      const rpsOptions = baseOptions(theme, F.rate);
+      const rpsOptions = baseOptions(theme, F.rate, buffer);
       rpsOptions.scales.y.suggestedMax = 1;
       rpsOptions.plugins.legend.labels.filter = (item) => {
         const name = item.text === 'no response' ? 'none' : item.text;
@@ -159,16 +209,16 @@
             line('p99', 'p99', color.p99),
           ],
         },
-        options: floorOf(baseOptions(theme, F.ms), 10),
+        options: floorOf(baseOptions(theme, F.ms, buffer), 10),
       });
 
       this.cpu = new window.Chart(canvases.cpu, {
         type: 'line',
         data: { datasets: [line('cpu', 'CPU', color.cpu, { fill: 'origin' })] },
-        options: floorOf(baseOptions(theme, F.percent), 10),
+        options: floorOf(baseOptions(theme, F.percent, buffer), 10),
       });
 
-      const memOptions = floorOf(baseOptions(theme, F.bytes), 64 * 1024 * 1024);
+      const memOptions = floorOf(baseOptions(theme, F.bytes, buffer), 64 * 1024 * 1024);
       this.limitShown = false;
       memOptions.plugins.legend.labels.filter = (item) => item.text !== 'limit' || this.limitShown;
       this.memCaption = canvases.memory.closest('figure').querySelector('figcaption');
@@ -183,6 +233,7 @@
         options: memOptions,
       });
       this.all = [this.rps, this.latency, this.cpu, this.memory];
+      if (onZoom) for (const chart of this.all) attachZoom(chart, onZoom);
     }
 
     render() {
@@ -212,9 +263,9 @@
           below = l.stackIndex;
         }
       }
-      // A fixed window on x, so a new scope's first points do not fill the width.
-      const max = n ? b.t[n - 1] : Date.now() / 1000;
-      const min = max - b.window;
+      // A fixed window on x, so a new scope's first points do not fill the width; a chosen range as it is.
+      const max = b.range ? b.range.end : (n ? b.t[n - 1] : Date.now() / 1000);
+      const min = b.range ? b.range.start : max - b.window;
       for (const chart of this.all) {
         chart.options.scales.x.min = min;
         chart.options.scales.x.max = max;

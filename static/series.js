@@ -7,7 +7,7 @@
 
   const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'none'];
   const LINES = ['p50', 'p95', 'p99', 'cpu', 'memory'];
-  const MAX_POINTS = 4000; // far above 3600 s / 1 s; a guard against a bad step
+  const MAX_POINTS = 4000; // far above 3600 s / 1 s and any history series (720 points); a guard
 
   class SeriesBuffer {
     constructor() {
@@ -18,6 +18,7 @@
     reset(scope, windowSeconds) {
       this.scope = scope;
       this.window = windowSeconds;
+      this.range = null; // {start, end} (epoch s) when the charts show a chosen range, not up to now
       this.step = null;
       this.memoryLimit = null;
       // Arrays are emptied in place: charts hold references to them.

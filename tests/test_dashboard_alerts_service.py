@@ -82,3 +82,35 @@ def test_alert_survives_a_restart_once_and_resolves(run_app: RunApp, tmp_path: P
                                 outcome="delivered") >= 1
         assert dashboard.metric("mothership_alert_notifications_total", receiver="alertmanager",
                                 outcome="failed") == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_state_and_windows_are_written_apart_and_read_back(io_loop: Any, tmp_path: Path) -> None:
+    from app.core.wire import StatsBatch
+    from app.dashboard.alerts.service import AlertService
+    from app.options import DashboardConfig
+    from tests.dashboard_support import FakeClock
+
+    clock = FakeClock(1_700_000_000.0)
+    config = DashboardConfig(data=str(tmp_path / "h.sqlite3"))
+    service = AlertService(config, clock)
+    cell = {"t": int(clock()), "route": "/", "method": "GET", "count": 100, "status": {"2xx": 50, "5xx": 50},
+            "failures": 50, "hist": [[30, 100]], "sum": 1.0, "min": 1.0, "max": 1.0, "bytes_in": 0, "bytes_out": 0}
+    service.observe_stats(StatsBatch(pod="shop-1-a", app="shop", batch=None, dropped=0, samples=[], summary=[cell]))
+    await service.cycle()
+    assert len(service.evaluator.firing) == 2
+    small = tmp_path / "h.sqlite3.alerts.json"
+    windows = tmp_path / "h.sqlite3.alerts-windows.json"
+    assert small.exists() and not windows.exists()  # the windows wait for their five minutes, or the stop
+    assert "apps" not in json.loads(small.read_text())["evaluator"]
+    clock.advance(301)
+    await service.cycle()  # written in a worker thread
+    assert json.loads(windows.read_text())["apps"]["shop"] == [[cell["t"] // 60, 100, 50, 0]]
+    await service.stop()
+    again = AlertService(config, clock)
+    assert again.evaluator.firing.keys() == service.evaluator.firing.keys()
+    assert again.evaluator.apps["shop"].window(60) == [100, 50, 0]
+    assert list(again.evaluator.pods) == ["shop-1-a"]
+    windows.write_text("{not json")  # damaged: skipped with a log line, the rest still read
+    third = AlertService(config, clock)
+    assert third.evaluator.firing.keys() == service.evaluator.firing.keys() and third.evaluator.apps == {}

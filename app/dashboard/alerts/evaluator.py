@@ -252,9 +252,16 @@ class AlertEvaluator:
     # --- persistence ---------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
+        return {**self.dump_state(), "apps": {app: w.dump() for app, w in self.apps.items()}}
+
+    def dump_state(self) -> dict[str, Any]:
+        """Firing alerts and pods: small, written on every change."""
         return {"firing": [a.to_json() for a in self.firing.values()],
-                "apps": {app: w.dump() for app, w in self.apps.items()},
                 "pods": {pod: {"app": w.app, "seen": w.seen, "drops": w.drops} for pod, w in self.pods.items()}}
+
+    def windows_snapshot(self) -> dict[str, list[tuple[int, list[int]]]]:
+        """Each app's minutes as they are now, cheap to take: `windows_json` encodes them (in another thread)."""
+        return {app: list(w.minutes.items()) for app, w in self.apps.items()}
 
     def load(self, data: Any) -> None:
         """State written by `dump` (unknown or damaged parts skipped)."""
@@ -278,3 +285,8 @@ class AlertEvaluator:
                     drops = [(float(d[0]), int(d[1])) for d in raw.get("drops") or []
                              if isinstance(d, list) and len(d) == 2 and all(isinstance(v, (int, float)) for v in d)]
                     self.pods[pod] = PodWatch(raw["app"], float(raw["seen"]), drops)
+
+
+def windows_json(snapshot: dict[str, list[tuple[int, list[int]]]]) -> dict[str, Any]:
+    """`windows_snapshot()` in the form `load` reads (`{"apps": {app: [[minute, total, failed, slow], ...]}}`)."""
+    return {"apps": {app: [[minute, *slot] for minute, slot in sorted(rows)] for app, rows in snapshot.items()}}

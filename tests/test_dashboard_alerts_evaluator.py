@@ -215,3 +215,17 @@ def test_damaged_state_is_skipped() -> None:
              "pods": {"p": {"app": 3}}})
     ev.load("not a dict")
     assert ev.firing == {} and ev.pods == {} and ev.apps["a"].minutes == {}
+
+
+def test_apps_and_pods_watched_are_bounded(monkeypatch: Any) -> None:
+    from app.dashboard.alerts import evaluator as module
+
+    monkeypatch.setattr(module, "MAX_APPS", 3)
+    monkeypatch.setattr(module, "MAX_PODS", 4)
+    clock = FakeClock(T0)
+    ev = evaluator(clock)
+    for i in range(6):
+        clock.advance(60)
+        ev.observe_stats(batch(f"p{i}-1-a", [cell(int(clock()), 5)], app=f"app{i}"))
+    assert sorted(ev.apps) == ["app3", "app4", "app5"]  # the least recently heard went first
+    assert sorted(ev.pods) == ["p2-1-a", "p3-1-a", "p4-1-a", "p5-1-a"]

@@ -22,6 +22,10 @@ from app.dashboard.alerts.windows import AppWindows, cell_counts, slow_index
 TIERS: Final = (("critical", "1h", 60, 5, 14.4), ("warning", "6h", 360, 30, 6.0))
 DROP_WINDOW = 300.0  # seconds: a sidecar that dropped samples this recently is alerted on
 WARMUP = 30.0  # seconds after start in which a firing alert is not resolved: the windows refill first
+# Apps and pods watched at most (the store's own caps are lower; these bound churn: an app is kept
+# for the 6 h of its windows, a pod until --drop-after). Past them the least recently heard goes.
+MAX_APPS = 5000
+MAX_PODS = 20000
 
 Key = tuple[tuple[str, str], ...]
 
@@ -109,6 +113,10 @@ class AlertEvaluator:
             return
         windows = self.apps.get(batch.app)
         if windows is None:
+            if len(self.apps) >= MAX_APPS:
+                oldest = min(self.apps, key=lambda a: max(self.apps[a].minutes, default=0))
+                del self.apps[oldest]
+                self._slow_from.pop(oldest, None)
             windows = self.apps[batch.app] = AppWindows(int(now // 60))
         slow_from = self._slow_from.get(batch.app)
         if slow_from is None:
@@ -134,6 +142,8 @@ class AlertEvaluator:
     def _seen(self, pod: str, app: str, now: float) -> PodWatch:
         watch = self.pods.get(pod)
         if watch is None:
+            if len(self.pods) >= MAX_PODS:
+                del self.pods[min(self.pods, key=lambda p: self.pods[p].seen)]
             watch = self.pods[pod] = PodWatch(app, now)
         else:
             watch.seen = now

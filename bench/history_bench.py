@@ -97,11 +97,17 @@ def write_days(path: str, before: int, days: float, buckets: dict[str, tuple[Any
     return written
 
 
-def tier_rows(path: str) -> dict[str, int]:
+def tier_rows(path: str) -> dict[str, tuple[int, int]]:
+    """Rows and bytes on disk (pages, from SQLite's dbstat) per table and tier, the WAL checkpointed first."""
     db = sqlite3.connect(path)
-    out = {f"archive/{step}": n for step, n in db.execute("SELECT step, count(*) FROM archive GROUP BY step")}
-    out.update({f"routes/{step}": n for step, n in
-                db.execute("SELECT step, count(*) FROM route_archive GROUP BY step")})
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = dict(db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
+    out = {}
+    for table, key in (("archive", "archive"), ("route_archive", "routes")):
+        counts = dict(db.execute(f"SELECT step, count(*) FROM {table} GROUP BY step").fetchall())
+        total = sum(counts.values())
+        for step, n in counts.items():  # a table's pages shared out by rows (a tier's rows are alike in size)
+            out[f"{key}/{step}"] = (n, int(size.get(table, 0) * n / max(1, total)))
     db.close()
     return out
 
@@ -167,18 +173,25 @@ def main(argv: list[str] | None = None) -> int:
         for name, seconds in out["queries"].items():
             print(f"  {name:<26} {seconds * 1000:7.0f} ms")
         sim.close()
-        out["file_bytes"] = os.path.getsize(path) + sum(
-            os.path.getsize(p) for p in (path + "-wal",) if os.path.exists(p))
         out["tier_rows"] = rows = tier_rows(path)
-        total_rows = sum(rows.values())
-        # The synthetic days hold minutes and ten minutes (and an hour of 5 s slots): the first two days'
-        # rate. Past two days only the ten-minute and hourly rows stay.
-        first = out["file_bytes"] / args.pods / max(args.days, 1e-9)
-        kept = rows.get("archive/600", 0) + rows.get("routes/3600", 0)
-        out["bytes_per_pod_day_first_two"] = first
-        out["bytes_per_pod_day_beyond"] = first * kept / max(1, total_rows)
-        print(f"file: {out['file_bytes'] / 2**20:.0f} MiB, {total_rows} rows ({rows}); per pod per day "
-              f"{first / 1e3:.0f} kB for the first two days, {out['bytes_per_pod_day_beyond'] / 1e3:.0f} kB beyond")
+        out["file_bytes"] = os.path.getsize(path)
+        scopes = len(buckets)
+        per_scope_day = {}  # bytes per scope for a day of each tier, from its rows' average size
+        for tier, (n, size) in rows.items():
+            step = int(tier.split("/")[1])
+            per_scope_day[tier] = size / max(1, n) * n / max(1, scopes) / max(1e-9, min(args.days, 2 if step < 600
+                                                                                           else args.days))
+        first = sum(v for k, v in per_scope_day.items() if k != "archive/5")
+        beyond = per_scope_day.get("archive/600", 0) + per_scope_day.get("routes/3600", 0)
+        hour = rows.get("archive/5", (0, 0))[1] / args.pods  # the last hour at 5 s, a fixed amount
+        # Per pod: each pod's scope plus its share of its app's (one per ten pods) and of all.
+        share = scopes / args.pods
+        out["bytes_per_pod_first_two_days"] = first * share
+        out["bytes_per_pod_day_beyond"] = beyond * share
+        out["bytes_per_pod_last_hour"] = hour
+        print(f"file: {out['file_bytes'] / 2**20:.0f} MiB; rows and bytes per tier {rows}")
+        print(f"per pod: {hour / 1e3:.0f} kB for the last hour (5 s), then {first * share / 1e3:.0f} kB a day "
+              f"for the first two days, {beyond * share / 1e3:.1f} kB a day beyond")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0

@@ -11,6 +11,7 @@ from app.dashboard.history import History, Prune
 from app.dashboard.packed import quantiles
 from app.dashboard.scope import COARSE_SPAN
 from app.dashboard.tiers import DAY
+from bench.store_bench import deep_size
 from tests.history_support import Feed
 
 
@@ -19,13 +20,20 @@ def rows(db: sqlite3.Connection, scope: str, step: int) -> dict[int, Bucket]:
 
 
 def test_memory_holds_minutes_and_the_archive_the_rest(tmp_path: Path) -> None:
-    feed = Feed(tmp_path / "h.sqlite3")
-    feed.run(5400)
-    store = feed.store
+    week, hour = Feed(tmp_path / "week.sqlite3"), Feed(tmp_path / "hour.sqlite3", retention=3600)
+    sizes = []
+    for _ in range(4):  # past the span memory keeps, then three more half-hours
+        for feed in (week, hour):
+            feed.run(1800)
+        sizes.append(deep_size(week.store))
+    store = week.store
     for scope in (store.all, store.apps["shop"].scope, store.pods["shop-0-x"].scope):
         assert len(scope.coarse) <= (COARSE_SPAN + 60) // 5 + 2, scope.name
-        assert min(scope.coarse) >= scope.archived_to >= int(feed.clock()) - COARSE_SPAN - 60
-    feed.close()
+        assert min(scope.coarse) >= scope.archived_to >= int(week.clock()) - COARSE_SPAN - 60
+    assert max(sizes) < min(sizes) * 1.1, sizes  # flat over the hours
+    assert deep_size(hour.store) < sizes[-1] * 1.1 and sizes[-1] < deep_size(hour.store) * 1.1  # whatever is kept
+    week.close()
+    hour.close()
 
 
 def test_long_windows_are_those_of_a_store_that_kept_everything_in_memory(tmp_path: Path) -> None:

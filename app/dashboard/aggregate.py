@@ -338,8 +338,9 @@ class PodStore:
         return cut - cut % ARCHIVE_ALIGN
 
     def _take(self, scope: Scope, cut: int) -> None:
+        before = scope.archived_to
         taken = scope.take_before(cut - cut % ARCHIVE_ALIGN)
-        if taken or scope.name not in self._archived:
+        if scope.archived_to != before:  # once a minute per scope: its new boundary goes with its slots
             name = scope.name
             self._archive.extend((name, t5, slot) for t5, slot in taken)
             self._archived[name] = scope.archived_to

@@ -106,7 +106,11 @@ def method_name(method: bytes) -> str:
 
 
 class SampleMaker:
-    """Makes samples; remembers each raw path's (endpoint, route, file) to keep templating off the hot path."""
+    """Makes samples; remembers each raw path's (endpoint, route, file) to keep templating off the hot path.
+
+    The route remembered is the template; the cap (the busiest routes, `RouteCap`) is asked on every
+    exchange, since it counts them and its answer for a route can change.
+    """
 
     def __init__(self, *, record_query: bool = False, route_cap: routes.RouteCap | None = None) -> None:
         self.record_query = record_query
@@ -121,7 +125,7 @@ class SampleMaker:
         if known is not None:
             return known
         path, _query = routes.split_target(raw_path.decode("utf-8", "replace"))
-        known = (path, self.route_cap(routes.template(path)), is_static(path))
+        known = (path, routes.template(path), is_static(path))
         if len(self._paths) >= _CACHE_SIZE:
             self._paths.clear()
             self._paths[b""] = _NO_TARGET
@@ -133,6 +137,7 @@ class SampleMaker:
             return self._other(ex)
         raw_path, mark, raw_query = ex.target.partition(b"?")
         endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)
+        route = self.route_cap(route)
         if mark and self.record_query:
             endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
         return self._sample(ex, endpoint, route, METHODS.get(ex.method, OTHER_METHOD), static,
@@ -143,10 +148,10 @@ class SampleMaker:
         if protocol == "grpc":
             # The method path names the call (`/pkg.Service/Method`): not templated, only capped.
             endpoint = target.partition(b"?")[0].decode("utf-8", "replace")[:routes.MAX_PATH_CHARS]
-            route = self.route_cap(endpoint) if endpoint else ""
+            route = routes.cut(endpoint) if endpoint else ""
         else:
             endpoint = server_name(target) if protocol == "tls" else TCP_ENDPOINT
-            route = self.route_cap(endpoint)
+            route = routes.cut(endpoint)
         if len(self._names) >= _CACHE_SIZE:
             self._names.clear()
         self._names[protocol, target] = (endpoint, route)
@@ -182,6 +187,7 @@ class SampleMaker:
             if named is None:
                 named = self._name(protocol, ex.target)
             endpoint, route = named
+            route = self.route_cap(route) if route else ""  # asked each time: the cap counts
             if protocol == "grpc":
                 probe = ex.user_agent.startswith(PROBE_AGENT)
             else:
@@ -189,6 +195,7 @@ class SampleMaker:
         else:  # h2: as HTTP/1
             raw_path, mark, raw_query = ex.target.partition(b"?")
             endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)
+            route = self.route_cap(route)
             if mark and self.record_query:
                 endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
             probe = ex.user_agent.startswith(PROBE_AGENT)

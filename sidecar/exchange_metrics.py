@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
@@ -33,7 +33,7 @@ SIZE_BUCKETS: Final = tuple(float(4**i * 64) for i in range(11))  # 64 B .. 64 M
 # a client cannot mint label values.
 METHODS: Final = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
 MAX_ROUTES: Final = 100  # distinct route labels before new ones become {other}
-_KEY_CACHE_LIMIT: Final = 4096  # raw (route, method, status) keys remembered; cleared when full
+_KEY_CACHE_LIMIT: Final = 4096  # (route label, method, status) keys remembered; cleared when full
 
 REQUESTS: Final = ("http_server_requests", "HTTP exchanges that passed through the sidecar.")
 DURATION: Final = ("http_server_request_duration_seconds",
@@ -117,6 +117,7 @@ class ExchangeMetrics:
 
     def __init__(self, max_routes: int = MAX_ROUTES) -> None:
         self._routes = RouteCap(max_routes)
+        self._routes.on_evict.append(self._forget)
         self._by_key: dict[tuple[str, str, int], _Cell] = {}  # raw key -> its cell (a cache)
         self._cells: dict[tuple[str, str, str], _Cell] = {}  # label values -> cell, for good
         self._sizes: dict[tuple[str, str], _Sizes] = {}
@@ -128,13 +129,15 @@ class ExchangeMetrics:
 
     def observe(self, sample: Sample) -> None:
         protocol = sample.get("protocol")
-        if protocol in _OTHER_PROTOCOLS:  # HTTP/1 and HTTP/2 pay for this test only
-            if protocol != "grpc":
-                self._observe_opaque(protocol, sample)
-                return
-            self._observe_rpc(sample)
+        if protocol in _OTHER_PROTOCOLS and protocol != "grpc":  # HTTP/1 and HTTP/2 pay for the first test only
+            self._observe_opaque(protocol, sample)
+            return
+        # The label, asked on every exchange: the cap keeps the busiest routes and counts them here.
+        route = self._routes(sample.get("route", "/"))
+        if protocol == "grpc":
+            self._observe_rpc(sample, route)
         response = sample.get("response")
-        key = (sample.get("route", "/"), sample.get("method", "GET"), response["status"] if response else 0)
+        key = (route, sample.get("method", "GET"), response["status"] if response else 0)
         cell = self._by_key.get(key)
         if cell is None:
             cell = self._cell(key)
@@ -152,11 +155,11 @@ class ExchangeMetrics:
         sizes.out_sum += sent
         sizes.out_buckets[bisect_left(SIZE_BUCKETS, sent)] += 1
 
-    def _observe_rpc(self, sample: Sample) -> None:
-        key = (sample.get("route", "/"), sample.get("grpc_status"), sample.get("error"))
+    def _observe_rpc(self, sample: Sample, route: str) -> None:
+        key = (route, sample.get("grpc_status"), sample.get("error"))
         calls = self._rpc_by_key.get(key)
         if calls is None:
-            labels = rpc_labels(self._routes(key[0]), key[1], key[2])
+            labels = rpc_labels(route, key[1], key[2])
             calls = self._rpc.get(labels)
             if calls is None:
                 calls = self._rpc[labels] = _Durations()
@@ -173,7 +176,6 @@ class ExchangeMetrics:
 
     def _cell(self, key: tuple[str, str, int]) -> _Cell:
         route, method, status = key
-        route = self._routes(route)
         method = method if method in METHODS else "_OTHER"
         labels = (route, method, status_class(status))
         cell = self._cells.get(labels)
@@ -186,6 +188,16 @@ class ExchangeMetrics:
             self._by_key.clear()  # raw routes past the cap are unbounded; the cache must not be
         self._by_key[key] = cell
         return cell
+
+    def _forget(self, route: str) -> None:
+        """A route the cap let go (grown cold): its series end (counters restart if it comes back)."""
+        caches: tuple[dict[Any, Any], ...] = (self._by_key, self._cells, self._sizes, self._rpc_by_key)
+        for cache in caches:
+            for key in [k for k in cache if k[0] == route]:
+                del cache[key]
+        service, method, _ = rpc_labels(route, None, None)
+        for key in [k for k in self._rpc if k[:2] == (service, method)]:
+            del self._rpc[key]
 
     # --- scrape time ----------------------------------------------------------------
 

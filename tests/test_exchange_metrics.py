@@ -47,6 +47,18 @@ class Reference:
         self.lifetimes = Histogram(OPAQUE_DURATION[0], OPAQUE_DURATION[1], ("protocol",), buckets=DURATION_BUCKETS,
                                    registry=self.registry)
         self.relayed = Counter(OPAQUE_BYTES[0], OPAQUE_BYTES[1], ("protocol", "direction"), registry=self.registry)
+        self.routes.on_evict.append(self.forget)
+
+    def forget(self, route: str) -> None:
+        """A route the cap let go of: its series end, as ExchangeMetrics ends them."""
+        for metric in (self.requests, self.duration, self.request_size, self.response_size):
+            for labels in [k for k in metric._metrics if k[0] == route]:
+                metric.remove(*labels)
+        service, _, method = route.lstrip("/").rpartition("/")
+        if not service:
+            service, method = route, ""
+        for labels in [k for k in self.rpc._metrics if k[1:3] == (service, method)]:
+            self.rpc.remove(*labels)
 
     def observe(self, sample: Sample) -> None:
         protocol = sample.get("protocol")

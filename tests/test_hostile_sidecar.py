@@ -604,3 +604,60 @@ def test_thousands_of_idle_connections_are_closed_on_time_and_others_are_served(
         for sock in clients:
             sock.close()
         app.stop()
+
+
+# --- routes: throwaway paths and very long ones (issue 16) ------------------------------------------------------
+
+
+def _get_many(port: int, paths: list[str]) -> None:
+    """GET every path on one kept-alive connection (the answers read and dropped)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for path in paths:
+            conn.request("GET", path)
+            conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def test_throwaway_paths_cannot_freeze_the_route_labels_and_long_routes_are_cut(run_app: Any,
+                                                                                  tmp_path: Path) -> None:
+    """5,000 throwaway paths used to keep a new real route as {other} until a restart; 100 routes of 2,100
+    characters made /metrics 11 MB a scrape."""
+    app = SampleApp(log=tmp_path / "app.log").start()
+    try:
+        sidecar = start_sidecar(run_app, app.port)
+        _get_many(sidecar.port, [f"/junk-{i}/x" for i in range(5000)])
+        _get_many(sidecar.port, ["/api/orders"] * 5)
+        text = sidecar.metrics_text()
+        assert 'route="/api/orders"' in text
+        _get_many(sidecar.port, [f"/{chr(97 + i // 26)}{chr(97 + i % 26)}-" + "y" * 2100 for i in range(100)] * 3)
+        _get_many(sidecar.port, ["/api/orders"] * 5)
+        text = sidecar.metrics_text()
+        assert len(text) < 2e6, len(text)
+        labels = {line.split('route="')[1].split('"')[0] for line in text.splitlines() if 'route="' in line}
+        long_labels = {label for label in labels if "yyyy" in label}
+        assert len(long_labels) >= 90  # used three times each: they took the throwaways' places
+        assert all(len(label) == 200 and label.endswith("…") for label in long_labels)
+        assert 'route="/api/orders"' in text
+    finally:
+        app.stop()
+
+
+def test_connect_gets_405_unless_the_app_is_a_proxy(run_app: Any, tmp_path: Path) -> None:
+    """An app answering CONNECT with a 2xx made what followed one opaque sample, hiding its requests."""
+    app = SampleApp(log=tmp_path / "app.log").start()
+    try:
+        request = b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\nGET /hidden HTTP/1.1\r\nHost: a\r\n\r\n"
+        refusing = start_sidecar(run_app, app.port)
+        answer = raw_exchange(refusing.port, request)
+        assert answer.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: GET, HEAD" in answer, answer[:300]
+        assert b"mothership sidecar" in answer and b"CONNECT" not in answer.split(b"\r\n\r\n")[0]
+        assert refusing.metric("http_server_requests_total", method="CONNECT", status_class="4xx") == 1
+        proxying = start_sidecar(run_app, app.port, "", "--allow-connect", "true", pod="proxy-1-x")
+        passed = raw_exchange(proxying.port, request)
+        assert b"mothership sidecar" not in passed  # the app answered, whatever it said
+    finally:
+        app.stop()

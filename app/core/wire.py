@@ -209,7 +209,8 @@ def _fast_sample(item: Any) -> bool:
         type(status) is int and 0 <= status <= 999 and type(message) is str and len(message) <= MAX_TEXT
         and type(endpoint) is str and len(endpoint) <= MAX_TEXT
         and (endpoint[:1] == "/" or protocol in OPAQUE_PROTOCOLS) and "?" not in endpoint and "#" not in endpoint
-        and type(route) is str and 0 < len(route) <= MAX_TEXT and type(method) is str and len(method) <= 16
+        and type(route) is str and 0 < len(route) <= routes.MAX_ROUTE_CHARS and type(method) is str
+        and len(method) <= 16
         and type(time) in _NUMBER_TYPES and 0 <= time <= MAX_MS
         and (ttfb is None or (type(ttfb) in _NUMBER_TYPES and 0 <= ttfb <= MAX_MS))
         and type(started) in _NUMBER_TYPES and 0 <= started <= 1e14
@@ -266,7 +267,8 @@ def _fast_cell(cell: Any, overflow: int) -> bool:
             and type(failures) is int and 0 <= failures <= count and type(status) is dict
             and type(hist) is list and len(hist) <= overflow + 1):
         return False
-    if not (type(route) is str and len(route) <= MAX_TEXT and type(method) is str and len(method) <= 16):
+    if not (type(route) is str and len(route) <= routes.MAX_ROUTE_CHARS and type(method) is str
+            and len(method) <= 16):
         return False
     total = 0
     for klass, n in status.items():
@@ -310,7 +312,7 @@ def parse_sample(raw: Any, where: str) -> Sample:
         raise WireError(f"{where}.response.status must be between 0 and 999")
     endpoint = _text(item.get("endpoint"), f"{where}.endpoint", required=False, default="/")
     path, _query = routes.split_target(endpoint)
-    route = _text(item.get("route"), f"{where}.route", required=False) or routes.template(path)
+    route = routes.cut(_text(item.get("route"), f"{where}.route", required=False) or routes.template(path))
     error = item.get("error")
     if error is not None and error not in ERRORS:
         raise WireError(f"{where}.error must be null or one of {', '.join(ERRORS)}")
@@ -411,7 +413,7 @@ def parse_cell(raw: Any, where: str) -> dict[str, Any]:
         raise WireError(f"{where}.status must add up to count")
     out = {
         "t": _count(cell.get("t"), f"{where}.t"),
-        "route": _text(cell.get("route"), f"{where}.route"),
+        "route": routes.cut(_text(cell.get("route"), f"{where}.route")),
         "method": _text(cell.get("method"), f"{where}.method")[:16],
         "count": count,
         "status": {k: int(v) for k, v in status.items()},

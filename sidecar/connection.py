@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 LINGER_SECONDS = 2.0  # after an error response, how long to read and drop what the client still sends
 LINGER_BYTES = 1 << 20
-REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large",
+REASONS = {400: "Bad Request", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 504: "Gateway Timeout"}
 
 monotonic = time.monotonic
@@ -76,7 +76,7 @@ class ProxiedConnection(FirstBytes, PassThrough):
         self.server = server
         self.client = client
         self.upstream = None
-        self.tracker = ExchangeTracker(server.config.max_header_bytes)
+        self.tracker = ExchangeTracker(server.config.max_header_bytes, allow_connect=server.config.allow_connect)
         self.observer = None
         self.mode = DETECT
         self.closed = False

@@ -228,9 +228,20 @@ def test_declined_upgrade_goes_on_as_http() -> None:
     del tracker
 
 
-def test_connect_tunnels_after_2xx() -> None:
+def test_connect_is_refused_unless_the_app_is_a_proxy() -> None:
+    """After a 2xx to CONNECT the rest is one opaque sample: an app still speaking HTTP there would hide it."""
     request = b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n"
     tracker = ExchangeTracker()
+    assert tracker.feed_request(request + GET, 1.0) == b""  # nothing reaches the app
+    ex = tracker.refused
+    assert ex is not None and ex.status == 405 and ex.method == b"CONNECT" and "--allow-connect" in ex.reason
+    again = ExchangeTracker()  # the refused head was not remembered: refused every time
+    assert again.feed_request(request, 1.0) == b"" and again.refused is not None
+
+
+def test_connect_tunnels_after_2xx() -> None:
+    request = b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n"
+    tracker = ExchangeTracker(allow_connect=True)
     assert tracker.feed_request(request + b"\x00\x01raw", 1.0) == request  # the rest waits for the answer
     assert tracker.awaiting_upgrade
     tracker.feed_response(b"HTTP/1.1 200 Connection established\r\n\r\n\x05", 2.0)

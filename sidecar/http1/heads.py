@@ -125,8 +125,12 @@ def request_line_guess(head: bytes | bytearray) -> tuple[bytes, bytes] | None:
     return None
 
 
+ALLOWED_METHODS: Final = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"  # all but CONNECT
+
+
 def simple_response(status: int, reason: str, text: str) -> bytes:
     """A complete response the proxy writes itself; it always closes the connection."""
     body = text.encode()
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    allow = f"Allow: {ALLOWED_METHODS}\r\n" if status == 405 else ""  # a 405 must say what is allowed (RFC 9110)
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{allow}"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body

@@ -190,6 +190,11 @@ class RequestSide(TrackerState):
         if parsed is None:
             try:
                 parsed = parse_request_head(head)
+                if parsed[0] == b"CONNECT" and not self.allow_connect:
+                    # After a 2xx to CONNECT the rest of the connection is a tunnel, one opaque sample: an app
+                    # that kept speaking HTTP there would hide its requests. Only a proxy (--allow-connect) gets
+                    # it, and such heads are memoised only then (so the memo's fast path never meets one here).
+                    raise Refusal(405, "CONNECT is not allowed (the sidecar's --allow-connect is off)")
             except Refusal:
                 _guess_request_line(ex, head)
                 raise

@@ -36,8 +36,9 @@ S_DONE = 5  # the connection closes after this response
 class TrackerState(ABC):
     """Both sides' state; the sides are mixins over it, `sidecar.http1.tracker.ExchangeTracker` joins them."""
 
-    def __init__(self, max_head: int = 65536) -> None:
+    def __init__(self, max_head: int = 65536, *, allow_connect: bool = False) -> None:
         self.max_head = max_head
+        self.allow_connect = allow_connect  # else CONNECT is refused (405): the app is no forward proxy
         self._memo_limit = min(max_head, MEMO_HEAD_BYTES)
         self.finished: list[Exchange] = []
         self.refused: Exchange | None = None

@@ -4,12 +4,16 @@
 (function (M) {
   'use strict';
 
+  // Every text the page shows passes here: hidden and bidirectional characters
+  // come out escaped (format.js), whichever view set the text.
+  const visible = M.format.visible;
+
   // An element with a class and text content. Text from traffic goes through
   // textContent only: the page never parses data as HTML.
   function el(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (text !== undefined && text !== null) node.textContent = visible(String(text));
     return node;
   }
 
@@ -22,6 +26,7 @@
     if (node.__text === text) return;
     node.__text = text;
     counts.text += 1;
+    if (typeof text === 'string') text = visible(text);
     const child = node.__textNode;
     if (child !== undefined && child.parentNode === node) {
       child.data = text;
@@ -32,11 +37,13 @@
     node.__textNode = fresh;
   }
 
+  // A title is shown (as a tooltip): escaped as text is. Other attributes
+  // (data-row-pod...) keep the exact value, for matching.
   function setAttr(node, name, value) {
     const key = '__a_' + name;
     if (node[key] !== value) {
       node[key] = value;
-      node.setAttribute(name, value);
+      node.setAttribute(name, name === 'title' && typeof value === 'string' ? visible(value) : value);
     }
   }
 

@@ -117,6 +117,23 @@
     return { text: shown.join(' \u00b7 '), title: words.join('\n') };
   }
 
+  // Characters that change how text around them reads or that cannot be seen: C0 and C1 controls
+  // (tab and newline kept), bidirectional marks, embeddings, overrides and isolates, zero-width
+  // spaces, word joiners, the soft hyphen, BOM and line separators. A pod named
+  // "zz-\u202Eevil-no-pdf" read "zz-fdp-on-live"; shown escaped, it reads as sent. (Zero-width
+  // joiners, which some scripts and emoji need, are left alone.)
+  const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]/;
+  const HIDDEN_ALL = new RegExp(HIDDEN.source, 'g');
+
+  function escapeHidden(c) {
+    return '\\u' + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
+  }
+
+  // Text from traffic as it should be shown: every hidden character written as \uXXXX.
+  function visible(text) {
+    return HIDDEN.test(text) ? text.replace(HIDDEN_ALL, escapeHidden) : text;
+  }
+
   // Connections relayed as opaque bytes: they have no HTTP status.
   function isOpaque(protocol) {
     return protocol === 'tls' || protocol === 'tcp';
@@ -124,6 +141,6 @@
 
   M.format = {
     DASH, isNum, rate, ms, ratio, percent, bytes, count, clock, ago,
-    latencyLevel, successLevel, statusClass, grpcName, grpcCodes, isOpaque,
+    latencyLevel, successLevel, statusClass, grpcName, grpcCodes, isOpaque, visible,
   };
 })(window.Mothership = window.Mothership || {});

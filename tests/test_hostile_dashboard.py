@@ -391,8 +391,7 @@ def pipelined_posts(port: int, path: str, bodies: list[bytes], per_write: int = 
     """POST every body on one kept-alive connection, `per_write` requests a write; the statuses in order."""
     statuses: list[int] = []
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        reader = sock.makefile("rb")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock, sock.makefile("rb") as reader:
         for start in range(0, len(bodies), per_write):
             chunk = bodies[start:start + per_write]
             sock.sendall(b"".join((head % len(body)).encode() + body for body in chunk))

@@ -370,8 +370,8 @@ def test_logs_hold_no_token_no_forged_line_and_a_nul_is_no_500(run_app: Any) -> 
 
 def test_head_is_answered_wherever_get_is(run_app: Any) -> None:
     dashboard = start_dashboard(run_app)
-    for path in ("/", "/stats", "/resources", "/api/overview", "/api/series?scope=all&window=300", "/healthz",
-                 "/metrics", "/static/app.js"):
+    for path in ("/", "/stats", "/resources", "/api/overview", "/api/series?scope=all&window=300", "/api/alerts",
+                 "/healthz", "/metrics", "/static/app.js"):
         got, head = fetch(dashboard.port, path), fetch(dashboard.port, path, "HEAD")
         assert head.status == got.status == 200, (path, head.status)
         assert head.body == b"" and head.headers["Content-Type"] == got.headers["Content-Type"], path

@@ -56,9 +56,11 @@ class JSONHandler(SafeLogging):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
 
-    def head(self) -> None:
-        """HEAD wherever GET is served: the same status and headers (Tornado leaves the body out)."""
-        self.get()
+    def head(self) -> Any:
+        """HEAD wherever GET is served: the same status and headers (Tornado leaves the body out).
+
+        What `get` returns is handed back: Tornado awaits it when `get` is a coroutine."""
+        return self.get()
 
     def send_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -217,10 +217,18 @@ def check(port: int, sidecars: list[Any], dashboard_port: int, gone: int) -> Non
         assert time.monotonic() < deadline, f"recording rules without series: {empty}"
         time.sleep(1)
     print("without data here:", why)
-    assert {r["metric"]["app"] for r in query(port, "namespace_app:http_server_requests:rate5m")} == \
-        {s.pod.split("-")[0] for s in sidecars}
-    assert {r["metric"]["pod"] for r in query(port, "namespace_app_pod:http_server_requests:rate5m")} == \
-        {s.pod for s in sidecars}
+    # A rate needs two scrapes of a pod: on a loaded machine one pod's second scrape may come a
+    # rule evaluation later than another's, so wait (bounded) for every app and pod to show.
+    deadline = time.monotonic() + 30
+    while True:
+        apps = {r["metric"]["app"] for r in query(port, "namespace_app:http_server_requests:rate5m")}
+        pods = {r["metric"]["pod"] for r in query(port, "namespace_app_pod:http_server_requests:rate5m")}
+        if time.monotonic() > deadline or (apps, pods) == ({s.pod.split("-")[0] for s in sidecars},
+                                                          {s.pod for s in sidecars}):
+            break
+        time.sleep(1)
+    assert apps == {s.pod.split("-")[0] for s in sidecars}
+    assert pods == {s.pod for s in sidecars}
 
     if grpc is not None:  # gRPC methods through the real sidecar: OpenTelemetry's labels, server-side failures
         ratios = {r["metric"]["rpc_method"]: float(r["value"][1])

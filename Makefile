@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint bench browser clean pod-image pod-test
+.PHONY: demo test lint bench browser clean pod-image pod-test pod-test-v2
 
 # The demo installs only what it runs (`.[demo]`); the tests install everything (`.[test]`).
 demo: $(DEMO_STAMP)
@@ -31,12 +31,16 @@ $(DEMO_STAMP): setup.py
 	$(PY) -m pip install --quiet -e '.[demo]'
 	touch $@
 
-# Real pods with podman (as root; .ci/run runs it after `make test`).
+# Real pods with podman (as root; .ci/run runs both after `make test`):
+# pod-test on this machine's cgroups, pod-test-v2 on cgroup v2 in a QEMU VM.
 pod-image: $(STAMP)
 	bash deploy/podman/image.sh
 
 pod-test: $(STAMP)
 	bash deploy/podman/pod-test.sh
+
+pod-test-v2: $(STAMP)
+	bash deploy/podman/vm/pod-test-v2.sh
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)

@@ -147,6 +147,16 @@ def rename_secret(doc: dict[str, Any], old: str, new: str) -> None:
                 ref["name"] = new
 
 
+def slow_probes(doc: dict[str, Any], timeout: int) -> None:
+    """Gives every probe `timeout` seconds to answer. podman runs a liveness
+    probe as a healthcheck and restarts the container when it fails; in the
+    emulated VM, a `curl` often takes longer than the 1 s default."""
+    for item in pod_spec(doc)["containers"]:
+        for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if item.get(kind):
+                item[kind]["timeoutSeconds"] = timeout
+
+
 def set_env(item: dict[str, Any], name: str, value: str) -> None:
     """Sets a container's variable to a plain value, replacing any `valueFrom`."""
     env = item.setdefault("env", [])

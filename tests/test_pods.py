@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +39,16 @@ from tests.pod_support import (
     rename,
     rename_secret,
     set_env,
+    slow_probes,
     wait_until,
 )
 
 pytestmark = [pytest.mark.pod, pytest.mark.slow]
 
 STARTUP_SECONDS = 90  # a loaded 2-core machine (or the TCG VM) starts Python slowly
+# How long to wait for a report to show; the VM, emulated, asks for more.
+WAIT = float(os.environ.get("POD_TEST_WAIT", "30"))
+PROBE_TIMEOUT = int(os.environ.get("POD_TEST_PROBE_TIMEOUT", "0"))  # seconds; 0 keeps the manifests' own
 
 
 @dataclass
@@ -110,6 +113,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodRun]:
         admin_port = int(next(e["value"] for e in sidecar["env"] if e["name"] == "ADMIN_PORT"))
         proxy_port = int(next(e["value"] for e in sidecar["env"] if e["name"] == "PORT"))
 
+        if PROBE_TIMEOUT:
+            slow_probes(dashboard_doc, PROBE_TIMEOUT)
+            slow_probes(shop, PROBE_TIMEOUT)
         pods.play("dashboard", [dashboard_doc])
         shop_path = pods.play("shop", shop_docs)
         pod = f"shop-{name}-pod-0"
@@ -159,13 +165,13 @@ def test_requests_through_the_published_port_reach_the_app_through_the_sidecar(r
 
 
 def test_the_dashboard_shows_the_pod(run: PodRun) -> None:
-    row = wait_until(lambda: pod_resource(run.dashboard, run.pod), 30, f"{run.pod} on the dashboard")
+    row = wait_until(lambda: pod_resource(run.dashboard, run.pod), WAIT, f"{run.pod} on the dashboard")
     assert row["app"] == "shop"
     assert row["stale"] is False
 
 
 def test_the_limits_the_sidecar_reads_are_the_manifests(run: PodRun) -> None:
-    row = wait_until(lambda: pod_resource(run.dashboard, run.pod), 30, f"{run.pod} on the dashboard")
+    row = wait_until(lambda: pod_resource(run.dashboard, run.pod), WAIT, f"{run.pod} on the dashboard")
     seen = row["resource"]["container"]
     assert seen["cgroup"] == host_cgroup_version()
     assert seen["cpu_limit_cores"] == pytest.approx(cpu_cores(run.sidecar_limits["cpu"]))
@@ -194,20 +200,20 @@ def test_memory_usage_follows_a_process_that_allocates(run: PodRun) -> None:
     cgroup: the usage the dashboard shows rises by what it holds and falls
     when it exits."""
     size = memory_bytes(run.sidecar_limits["memory"]) // 4
-    before = wait_until(lambda: container_memory(run), 30, "a memory reading")
+    before = wait_until(lambda: container_memory(run), WAIT, "a memory reading")
     with subprocess.Popen(["podman", "exec", "-i", run.sidecar_container, "python", "-c", ALLOCATE, str(size)],
                           env=podman_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdin is not None and proc.stdout is not None
         try:
             assert proc.stdout.readline().strip() == "allocated"
             held = wait_until(lambda: ((m := container_memory(run)) is not None and m >= before + 0.8 * size and m)
-                              or None, 30, f"the usage to rise by {size} bytes from {before}")
+                              or None, WAIT, f"the usage to rise by {size} bytes from {before}")
             assert held < memory_bytes(run.sidecar_limits["memory"])
         finally:
             proc.stdin.close()  # the process exits and its memory is freed
-            proc.wait(30)
+            proc.wait(WAIT)
     wait_until(lambda: ((m := container_memory(run)) is not None and m <= held - 0.8 * size) or None,
-               30, f"the usage to fall back from {held}")
+               WAIT, f"the usage to fall back from {held}")
 
 
 def pid_in_pod(name: str) -> int:
@@ -228,7 +234,7 @@ def test_the_pods_processes_are_listed(run: PodRun) -> None:
         found = {p["pid"]: p["name"] for p in (row or {}).get("resource", {}).get("processes") or []}
         return found if app in found else None
 
-    found = wait_until(listed, 30, f"the app's process (pid {app}) in the sidecar's report")
+    found = wait_until(listed, WAIT, f"the app's process (pid {app}) in the sidecar's report")
     assert found[app] == "python"  # the app container's `python -m app.demo.sampleapp`
     assert sidecar not in found, "the sidecar lists itself among the pod's other processes"
 
@@ -251,15 +257,14 @@ def exit_code(name: str) -> int:
 def test_a_stopped_pod_drains_and_its_last_batch_arrives(run: PodRun) -> None:
     """SIGTERM to the pod's containers, as the kubelet sends it: the sidecar
     sends the exchanges it holds (STATS_INTERVAL is 600 s here, so only the
-    final batch can carry them) and exits 0, well before the grace period."""
+    final batch can carry them) and exits 0 by itself, within the grace period."""
     for n in range(7):
         assert http_get(f"{run.app}/orders/{n:08d}-0000-4000-8000-000000000000")[0] == 200
     assert not any(s.get("route") == "/orders/{id}" for s in iter_stats(run.dashboard, run.pod))
-    started = time.monotonic()
     assert run.pods.stop(run.pod, timeout=10, first=(run.sidecar_container,)) == []
-    took = time.monotonic() - started
-    assert took < 10, f"stopping took {took:.1f}s: the grace period ran out"
-    code = exit_code(run.sidecar_container)  # not 137 (killed) nor 1 (a second signal cut the drain)
+    # 0: it finished by itself; not 137 (killed when the grace period ran
+    # out) nor 1 (a second signal cut the drain short).
+    code = exit_code(run.sidecar_container)
     assert code == 0, f"the sidecar exited {code}: {podman('logs', run.sidecar_container, check=False).stderr[-2000:]}"
     assert exit_code(run.app_container) != 137, "the app was killed, not stopped"
 
@@ -267,7 +272,7 @@ def test_a_stopped_pod_drains_and_its_last_batch_arrives(run: PodRun) -> None:
         found = [s for s in iter_stats(run.dashboard, run.pod) if s.get("route") == "/orders/{id}"]
         return found if len(found) >= 7 else None
 
-    arrived = wait_until(orders, 5, "the final batch's 7 exchanges on the dashboard")
+    arrived = wait_until(orders, WAIT, "the final batch's 7 exchanges on the dashboard")
     assert len(arrived) == 7
     assert all(s["response"]["status"] == 200 for s in arrived)
 

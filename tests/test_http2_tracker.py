@@ -5,7 +5,7 @@ from __future__ import annotations
 from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 from hpack import Encoder
-from hyperframe.frame import GoAwayFrame, HeadersFrame, SettingsFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, SettingsFrame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -124,6 +124,63 @@ def test_interim_responses_time_the_first_byte_and_request_trailers_end_the_requ
     everywhere(c.flights, [
         (b"PUT", b"/upload", b"", 201, "", "h2", None, "", 104.0, 105.0, 107.0, 3000, 0, None, False),
     ])
+
+
+def test_a_response_is_complete_with_its_declared_length_before_its_end_stream() -> None:
+    c = Conversation().start()
+    sid = c.request("/users/1")
+    c.server.send_headers(sid, [(":status", "200"), ("content-type", "text/plain"), ("content-length", "11")])
+    c.send_server()
+    c.server.send_data(sid, b"hello ")
+    c.send_server()
+    c.server.send_data(sid, b"world")
+    c.send_server()
+    # As hypercorn does: END_STREAM alone in an empty DATA frame; the client has what it needs before it.
+    c.server.send_data(sid, b"", end_stream=True)
+    c.send_server()
+    whole = (b"GET", b"/users/1", b"", 200, "", "h2", None, "", 104.0, 105.0, 107.0, 0, 11, None, False)
+    everywhere(c.flights, [whole])
+    tracker, done = replay(c.flights[:-1])  # the client leaves before the empty frame was read
+    tracker.close("client", 300.0)
+    assert [summary(ex) for ex in done + tracker.take_finished()] == [whole]
+    tracker, done = replay(c.flights[:-2])  # ...but not before the last of the body
+    tracker.close("client", 300.0)
+    assert [(ex.bytes_out, ex.t_end, ex.error) for ex in done + tracker.take_finished()] == [
+        (6, 300.0, "client_closed")]
+
+
+def test_a_declared_length_of_zero_completes_the_response_at_its_headers() -> None:
+    c = Conversation().start()
+    sid = c.request("/empty")
+    c.server.send_headers(sid, [(":status", "200"), ("content-length", "0")])
+    c.send_server()
+    c.server.send_data(sid, b"", end_stream=True)
+    c.send_server()
+    tracker, done = replay(c.flights[:-1])
+    assert [(ex.status, ex.t_end, ex.error) for ex in done] == [(200, 105.0, None)] and tracker.live == 0
+
+
+def test_a_declared_length_does_not_end_grpc_head_no_content_or_disagreeing_responses() -> None:
+    c = Conversation().start()
+    # gRPC: the outcome is in the trailers, whatever the length of the message before them.
+    call = c.request("/pkg.Users/Get", "POST", b"\x00\x00\x00\x00\x00", headers=GRPC_REQUEST)
+    head = c.request("/doc", "HEAD")
+    unchanged = c.request("/cached", headers=[("if-none-match", '"v1"')])
+    disagree = c.request("/odd")
+    c.server.send_headers(call, [(":status", "200"), *GRPC_RESPONSE, ("content-length", "7")])
+    c.server.send_data(call, b"\x00\x00\x00\x00\x02ok")
+    c.server.send_headers(head, [(":status", "200"), ("content-length", "1000")])
+    c.server.send_headers(unchanged, [(":status", "304"), ("content-length", "0")])
+    c.send_server()
+    # Two lengths that disagree (h2 would not send it; a broken server might): neither is believed.
+    block = c.server.encoder.encode([(":status", "200"), ("content-length", "2"), ("content-length", "3")])
+    odd = HeadersFrame(disagree, block, flags=["END_HEADERS"]).serialize() + DataFrame(disagree, b"abc").serialize()
+    tracker, done = replay([*c.flights, Flight(SERVER, odd, 200.0)])
+    assert done == [] and tracker.live == 4
+    tracker.close("client", 300.0)
+    assert [(ex.target, ex.error) for ex in tracker.take_finished()] == [
+        (b"/pkg.Users/Get", "client_closed"), (b"/doc", "client_closed"), (b"/cached", "client_closed"),
+        (b"/odd", "client_closed")]
 
 
 def test_resets_give_stream_reset_but_not_after_a_complete_response() -> None:
@@ -334,7 +391,7 @@ SIZE = st.integers(0, 3000)
 OPERATIONS = st.lists(st.one_of(
     st.tuples(st.just("request"), SIZE, st.booleans(), st.booleans()),
     st.tuples(st.just("respond"), PICK, st.sampled_from([200, 204, 404, 503]), SIZE,
-              st.sampled_from(["", "trailers", "grpc", "trailers-only"]), st.booleans()),
+              st.sampled_from(["", "trailers", "grpc", "trailers-only"]), st.booleans(), st.booleans()),
     st.tuples(st.just("client_data"), PICK, SIZE, st.booleans()),
     st.tuples(st.just("server_data"), PICK, SIZE, st.booleans()),
     st.tuples(st.just("interim"), PICK),
@@ -384,7 +441,8 @@ def converse(operations: list[tuple[object, ...]]) -> tuple[Conversation, Model]
                     c.respond(sid, 200, headers=[*GRPC_RESPONSE, ("grpc-status", "5")], end=end, send=False)
                 else:
                     trailers = [("grpc-status", "0")] if how == "grpc" else [("x-t", "1")] if how else []
-                    c.respond(sid, status, b"r" * size, trailers=trailers, end=end, send=False)
+                    length = [("content-length", str(size))] if op[6] and status != 204 else []
+                    c.respond(sid, status, b"r" * size, headers=length, trailers=trailers, end=end, send=False)
                     model.bytes_out[sid] += size
             elif kind in ("client_data", "server_data"):
                 sid, size, end = pick(op[1]), _int(op[2]), bool(op[3])

@@ -7,7 +7,11 @@ block is decoded, also those
 of streams already over and PUSH_PROMISEs; SETTINGS_HEADER_TABLE_SIZE bounds
 the other direction's table once acknowledged). One exchange per stream:
 request HEADERS begin it, the later END_STREAM (or RST_STREAM, GOAWAY, the
-connection's end) finishes it. Anything the tracker cannot follow stops the
+connection's end) finishes it. A response that declared its content-length
+ends with its last DATA byte: some servers (hypercorn) send END_STREAM in an
+empty DATA frame after the body, and a client that has the whole body may
+close the connection before that frame is read (a gRPC response, whose
+outcome is in its trailers, still ends only with them). Anything the tracker cannot follow stops the
 tracking, never the traffic: `broken` is set, open streams are finished as
 `untracked`, and later bytes are ignored. Pure: no I/O and no clock; callers pass `now`.
 """
@@ -37,6 +41,8 @@ _HEADER_TABLE_SIZE: Final = 0x1
 _NO_ERROR: Final = 0x0
 MAX_LIVE: Final = 10_000  # open streams followed at once; peers allow far fewer (SETTINGS_MAX_CONCURRENT_STREAMS)
 MAX_UNACKED: Final = 64  # SETTINGS frames awaiting their ACK
+_MAX_LENGTH_DIGITS: Final = 18  # keeps a content-length below 2**63
+_NO_CONTENT: Final = (204, 304)  # statuses whose responses have no content, whatever content-length says
 
 
 class _Peer:
@@ -67,6 +73,7 @@ class H2Tracker:
         self.why = ""  # what stopped the tracking, when `broken`
         self.finished: list[Exchange] = []
         self._streams: dict[int, Exchange] = {}
+        self._lengths: dict[int, int] = {}  # declared content-length of the responses still coming
         self._closed = False
         self._now = 0.0
         self._last_client = 0  # highest stream id the client opened
@@ -137,6 +144,7 @@ class H2Tracker:
                 ex.t_end = now
             self.finished.append(ex)
         self._streams.clear()
+        self._lengths.clear()
 
     # --- the client's frames ------------------------------------------------------
 
@@ -199,9 +207,12 @@ class H2Tracker:
             status = 0
             code: int | None = None
             message = b""
+            length: bytes | None = None
             for name, value in headers:
                 if name == b":status":
                     status = int(value) if len(value) == 3 and value.isdigit() else 0
+                elif name == b"content-length":
+                    length = value if length is None or length == value else b""  # differing values: none
                 elif name == b"content-type":
                     if grpc.is_grpc(value):
                         ex.protocol = "grpc"
@@ -212,6 +223,9 @@ class H2Tracker:
             if 100 <= status < 200 and not flags & END_STREAM:
                 return  # interim: only the first byte's time counts
             ex.status = status
+            if length and not flags & END_STREAM and len(length) <= _MAX_LENGTH_DIGITS and length.isdigit() \
+                    and ex.method != b"HEAD" and status not in _NO_CONTENT:
+                self._lengths[sid] = int(length)  # checked below, once gRPC's content-type is known
         else:  # trailers
             code = None
             message = b""
@@ -228,6 +242,11 @@ class H2Tracker:
                 ex.grpc_message = grpc.decode_message(message)
         if flags & END_STREAM:
             self._response_ended(sid, ex)
+        elif sid in self._lengths:
+            if ex.protocol == "grpc":
+                del self._lengths[sid]  # a gRPC call's outcome comes in its trailers, whatever the length
+            elif self._lengths[sid] <= ex.bytes_out:  # content-length 0, or trailers after the whole body
+                self._response_ended(sid, ex)
 
     def _server_data(self, sid: int, flags: int, size: int) -> None:
         ex = self._streams.get(sid)
@@ -235,6 +254,10 @@ class H2Tracker:
             ex.bytes_out += size
             if flags & END_STREAM:
                 self._response_ended(sid, ex)
+            elif self._lengths:
+                declared = self._lengths.get(sid)
+                if declared is not None and declared <= ex.bytes_out:
+                    self._response_ended(sid, ex)  # the whole declared body: complete, END_STREAM or not
 
     # --- either side's control frames ---------------------------------------------
 
@@ -267,6 +290,8 @@ class H2Tracker:
             self.finished.append(ex)
 
     def _response_ended(self, sid: int, ex: Exchange) -> None:
+        if self._lengths:
+            self._lengths.pop(sid, None)
         ex.response_done = True
         ex.t_end = self._now
         if ex.request_done:
@@ -276,6 +301,7 @@ class H2Tracker:
     def _end(self, sid: int, ex: Exchange, error: str) -> None:
         """The stream ends before both sides ended it."""
         del self._streams[sid]
+        self._lengths.pop(sid, None)
         if ex.error is None:
             ex.error = error
         ex.t_end = self._now
@@ -327,6 +353,7 @@ class H2Tracker:
                 ex.t_end = now
             self.finished.append(ex)
         self._streams.clear()
+        self._lengths.clear()
 
 
 def _read_request(ex: Exchange, headers: Iterable[tuple[bytes, bytes]]) -> None:

@@ -108,6 +108,11 @@ async def serve(config: SidecarConfig) -> int:
     force = asyncio.ensure_future(forced.wait())
     await asyncio.wait((shutdown, force), return_when=asyncio.FIRST_COMPLETED)
     force.cancel()
+    # Done (or giving up): from here a late signal must not turn the exit into
+    # 143. Removed from the loop first, or closing it would restore SIG_DFL.
+    for sig in signals:
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)
     if not shutdown.done():
         shutdown.cancel()
         log.warning("second signal: stopping without waiting")

@@ -267,3 +267,26 @@ def test_exchanges_past_the_grace_period_are_cut_and_still_reported(run_app: Any
     [sample] = post.body["stats"]
     assert sample["endpoint"] == "/slow" and sample["time"] >= 500
     assert "grace period" in sidecar.proc.log_path.read_text()
+
+
+def test_a_late_second_sigterm_after_a_complete_drain_still_exits_0(run_app: Any, target: int,
+                                                                    receiver: Receiver) -> None:
+    """A runtime that signals again just as the process ends (podman 4.3 did so
+    with a shared PID namespace) must not turn a finished drain into 143: once
+    the drain is done the signals are ignored, including while the loop closes
+    and the interpreter exits."""
+    sidecar = start_sidecar(run_app, target, receiver.url, "--stats-interval", "60")
+    assert sidecar.get("/users/1")[0] == 200
+    proc = sidecar.proc.proc
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while "sidecar stopped" not in sidecar.proc.output and proc.poll() is None:
+        assert time.monotonic() < deadline, sidecar.proc.output
+        time.sleep(0.001)
+    sent = 0
+    while proc.poll() is None:  # signal on, through the loop's close and the interpreter's exit
+        proc.send_signal(signal.SIGTERM)
+        sent += 1
+        time.sleep(0.0005)
+    assert proc.wait(10) == 0, f"exit {proc.returncode} after {sent} late SIGTERMs"
+    assert receiver.counted() == (1, 0)

@@ -40,6 +40,7 @@ class SidecarConfig:
     token: str = ""
     pod: str = ""
     app_name: str = ""
+    namespace: str = ""  # the pod's Kubernetes namespace (downward API); "" = not known, not reported
     admin_port: int = 9901
     stats_interval: float = 5.0
     resources_interval: float = 1.0
@@ -172,6 +173,22 @@ def _name(text: str) -> str:
     return text
 
 
+# A Kubernetes namespace name is a DNS-1123 label (RFC 1123): what the API server accepts.
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def is_namespace(text: str) -> bool:
+    """True for a name Kubernetes accepts as a namespace's (the dashboard checks reports by it too)."""
+    return _NAMESPACE.fullmatch(text) is not None
+
+
+def _namespace(text: str) -> str:
+    text = text.strip()
+    if text and not is_namespace(text):
+        raise ValueError("must be a Kubernetes namespace name: lower-case letters, digits and -, at most 63")
+    return text
+
+
 def _text(text: str) -> str:
     return text
 
@@ -276,6 +293,7 @@ SIDECAR_FLAGS = (
     Flag("token", ("DASHBOARD_TOKEN",), _text, "bearer token sent to the dashboard"),
     Flag("pod", ("POD_NAME",), _name, "pod name (the host name)"),
     Flag("app_name", ("APP_NAME",), _name, "app name (pod name less its last two - parts)"),
+    Flag("namespace", ("POD_NAMESPACE",), _namespace, "the pod's namespace, sent with its reports (none)"),
     Flag("admin_port", ("ADMIN_PORT",), _port, "port for /metrics, /healthz, /readyz (9901)"),
     Flag("stats_interval", ("STATS_INTERVAL",), _positive_float, "seconds between stats posts (5)"),
     Flag("resources_interval", ("RESOURCES_INTERVAL",), _positive_float, "seconds between resource posts (1)"),

@@ -38,8 +38,9 @@ class Sidecar:
     def __init__(self, config: SidecarConfig) -> None:
         self.config = config
         self.buffer = SampleBuffer(config.pod, config.app_name, max_bytes=config.buffer_bytes,
-                                   max_samples_per_batch=config.max_samples_per_batch)
+                                   max_samples_per_batch=config.max_samples_per_batch, namespace=config.namespace)
         self.metrics = SidecarMetrics()
+        self.metrics.identify(pod=config.pod, app=config.app_name, namespace=config.namespace)
         self.sampler = ResourceSampler()
         self.reporter = Reporter(config, self.buffer, self.sampler, self.metrics)
         # With nowhere to send them, exchanges only feed /metrics: a buffer

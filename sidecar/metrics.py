@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from app import __version__
 from app.core.wire import Sample
 from sidecar.exchange_metrics import MAX_ROUTES, ExchangeMetrics
 from sidecar.report.buffer import SampleBuffer
@@ -77,6 +78,12 @@ class SidecarMetrics:
         self.registry.register(self._live)
         ProcessCollector(registry=self.registry)  # the sidecar's own CPU seconds and RSS
         PlatformCollector(registry=self.registry)
+
+    def identify(self, *, pod: str, app: str, namespace: str) -> None:
+        """`mothership_sidecar_info{pod, app, namespace, version} 1`: who this sidecar reports as, for
+        joining its series with the pod's in PromQL (`namespace` empty when the pod did not say)."""
+        Info("mothership_sidecar", "The pod, app and namespace this sidecar reports as, and its version.",
+             registry=self.registry).info({"pod": pod, "app": app, "namespace": namespace, "version": __version__})
 
     # --- sources read at scrape time --------------------------------------------
 

@@ -47,10 +47,14 @@
       title.type = 'button';
       title.title = 'chart this pod';
       title.addEventListener('click', () => this.onSelect('pod:' + pod.pod));
+      // The pod's namespace beside its name, when its sidecar says it (POD_NAMESPACE).
+      const ns = D.el('span', 'card-ns');
+      ns.title = 'namespace';
+      ns.hidden = true;
       const app = D.el('span', 'card-app');
       const stale = D.el('span', 'badge badge-stale', 'stale');
       const dropped = D.el('span', 'badge badge-dropped');
-      head.append(dot, title, app, stale, dropped);
+      head.append(dot, title, ns, app, stale, dropped);
 
       const stats = D.el('div', 'card-stats');
       const stat = (label) => {
@@ -96,7 +100,7 @@
       body.append(head, stats, table, more, empty, memRow, cpuRow);
       card.append(body);
       const routes = new D.SlotList(tbody, () => this.createRoute(), (rec, r) => this.updateRoute(rec, r));
-      return { el: card, dot, app, stale, dropped, rps, success, p95, seen, routes, more, empty, table,
+      return { el: card, dot, ns, app, stale, dropped, rps, success, p95, seen, routes, more, empty, table,
         memFill, memVal, memTrack, cores, coreBars: [], cpuVal };
     }
 
@@ -139,6 +143,8 @@
       D.setAttr(rec.el, 'data-stale', stale ? 'true' : 'false');
       rec.el.classList.toggle('is-stale', stale);
       D.setText(rec.app, String(pod.app || ''));
+      D.setText(rec.ns, String(pod.namespace || ''));
+      D.setHidden(rec.ns, !pod.namespace);
       D.setHidden(rec.stale, !stale);
       const dropped = Number(pod.dropped) || 0;
       D.setHidden(rec.dropped, !(dropped > 0));

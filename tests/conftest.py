@@ -88,7 +88,7 @@ def app_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a child process, without settings leaking in from ours."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"PORT", "DASHBOARD", "MOTHERSHIP", "DASHBOARD_TOKEN", "DATA_PATH", "MODE",
-                        "TARGET_PORT", "TARGET_HOST", "ADMIN_PORT", "POD_NAME", "APP_NAME"}}
+                        "TARGET_PORT", "TARGET_HOST", "ADMIN_PORT", "POD_NAME", "POD_NAMESPACE", "APP_NAME"}}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env

@@ -121,23 +121,6 @@ def publish_on_loopback(doc: dict[str, Any]) -> dict[str, int]:
     return published
 
 
-def number_probe_ports(doc: dict[str, Any]) -> list[str]:
-    """Probe ports given by name get the port's number; returns what changed.
-
-    podman 4.3 turns a livenessProbe's `port: admin` into a healthcheck on
-    port 0 (it resolves only numbers); Kubernetes resolves both. This is a
-    stand-in for podman, like the plain values for Secrets."""
-    changed = []
-    for item in pod_spec(doc)["containers"]:
-        numbers = {p["name"]: p["containerPort"] for p in item.get("ports", []) if p.get("name")}
-        for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
-            action = (item.get(kind) or {}).get("httpGet") or (item.get(kind) or {}).get("tcpSocket")
-            if action and isinstance(action.get("port"), str) and action["port"] in numbers:
-                changed.append(f"{item['name']}.{kind}: {action['port']} -> {numbers[action['port']]}")
-                action["port"] = numbers[action["port"]]
-    return changed
-
-
 def rename_secret(doc: dict[str, Any], old: str, new: str) -> None:
     """Points every `secretKeyRef` to Secret `old` at `new`."""
     for item in pod_spec(doc)["containers"]:

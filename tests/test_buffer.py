@@ -56,6 +56,16 @@ def test_sealed_batch_is_valid_wire_and_carries_every_exchange() -> None:
     parsed = parse_stats(body)  # the dashboard's own check accepts it
     assert parsed.summarised and sum(cell["count"] for cell in parsed.summary) == 6
     assert {c["route"]: c["status"] for c in parsed.summary} == {"/users/{id}": {"2xx": 5}, "/pay": {"5xx": 1}}
+    assert "namespace" not in body and parsed.namespace == ""  # not given one: the key is left out
+
+
+def test_a_batch_carries_the_pods_namespace_when_the_sidecar_knows_it() -> None:
+    buffer = SampleBuffer("shop-1-abcde", "shop", max_bytes=100_000, max_samples_per_batch=10, namespace="shop-prod")
+    buffer.add(make_sample(1))
+    batch = buffer.seal()
+    assert batch is not None
+    body = decode(batch.body)
+    assert body["namespace"] == "shop-prod" and parse_stats(body).namespace == "shop-prod"
 
 
 def test_samples_added_while_a_batch_is_in_flight_go_to_the_next_batch() -> None:

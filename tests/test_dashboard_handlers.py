@@ -67,6 +67,25 @@ async def test_article_payloads_are_accepted(io_loop: Any) -> None:
         assert overview["pods"][0]["memory"] == 3e9 and overview["routes"][0]["route"] == "/slow"
 
 
+@pytest.mark.gen_test(timeout=20)
+async def test_a_pods_namespace_is_shown_beside_it_and_reports_without_one_still_count(io_loop: Any) -> None:
+    async with running(clock=FakeClock(T0 + 10)) as server:
+        with_ns = {**stats_body("shop-1-abcde", [sample(started=T0 + 2)], batch="b-1"), "namespace": "shop-prod"}
+        assert (await server.post("/stats", with_ns)).code == 200
+        # An older sidecar (or one not given POD_NAMESPACE) says nothing: accepted, and what was said is kept.
+        assert (await server.post("/resources", resource_body("shop-1-abcde"))).code == 200
+        assert (await server.post("/stats", stats_body("old-1-abcde", [sample(started=T0 + 2)]))).code == 200
+        assert (await server.post("/resources", {**resource_body("web-1-abcde"), "namespace": "web"})).code == 200
+        stats = {row["pod"]: row for row in await server.get_json("/stats")}
+        resources = {row["pod"]: row for row in await server.get_json("/resources")}
+        pods = {row["pod"]: row for row in (await server.get_json("/api/overview"))["pods"]}
+        for rows in (stats, resources, pods):
+            assert rows["shop-1-abcde"]["namespace"] == "shop-prod"
+            assert rows["web-1-abcde"]["namespace"] == "web"
+            assert "namespace" not in rows["old-1-abcde"]
+        assert stats["shop-1-abcde"]["count"] == 1 and stats["old-1-abcde"]["count"] == 1
+
+
 BAD_STATS: list[tuple[str, bytes, int]] = [
     ("not JSON", b"{nope", 400),
     ("empty", b"", 400),
@@ -75,6 +94,8 @@ BAD_STATS: list[tuple[str, bytes, int]] = [
     ("pod not a string", b'{"pod": 5, "stats": []}', 400),
     ("empty pod", b'{"pod": "  ", "stats": []}', 400),
     ("stats not a list", b'{"pod": "a-1-x", "stats": {}}', 400),
+    ("namespace not a string", b'{"pod": "a-1-x", "namespace": 5, "stats": []}', 400),
+    ("namespace not a Kubernetes name", b'{"pod": "a-1-x", "namespace": "Shop Prod", "stats": []}', 400),
     ("NaN time", b'{"pod": "a-1-x", "stats": [{"time": NaN, "started": 1}]}', 400),
     ("negative time", b'{"pod": "a-1-x", "stats": [{"time": -1, "started": 1}]}', 400),
     ("absurd time", b'{"pod": "a-1-x", "stats": [{"time": 1e300, "started": 1}]}', 400),
@@ -106,6 +127,7 @@ async def test_bad_stats_are_refused_and_change_nothing(io_loop: Any) -> None:
             assert isinstance(error, str) and error, name
         for raw in (b'{"pod": "a-1-x"}', b'{"pod": "a-1-x", "resource": []}',
                     b'{"pod": "a-1-x", "resource": {"cpu_percent": "lots"}}', b'{"resource": {}}',
+                    b'{"pod": "a-1-x", "namespace": "-x", "resource": {}}',
                     b'{"pod": "a-1-x", "resource": {"processes": [{"name": "\\udfff"}]}}'):
             response = await server.fetch("/resources", "POST", raw=raw, headers={"Content-Type": "application/json"})
             assert response.code == 400, raw

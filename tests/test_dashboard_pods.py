@@ -27,10 +27,17 @@ def test_a_pod_row_round_trips_and_keeps_the_newest_ids() -> None:
     pod = Pod("shop-1-x", "shop", T0)
     pod.resource = {"container": {"cpu_limit_cores": 2.0, "cpu_percent": 5.0,
                                   "memory_usage": 10.0, "memory_limit": 20.0}}
-    pod.dropped, pod.total, pod.seen = 3, 40, T0 + 9
+    pod.dropped, pod.total, pod.seen, pod.namespace = 3, 40, T0 + 9, "shop-prod"
     recent = [sample(ms=float(i)) for i in range(5)]
     ids = [str(i) for i in range(BATCH_IDS + 10)]
     again = Pod.from_json("shop-1-x", pod.to_json(), recent, ids)
     assert again.to_json() == pod.to_json()
     assert list(again.recent) == recent and list(again.batches) == ids[-BATCH_IDS:]
     assert again.point.cpu == 5.0 and again.point.memory_limit == 20.0
+    assert again.namespace == "shop-prod"
+
+
+def test_a_row_written_before_namespaces_were_kept_reads_back_without_one() -> None:
+    older = Pod("shop-1-x", "shop", T0).to_json()
+    del older["namespace"]
+    assert Pod.from_json("shop-1-x", older, [], []).namespace == ""

@@ -53,7 +53,8 @@ def test_small_requests_and_limits() -> None:
 
 
 def secrets_and_pod(env: list[dict[str, Any]]) -> dict[str, str]:
-    """The environment as the kubelet gives it: the Secret's value, the pod's name."""
+    """The environment as the kubelet gives it: the Secret's value, the pod's name and namespace."""
+    downward = {"metadata.name": "shop-5d8f9c7b6-x2x1a", "metadata.namespace": "shop-prod"}
     values = {}
     for entry in env:
         if "value" in entry:
@@ -61,8 +62,7 @@ def secrets_and_pod(env: list[dict[str, Any]]) -> dict[str, str]:
         elif "secretKeyRef" in entry["valueFrom"]:
             values[entry["name"]] = "s3cret"
         else:
-            assert entry["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-            values[entry["name"]] = "shop-5d8f9c7b6-x2x1a"
+            values[entry["name"]] = downward[entry["valueFrom"]["fieldRef"]["fieldPath"]]
     return values
 
 
@@ -77,9 +77,10 @@ def test_the_sidecar_reads_what_the_container_gives_it() -> None:
     assert config.port == ports["http"] == sidecar.PROXY_PORT
     assert config.admin_port == ports[sidecar.ADMIN_PORT_NAME] == sidecar.ADMIN_PORT
     assert (config.target_port, config.dashboard, config.token) == (8087, "http://mothership:8080", "s3cret")
-    assert (config.pod, config.app_name) == ("shop-5d8f9c7b6-x2x1a", "shop")
+    assert (config.pod, config.app_name, config.namespace) == ("shop-5d8f9c7b6-x2x1a", "shop", "shop-prod")
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-        assert container[probe]["httpGet"] == {"path": path, "port": sidecar.ADMIN_PORT_NAME}
+        # By number: podman 4.3's `kube play` turns a named probe port into port 0.
+        assert container[probe]["httpGet"] == {"path": path, "port": sidecar.ADMIN_PORT}
     assert sidecar.PROMETHEUS_ANNOTATIONS == {"prometheus.io/scrape": "true", "prometheus.io/port": "9901",
                                               "prometheus.io/path": "/metrics"}
 
@@ -93,7 +94,7 @@ def test_without_dashboard_token_or_label_those_settings_are_left_out() -> None:
     container = made(InjectConfig(dashboard="", token_secret=None), app_name=None)
     config = parse(container["command"][3:], secrets_and_pod(container["env"]))
     assert isinstance(config, SidecarConfig)
-    assert {e["name"] for e in container["env"]} == {"PORT", "TARGET_PORT", "ADMIN_PORT", "POD_NAME"}
+    assert {e["name"] for e in container["env"]} == {"PORT", "TARGET_PORT", "ADMIN_PORT", "POD_NAME", "POD_NAMESPACE"}
     assert (config.dashboard, config.token, config.app_name) == ("", "", "shop")  # the name from the pod's
 
 

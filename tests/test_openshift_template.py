@@ -415,7 +415,7 @@ def test_environment_and_ports_agree_with_the_option_tables(objects: list[Obj]) 
     assert sidecar.admin_port == port_number(sidecar_container, "ms-admin")
     assert sidecar.target_port == port_number(app_container, "app-http")
     assert sidecar.token == dashboard.token  # the same secret key on both sides
-    assert (sidecar.pod, sidecar.app_name) == (POD_NAME, "shop")
+    assert (sidecar.pod, sidecar.app_name, sidecar.namespace) == (POD_NAME, "shop", NAMESPACE)
     assert sidecar.dashboard == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
     app_service = one(objects, "Service", "shop")
     assert app_service["spec"]["ports"][0]["targetPort"] == "http"  # clients go through the sidecar

@@ -30,6 +30,16 @@ def test_environment_and_flag_precedence() -> None:
     assert config.token == "s3"
 
 
+def test_the_namespace_comes_from_the_downward_api_variable_and_must_be_a_kubernetes_name() -> None:
+    config = parse(["--mode", "sidecar"], {"POD_NAMESPACE": "shop-prod"})
+    assert isinstance(config, SidecarConfig) and config.namespace == "shop-prod"
+    config = parse(["--mode", "sidecar"], {})
+    assert isinstance(config, SidecarConfig) and config.namespace == ""  # not in a pod: not reported
+    for bad in ("Shop", "shop_prod", "-shop", "x" * 64):
+        with pytest.raises(OptionError, match="POD_NAMESPACE"):
+            parse(["--mode", "sidecar"], {"POD_NAMESPACE": bad})
+
+
 def test_protocol_is_detected_unless_forced() -> None:
     config = parse(["--mode", "sidecar"], {})
     assert isinstance(config, SidecarConfig) and (config.protocol, config.detect_timeout) == ("auto", 10.0)

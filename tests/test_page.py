@@ -307,6 +307,23 @@ def test_a_pod_that_stops_reporting_greys_out(dashboard: Callable[..., Dashboard
     assert watch.problems() == []
 
 
+def test_a_pods_namespace_shows_beside_its_name_when_its_sidecar_says_it(
+        dashboard: Callable[..., Dashboard], open_page: Callable[..., PageWatch]) -> None:
+    d = dashboard()
+    d.post("/stats", {"pod": "shop-1-abcde", "namespace": "shop-prod", "stats": [exchange("/orders", ms=20)]})
+    d.report("old-1-abcde", [exchange("/orders", ms=20)])  # a sidecar that says no namespace
+    watch = open_page(d.url)
+    watch.wait_for(LIVE)
+    watch.wait_for(f"() => {card('shop-1-abcde')} && {card('old-1-abcde')}")
+    shown = watch.page.evaluate(f"""() => [{card('shop-1-abcde')}, {card('old-1-abcde')}].map((c) => {{
+        const ns = c.querySelector('.card-ns');
+        return [ns.textContent, ns.hidden, ns.getBoundingClientRect().width > 0,
+                c.querySelector('.card-title').textContent];
+    }})""")
+    assert shown == [["shop-prod", False, True, "shop-1-abcde"], ["", True, False, "old-1-abcde"]]
+    assert watch.problems() == []
+
+
 def test_the_page_reconnects_by_itself_after_a_dashboard_restart(dashboard: Callable[..., Dashboard],
                                                                  open_page: Callable[..., PageWatch]) -> None:
     first = dashboard()

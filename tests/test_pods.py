@@ -30,7 +30,6 @@ from tests.pod_support import (
     iter_stats,
     load_all,
     memory_bytes,
-    number_probe_ports,
     pod_resource,
     podman,
     podman_env,
@@ -48,6 +47,7 @@ pytestmark = [pytest.mark.pod, pytest.mark.slow]
 STARTUP_SECONDS = 90  # a loaded 2-core machine (or the TCG VM) starts Python slowly
 # How long to wait for a report to show; the VM, emulated, asks for more.
 WAIT = float(os.environ.get("POD_TEST_WAIT", "30"))
+NAMESPACE = "pod-test"  # what the sidecar is told its namespace is (see `run`)
 PROBE_TIMEOUT = int(os.environ.get("POD_TEST_PROBE_TIMEOUT", "0"))  # seconds; 0 keeps the manifests' own
 
 
@@ -108,8 +108,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodRun]:
         # Exchanges are reported only when the pod stops: the last test
         # shows the final batch is the drain's own, not a periodic one.
         set_env(sidecar, "STATS_INTERVAL", "600")
+        # podman 4.3 refuses the downward API's metadata.namespace (it has no namespaces): a
+        # plain stand-in, as the Secrets are podman secrets. Everything else plays as inject wrote it.
+        set_env(sidecar, "POD_NAMESPACE", NAMESPACE)
         shop_ports = publish_on_loopback(shop)
-        number_probe_ports(shop)
         admin_port = int(next(e["value"] for e in sidecar["env"] if e["name"] == "ADMIN_PORT"))
         proxy_port = int(next(e["value"] for e in sidecar["env"] if e["name"] == "PORT"))
 
@@ -166,8 +168,11 @@ def test_requests_through_the_published_port_reach_the_app_through_the_sidecar(r
 
 def test_the_dashboard_shows_the_pod(run: PodRun) -> None:
     row = wait_until(lambda: pod_resource(run.dashboard, run.pod), WAIT, f"{run.pod} on the dashboard")
-    assert row["app"] == "shop"
+    assert (row["app"], row.get("namespace")) == ("shop", NAMESPACE)
     assert row["stale"] is False
+    info = [line for line in http_get(f"{run.admin}/metrics")[1].decode().splitlines()
+            if line.startswith("mothership_sidecar_info{")]
+    assert len(info) == 1 and f'pod="{run.pod}"' in info[0] and f'namespace="{NAMESPACE}"' in info[0], info
 
 
 def test_the_limits_the_sidecar_reads_are_the_manifests(run: PodRun) -> None:

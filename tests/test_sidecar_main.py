@@ -99,6 +99,25 @@ def test_exchanges_reach_the_dashboard_and_metrics(run_app: Any, target: int, re
     assert sidecar.proc.stop() == 0
 
 
+def test_the_namespace_from_the_downward_api_goes_with_every_report_and_on_metrics(
+        run_app: Any, target: int, receiver: Receiver) -> None:
+    port, admin_port = free_port(), free_port()
+    proc = run_app(["--mode", "sidecar", "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin_port),
+                    "--target-port", str(target), "--pod", POD, "--stats-interval", "0.2",
+                    "--resources-interval", "0.2", "--dashboard", receiver.url],
+                   wait_ports=[port, admin_port], env={"POD_NAMESPACE": "shop-prod"})
+    sidecar = Sidecar(proc, port, admin_port)
+    assert sidecar.get("/users/1")[0] == 200
+    receiver.wait_for(lambda: receiver.counted()[0] == 1 and len(receiver.resources()) >= 1)
+    assert {p.body["namespace"] for p in receiver.stats()} == {"shop-prod"}
+    assert {p.body["namespace"] for p in receiver.resources()} == {"shop-prod"}
+    [info] = sidecar.metrics()["mothership_sidecar_info"].samples
+    assert info.name == "mothership_sidecar_info" and info.value == 1
+    assert {k: info.labels[k] for k in ("pod", "app", "namespace")} == {"pod": POD, "app": "shop",
+                                                                        "namespace": "shop-prod"}
+    assert sidecar.proc.stop() == 0
+
+
 def test_sigterm_lets_exchanges_finish_and_sends_a_final_batch(run_app: Any, target: int,
                                                                  receiver: Receiver) -> None:
     sidecar = start_sidecar(run_app, target, receiver.url, "--stats-interval", "60")

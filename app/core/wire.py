@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 
 from app.core import resource_bounds, routes
 from app.core.histogram import OVERFLOW
-from app.options import app_name_from_pod
+from app.options import app_name_from_pod, is_namespace
 
 ERRORS = ("upstream_unavailable", "upstream_timeout", "upstream_reset", "client_closed", "bad_request",
           "stream_reset")
@@ -76,6 +76,7 @@ class StatsBatch:
     samples: list[Sample]
     summary: list[dict[str, Any]]  # cells, see app.core.summary
     summarised: bool = field(default=False)  # True when the sender sent the cells
+    namespace: str = ""  # the pod's Kubernetes namespace; "" when the sidecar did not say (older ones)
 
 
 # A resource report's `resource` object, as the sidecar's sampler sends it.
@@ -100,6 +101,7 @@ class ResourceReport:
     pod: str
     app: str
     resource: dict[str, Any]
+    namespace: str = ""
 
 
 def status_class(status: int) -> str:
@@ -166,6 +168,14 @@ def _pod_and_app(body: dict[str, Any]) -> tuple[str, str]:
         raise WireError("pod must not be empty")
     app = _text(body.get("app"), "app", required=False) or app_name_from_pod(pod)
     return pod, app
+
+
+def _namespace(body: dict[str, Any]) -> str:
+    """The optional `namespace`: absent or null in older sidecars' reports, else a Kubernetes name."""
+    namespace = _text(body.get("namespace"), "namespace", required=False)
+    if namespace and not is_namespace(namespace):
+        raise WireError("namespace must be a Kubernetes namespace name (lower-case letters, digits and -)")
+    return namespace
 
 
 SAMPLE_KEYS = frozenset(("endpoint", "route", "method", "response", "time", "ttfb", "started", "file",
@@ -453,7 +463,7 @@ def parse_stats(body: Any) -> StatsBatch:
     else:
         summary, summarised = summarise(samples), False
     return StatsBatch(pod=pod, app=app, batch=batch, dropped=_count(body.get("dropped"), "dropped"),
-                      samples=samples, summary=summary, summarised=summarised)
+                      samples=samples, summary=summary, summarised=summarised, namespace=_namespace(body))
 
 
 _BIG_EXPONENT = re.compile(rb"[eE][+-]?\d{3}")
@@ -474,6 +484,7 @@ def parse_resources(body: Any, raw: bytes | None = None) -> ResourceReport:
     """
     body = _object(body, "the body")
     pod, app = _pod_and_app(body)
+    namespace = _namespace(body)
     try:  # depth and finiteness always; the size from the body's
         resource = resource_bounds.bounded(_object(body.get("resource"), "resource"),
                                            None if raw is None else len(raw), raw is None or _maybe_not_finite(raw))
@@ -484,7 +495,7 @@ def parse_resources(body: Any, raw: bytes | None = None) -> ResourceReport:
             _number(resource[key], f"resource.{key}", high=1e18)
     if resource.get("cpus") is not None:
         _list(resource["cpus"], "resource.cpus", 4096)
-    return ResourceReport(pod=pod, app=app, resource=resource)
+    return ResourceReport(pod=pod, app=app, resource=resource, namespace=namespace)
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,11 @@ class Restored:
     archived_to: int = 0  # every scope's coarse slots before this are in the archive
 
 
+def _namespace(pod: Pod) -> dict[str, str]:
+    """`{"namespace": ...}` for a pod whose sidecar said it, else nothing (GET /stats, /resources)."""
+    return {"namespace": pod.namespace} if pod.namespace else {}
+
+
 def _tagged(sample: Sample, pod: str, app: str) -> dict[str, Any]:
     out: dict[str, Any] = dict(sample)
     out["pod"] = pod
@@ -164,6 +169,8 @@ class PodStore:
         """Count a validated batch once; a batch id seen before is acknowledged only."""
         now = self.clock()
         pod = self._touch(batch.pod, batch.app, now)
+        if batch.namespace:
+            pod.namespace = batch.namespace
         if batch.batch is not None:
             if batch.batch in pod.batches:
                 pod.batches.move_to_end(batch.batch)
@@ -195,6 +202,8 @@ class PodStore:
     def ingest_resources(self, report: ResourceReport) -> None:
         now = self.clock()
         pod = self._touch(report.pod, report.app, now)
+        if report.namespace:
+            pod.namespace = report.namespace
         point = resource_point(report.resource)
         app = self.apps[pod.app]
         app.totals.add(pod.point, -1)
@@ -449,7 +458,7 @@ class PodStore:
         now = self.clock()
         out = []
         for pod in self._sorted_pods():
-            entry: dict[str, Any] = {"pod": pod.name, "app": pod.app, "stats": list(pod.recent),
+            entry: dict[str, Any] = {"pod": pod.name, "app": pod.app, **_namespace(pod), "stats": list(pod.recent),
                                      "stale": pod.stale, "seen": round(pod.seen * 1000),
                                      "dropped": pod.dropped, "total": pod.total}
             entry.update(pod.scope.window(now).numbers())
@@ -457,7 +466,7 @@ class PodStore:
         return out
 
     def resources_list(self) -> list[dict[str, Any]]:
-        return [{"pod": pod.name, "app": pod.app, "resource": pod.resource,
+        return [{"pod": pod.name, "app": pod.app, **_namespace(pod), "resource": pod.resource,
                  "seen": round((pod.resource_seen or pod.seen) * 1000), "stale": pod.stale}
                 for pod in self._sorted_pods()]
 

@@ -62,12 +62,13 @@ class ResourceTotals:
 class Pod:
     """One reporting pod: its scope, latest resources, recent exchanges and batch ids."""
 
-    __slots__ = ("_point_text", "_prefix", "_tail", "app", "batches", "dropped", "first_seen", "name", "point",
-                 "recent", "resource", "resource_seen", "scope", "seen", "stale", "total")
+    __slots__ = ("_point_text", "_prefix", "_tail", "app", "batches", "dropped", "first_seen", "name", "namespace",
+                 "point", "recent", "resource", "resource_seen", "scope", "seen", "stale", "total")
 
     def __init__(self, name: str, app: str, now: float) -> None:
         self.name = name
         self.app = app
+        self.namespace = ""  # as its sidecar last said; "" when it never did (older sidecars)
         self.scope = Scope(f"pod:{name}", persist_fine=False)
         self.first_seen = now
         self.seen = now
@@ -80,7 +81,7 @@ class Pod:
         self.recent: deque[Sample] = deque(maxlen=RECENT_PER_POD)
         self.batches: OrderedDict[str, None] = OrderedDict()
         # The overview entry's parts, each kept as JSON text until what it shows changes.
-        self._prefix = ("", "")  # (app, text)
+        self._prefix = ("", "", "")  # (app, namespace, text)
         self._point_text: tuple[ResourcePoint | None, str] = (None, "")
         self._tail: tuple[str, str, int, str] = ("", "", -1, "")  # (trend, routes, route count, text)
 
@@ -91,8 +92,9 @@ class Pod:
         (resources each second, traffic every few seconds) are encoded when they
         change, the rest reused, so an update costs little more than joining text.
         """
-        if self._prefix[0] != self.app:
-            self._prefix = (self.app, f'{{"pod":{dumps(self.name)},"app":{dumps(self.app)},')
+        if self._prefix[0] != self.app or self._prefix[1] != self.namespace:
+            namespace = f'"namespace":{dumps(self.namespace)},' if self.namespace else ""
+            self._prefix = (self.app, self.namespace, f'{{"pod":{dumps(self.name)},"app":{dumps(self.app)},{namespace}')
         point = self.point
         if self._point_text[0] is not point:
             self._point_text = (point, dumps({
@@ -106,17 +108,19 @@ class Pod:
         tail = self._tail
         if tail[0] is not trend or tail[1] is not routes or tail[2] != count:
             tail = self._tail = (trend, routes, count, f',"route_count":{count},"trend":{trend},"routes":{routes}}}')
-        return (f'{self._prefix[1]}"stale":{"true" if self.stale else "false"},"seen":{round(self.seen * 1000)},'
+        return (f'{self._prefix[2]}"stale":{"true" if self.stale else "false"},"seen":{round(self.seen * 1000)},'
                 f'"dropped":{self.dropped},{scope.window(now).headline_text()},{self._point_text[1]}{tail[3]}')
 
     def to_json(self) -> dict[str, Any]:
         """The small part, written whenever the pod reports; `recent` and `batches` go separately."""
-        return {"app": self.app, "first_seen": self.first_seen, "seen": self.seen, "dropped": self.dropped,
-                "total": self.total, "resource": self.resource, "resource_seen": self.resource_seen}
+        return {"app": self.app, "namespace": self.namespace, "first_seen": self.first_seen, "seen": self.seen,
+                "dropped": self.dropped, "total": self.total, "resource": self.resource,
+                "resource_seen": self.resource_seen}
 
     @classmethod
     def from_json(cls, name: str, data: dict[str, Any], recent: list[Sample], batches: list[str]) -> Pod:
         pod = cls(name, str(data["app"]), float(data["first_seen"]))
+        pod.namespace = str(data.get("namespace") or "")  # absent in what older versions wrote
         pod.seen = float(data["seen"])
         pod.dropped, pod.total = int(data["dropped"]), int(data["total"])
         pod.resource, pod.resource_seen = data.get("resource"), float(data.get("resource_seen") or 0.0)

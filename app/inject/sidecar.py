@@ -50,6 +50,7 @@ def container(config: InjectConfig, *, target_port: int, port_name: str, app_nam
         env.append(mapping(name="DASHBOARD_TOKEN", valueFrom=mapping(
             secretKeyRef=mapping(name=secret, key=key, optional=True))))
     env.append(mapping(name="POD_NAME", valueFrom=mapping(fieldRef=mapping(fieldPath="metadata.name"))))
+    env.append(mapping(name="POD_NAMESPACE", valueFrom=mapping(fieldRef=mapping(fieldPath="metadata.namespace"))))
     if app_name:
         env.append(mapping(name="APP_NAME", value=app_name))
     result = mapping(
@@ -61,9 +62,10 @@ def container(config: InjectConfig, *, target_port: int, port_name: str, app_nam
             mapping(name=port_name, containerPort=PROXY_PORT, protocol="TCP"),
             mapping(name=ADMIN_PORT_NAME, containerPort=ADMIN_PORT, protocol="TCP"),
         ],
-        # /healthz: the sidecar runs; /readyz: the app behind it accepts connections.
-        readinessProbe=mapping(httpGet=mapping(path="/readyz", port=ADMIN_PORT_NAME), periodSeconds=5),
-        livenessProbe=mapping(httpGet=mapping(path="/healthz", port=ADMIN_PORT_NAME),
+        # /healthz: the sidecar runs; /readyz: the app behind it accepts connections. The port by
+        # number: Kubernetes takes a name or a number, podman 4.3's `kube play` only a number.
+        readinessProbe=mapping(httpGet=mapping(path="/readyz", port=ADMIN_PORT), periodSeconds=5),
+        livenessProbe=mapping(httpGet=mapping(path="/healthz", port=ADMIN_PORT),
                               initialDelaySeconds=5, periodSeconds=10, failureThreshold=6),
         # One Python process: at most one core; about 40 MB under load plus its sample buffer.
         resources=mapping(requests=mapping(cpu="50m", memory="64Mi"), limits=mapping(cpu=quoted("1"), memory="128Mi")),

@@ -72,11 +72,12 @@ def _id_factory() -> Callable[[], str]:
 
 class SampleBuffer:
     def __init__(self, pod: str, app: str, *, max_bytes: int, max_samples_per_batch: int,
-                 new_id: Callable[[], str] | None = None) -> None:
+                 new_id: Callable[[], str] | None = None, namespace: str = "") -> None:
         if max_bytes <= 0 or max_samples_per_batch <= 0:
             raise ValueError("max_bytes and max_samples_per_batch must be positive")
         self.pod = pod
         self.app = app
+        self.namespace = namespace  # sent only when known: dashboards before it took no such key
         self.max_bytes = max_bytes
         self.max_samples_per_batch = min(max_samples_per_batch, MAX_SAMPLES)  # more would be refused
         self._new_id = new_id or _id_factory()
@@ -164,9 +165,11 @@ class SampleBuffer:
 
     def _seal_one(self, cells: list[dict[str, Any]], samples: list[Sample], dropped: int) -> Batch:
         batch_id = self._new_id()
+        head: dict[str, Any] = {"pod": self.pod, "app": self.app}
+        if self.namespace:
+            head["namespace"] = self.namespace
         body = ujson.dumps({
-            "pod": self.pod, "app": self.app, "batch": batch_id, "dropped": dropped,
-            "stats": samples, "summary": cells,
+            **head, "batch": batch_id, "dropped": dropped, "stats": samples, "summary": cells,
         }, escape_forward_slashes=False).encode()
         batch = Batch(id=batch_id, body=body, exchanges=sum(cell["count"] for cell in cells),
                       samples=len(samples), dropped=dropped)

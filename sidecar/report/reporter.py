@@ -113,6 +113,10 @@ class Reporter:
         # hung dashboard is noticed within a couple of intervals.
         self.request_timeout = request_timeout or min(10.0, max(1.0, 2 * config.stats_interval))
         self.enabled = bool(config.dashboard)
+        # Who reports, at the head of every resources post; the namespace only when known.
+        self._identity: dict[str, str] = {"pod": config.pod, "app": config.app_name}
+        if config.namespace:
+            self._identity["namespace"] = config.namespace
         self._backoff = Backoff(min(1.0, config.stats_interval), max(30.0, config.stats_interval), rng)
         self._http: DashboardClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -223,8 +227,7 @@ class Reporter:
                 log.exception("resource sampling failed")
                 resource = None
             if resource is not None and self.enabled and (self._resource_post is None or self._resource_post.done()):
-                body = ujson.dumps({"pod": self.config.pod, "app": self.config.app_name,
-                                    "resource": resource}, escape_forward_slashes=False).encode()
+                body = ujson.dumps({**self._identity, "resource": resource}, escape_forward_slashes=False).encode()
                 self._resource_post = asyncio.ensure_future(self._post_resources(body))
             next_at += self.config.resources_interval
             now = loop.time()

@@ -18,7 +18,7 @@ trap 'rm -rf "$root"' EXIT
 mirror=$(debian_mirror)
 echo "debootstrap bookworm from $mirror"
 # python-is-python3: the Containerfile (like the python images) runs `python`.
-debootstrap --variant=minbase \
+debootstrap --variant=minbase --cache-dir="$(debootstrap_cache)" \
   --include=python3,python3-venv,python3-pip,python-is-python3,curl,ca-certificates,procps \
   bookworm "$root" "$mirror" >"$root.log" 2>&1 || { tail -20 "$root.log" >&2; rm -f "$root.log"; exit 1; }
 rm -f "$root.log"

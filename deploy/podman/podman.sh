@@ -18,3 +18,14 @@ debian_mirror() {
   fi
   echo "${uri:-http://deb.debian.org/debian}"
 }
+
+# Where debootstrap keeps the .debs it fetched (build/debs), shared by the base
+# image and the VM root: the VM root's packages include nearly all the base's,
+# and a rebuild of either downloads only what changed on the mirror
+# (debootstrap checks each cached file against the mirror's checksum).
+debootstrap_cache() {
+  local dir
+  dir="$(cd "$PODMAN_DIR/../.." && pwd)/build/debs"
+  mkdir -p "$dir"
+  echo "$dir"
+}

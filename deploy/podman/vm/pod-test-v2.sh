@@ -16,8 +16,14 @@ for tool in qemu-system-x86_64 mkfs.ext4 debugfs; do
 done
 [ "$(id -u)" = 0 ] || { echo "the pod tests run podman as root" >&2; exit 1; }
 
+# Each step's seconds, so a slow run says where its time went.
+step_start=$SECONDS
+step() { echo "[$(( SECONDS - step_start )) s] $*"; step_start=$SECONDS; }
+
 bash "$PODMAN_DIR/image.sh"
+step "image"
 bash "$PODMAN_DIR/vm/vm-root.sh" "$root"
+step "VM root"
 
 qemu_pid=""
 cleanup() {
@@ -37,6 +43,7 @@ vm_podman rmi -a -f >/dev/null 2>&1 || true
 podman save -q -o "$vm/image.tar" "$IMAGE"
 vm_podman load -q -i "$vm/image.tar" >/dev/null
 rm -f "$storage/libpod/bolt_state.db"
+step "image loaded into the VM's storage"
 
 # The tests and what they play, and the unit that runs them at boot.
 dest="$root/opt/mothership"
@@ -45,6 +52,7 @@ mkdir -p "$dest/tests" "$dest/deploy/podman"
 cp "$repo/tests/pod_support.py" "$repo/tests/test_pods.py" "$dest/tests/"
 cp -r "$PODMAN_DIR/pods" "$PODMAN_DIR/vm" "$PODMAN_DIR/containers.conf" "$dest/deploy/podman/"
 cp "$PODMAN_DIR/vm/pytest.ini" "$dest/"
+echo "IMAGE=$IMAGE" >"$dest/pod-test.env"
 install -m 644 "$PODMAN_DIR/vm/mothership-pod-test.service" "$root/etc/systemd/system/"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
 ln -sf /etc/systemd/system/mothership-pod-test.service \
@@ -53,6 +61,7 @@ ln -sf /etc/systemd/system/mothership-pod-test.service \
 rm -f "$vm/disk.img"
 truncate -s 4G "$vm/disk.img"
 mkfs.ext4 -q -F -L mothership-vm -d "$root" "$vm/disk.img"
+step "disk image"
 
 kernel=$(ls "$root"/boot/vmlinuz-* | sort -V | tail -1)
 initrd=$(ls "$root"/boot/initrd.img-* | sort -V | tail -1)

@@ -19,7 +19,7 @@ packages=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,udev,dbus,kmod,p
 packages+=,podman,runc,conmon,catatonit,netavark,aardvark-dns,iptables
 packages+=,python3,python3-pytest,python3-yaml
 echo "debootstrap the VM root from $(debian_mirror)"
-if ! debootstrap --variant=minbase --include="$packages" bookworm "$root" "$(debian_mirror)" >"$root.log" 2>&1; then
+if ! debootstrap --variant=minbase --cache-dir="$(debootstrap_cache)" --include="$packages" bookworm "$root" "$(debian_mirror)" >"$root.log" 2>&1; then
   tail -20 "$root.log" >&2
   exit 1
 fi

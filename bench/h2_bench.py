@@ -2,7 +2,9 @@
 
 h2load (Debian's nghttp2-client) drives an nghttpd backend (cleartext HTTP/2,
 a 13-byte page and a 10 MiB file) directly, through the bare Tornado relay and
-through the sidecar (telemetry on), round after round in turn; the same
+through the sidecar (telemetry on), round after round in turn (the page by one
+path, and by 5,000 paths in turn: each stream's header block then carries a
+new literal, as with per-request ids in paths or trace headers); the same
 h2load, with `--h1`, drives the sidecar in front of the nginx backend of
 `bench.sidecar_bench` for the HTTP/1 reference, and the sidecar forced to
 HTTP/1 (`--protocol http1`, no detection) beside it. Prints medians and the
@@ -47,6 +49,7 @@ class Load:
     streams: int = 1
     h1: bool = False
     requests: int = 0  # a count instead of a duration (the 10 MiB runs)
+    paths: int = 1  # distinct paths, taken in turn (`/?id=N`): each a new HPACK literal once the table has cycled
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Result:
 LOADS = (
     Load("c1 latency", "/", 1),
     Load("c16 x1 stream", "/", 16),
+    Load("c16 new paths", "/", 16, paths=5000),
     Load("c16 x10 streams", "/", 16, streams=10),
     Load("10 MiB c1", "/big", 1, requests=20),
 )
@@ -89,12 +93,18 @@ def run_h2load(service: Service, load: Load, seconds: int, cores: Cores, proxied
     h2load = shutil.which("h2load")
     if h2load is None:
         raise SystemExit("h2load is not installed (apt-get install nghttp2-client)")
-    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
+    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log, \
+            tempfile.NamedTemporaryFile("w", prefix="h2load-", suffix=".uris") as uris:
         command = [h2load, "-c", str(load.clients), "-m", str(load.streams), "--log-file", log.name]
         command += ["-n", str(load.requests)] if load.requests else ["-D", str(seconds)]
         if load.h1:
             command.append("--h1")
-        command.append(service.url(load.path))
+        if load.paths > 1:
+            uris.writelines(service.url(f"{load.path}?id={n:08d}") + "\n" for n in range(load.paths))
+            uris.flush()
+            command += ["-i", uris.name]
+        else:
+            command.append(service.url(load.path))
         if cores.load and shutil.which("taskset") and load.clients > 1:
             command = ["taskset", "-c", ",".join(map(str, cores.load)), *command]
         pids = procstat.descendants(service.pid) if proxied else []
@@ -184,6 +194,10 @@ def report(runs: dict[tuple[str, str], list[Result]]) -> None:
     if h2_cpu and h1_cpu:
         print(f"- CPU per HTTP/2 stream / per HTTP/1 exchange (16 connections): {h2_cpu / h1_cpu:.2f}x "
               f"({us(h2_cpu)} / {us(h1_cpu)}; target at most 1.5x)")
+    fresh_cpu = get("c16 new paths", "sidecar", lambda r: r.cpu_per_request)
+    if fresh_cpu and h1_cpu:
+        print(f"- the same, each stream's path new to the header table: {fresh_cpu / h1_cpu:.2f}x "
+              f"({us(fresh_cpu)} / {us(h1_cpu)})")
     big_sidecar = get("10 MiB c1", "sidecar", lambda r: r.bytes_per_second)
     big_relay = get("10 MiB c1", "relay", lambda r: r.bytes_per_second)
     if big_sidecar and big_relay:

@@ -45,7 +45,8 @@ def test_a_short_run_measures_every_target() -> None:
                           env=app_env(), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("c1 ", "c16 ", "10 MiB", "HTTP/1"))]
-    assert len(rows) == 4 * 3 + 2 * 3, done.stdout
+    assert len(rows) == 5 * 3 + 2 * 3, done.stdout
     assert all(row[-1] == "0" for row in rows), done.stdout  # nothing failed
-    for target in ("CPU per HTTP/2 stream", "10 MiB streams", "added to one stream's median", "the detector's cost"):
+    for target in ("CPU per HTTP/2 stream", "path new to the header table", "10 MiB streams",
+                   "added to one stream's median", "the detector's cost"):
         assert target in done.stdout, done.stdout

@@ -11,9 +11,10 @@ connection's end) finishes it. A response that declared its content-length
 ends with its last DATA byte: some servers (hypercorn) send END_STREAM in an
 empty DATA frame after the body, and a client that has the whole body may
 close the connection before that frame is read (a gRPC response, whose
-outcome is in its trailers, still ends only with them). Anything the tracker cannot follow stops the
-tracking, never the traffic: `broken` is set, open streams are finished as
-`untracked`, and later bytes are ignored. Pure: no I/O and no clock; callers pass `now`.
+outcome is in its trailers, still ends only with them). Anything the
+tracker cannot follow stops the tracking, never the traffic: `broken` is
+set, open streams are finished as `untracked`, and later bytes are ignored.
+Pure: no I/O and no clock; callers pass `now`.
 """
 
 from __future__ import annotations

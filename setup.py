@@ -48,6 +48,9 @@ setup(
         "hpack>=4.0,<5",  # HTTP/2 header blocks: python-hyper's HPACK table, Huffman state machine, errors
         # `inject` edits the user's manifests round trip: their comments, quotes and key order survive.
         "ruamel.yaml>=0.18,<0.20",
+        # The sidecar's event loop where it builds (libuv; CPython on Linux and macOS): its relay's transports
+        # cost about half of asyncio's own. Elsewhere the sidecar runs on asyncio's default loop.
+        'uvloop>=0.19,<1; platform_python_implementation == "CPython" and sys_platform != "win32"',
     ],
     extras_require={
         "demo": DEMO,
@@ -59,7 +62,6 @@ setup(
             "hypothesis>=6.100",
             "h2>=4.1,<5",  # builds real HTTP/2 conversations for the HTTP/2 tracker's tests
             "grpcio>=1.60",  # a real gRPC server and client through the sidecar (tests/test_protocols_grpc.py)
-            "uvloop>=0.19",  # bench.sidecar_bench's relay on uvloop, the floor of a relay below IOStream (issue 17)
             "hypercorn>=0.16",  # a real h2c server, by prior knowledge and by upgrade (tests/test_protocols_h2c.py)
             "playwright>=1.45",
             "kubernetes-validate>=1.28",

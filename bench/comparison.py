@@ -15,6 +15,12 @@ TARGET_RPS_VS_RELAY = 0.8
 TARGET_FILE_VS_RELAY = 0.9
 TARGET_ADDED_P50_SECONDS = 120e-6
 TARGET_RSS_BYTES = 40 * 1000 * 1000
+# Issue 17 ("the sidecar at nginx's speed"): against nginx as a proxy in the same run.
+TARGET17_RPS_VS_NGINX = 0.9  # at 16 and 64 connections
+TARGET17_FILE_VS_NGINX = 1.0
+TARGET17_ADDED_P50_SECONDS = 30e-6
+TARGET17_CPU_PER_REQUEST = 25e-6
+TARGET17_RSS_BYTES = 30 * 1000 * 1000
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,42 @@ def checks(scenarios: Sequence[Scenario], table: dict[str, dict[str, Figures]],
     return found
 
 
+def checks_vs_nginx(scenarios: Sequence[Scenario], table: dict[str, dict[str, Figures]],
+                    subject: str = "sidecar", nginx: str = "nginx", direct: str = "direct") -> list[Check]:
+    """Issue 17's targets: `subject` against nginx as a proxy (and going direct) in the same run."""
+    found: list[Check] = []
+    for sc in scenarios:
+        row = table.get(sc.name, {})
+        mine, theirs = row.get(subject), row.get(nginx)
+        if mine is None:
+            continue
+        if theirs is not None and sc.big and theirs.bytes_per_second:
+            ratio = mine.bytes_per_second / theirs.bytes_per_second
+            found.append(Check(f"{sc.name}: throughput vs {nginx}", f"{ratio:.2f}x",
+                               f">= {TARGET17_FILE_VS_NGINX}x", ratio >= TARGET17_FILE_VS_NGINX))
+        elif theirs is not None and sc.connections > 1 and theirs.rps:
+            ratio = mine.rps / theirs.rps
+            found.append(Check(f"{sc.name}: requests/s vs {nginx}", f"{ratio:.2f}x",
+                               f">= {TARGET17_RPS_VS_NGINX}x", ratio >= TARGET17_RPS_VS_NGINX))
+        if not sc.big and sc.connections > 1 and mine.cpu_per_1k is not None:
+            per_request = mine.cpu_per_1k / 1000
+            found.append(Check(f"{sc.name}: CPU per request", format_seconds(per_request),
+                               f"<= {format_seconds(TARGET17_CPU_PER_REQUEST)}",
+                               per_request <= TARGET17_CPU_PER_REQUEST))
+    single = next((sc for sc in scenarios if sc.connections == 1 and not sc.big), None)
+    row = table.get(single.name, {}) if single is not None else {}
+    if single is not None and subject in row and direct in row:
+        added = row[subject].p50 - row[direct].p50
+        found.append(Check(f"{single.name}: median added vs {direct}", format_seconds(added),
+                           f"<= {format_seconds(TARGET17_ADDED_P50_SECONDS)}", added <= TARGET17_ADDED_P50_SECONDS))
+    rss = [figs[subject].rss_max for figs in table.values() if subject in figs and figs[subject].rss_max]
+    if rss:
+        peak = max(r for r in rss if r is not None)
+        found.append(Check("RSS under load (largest seen)", format_bytes(peak),
+                           f"<= {format_bytes(TARGET17_RSS_BYTES)}", peak <= TARGET17_RSS_BYTES))
+    return found
+
+
 def format_seconds(value: float) -> str:
     sign = "-" if value < 0 else ""
     value = abs(value)
@@ -196,10 +238,10 @@ def render_ratios(scenarios: Sequence[Scenario], targets: Sequence[str], table: 
     return "\n".join(lines)
 
 
-def render_checks(found: Sequence[Check]) -> str:
+def render_checks(found: Sequence[Check], title: str = "issue 2, one core, telemetry on") -> str:
     if not found:
-        return "targets: not checked (the sidecar or the bare relay did not run)"
-    lines = ["targets (issue 2, one core, telemetry on):"]
+        return f"targets ({title}): not checked (the sidecar or its reference did not run)"
+    lines = [f"targets ({title}):"]
     for c in found:
         lines.append(f"  [{'met' if c.met else 'MISSED'}] {c.what}: {c.measured} (target {c.target})")
     return "\n".join(lines)

@@ -1,13 +1,15 @@
-"""`ProxiedConnection`: one client connection, its connection to the app, and the two pumps that relay between them.
+"""`ProxiedConnection`: one client connection, its connection to the app, and the relay between them.
 
-Bytes go both ways unchanged and streaming, one chunk at a time, and a write
-is awaited (when the socket does not take it at once) before the next read,
-so a slow reader slows the writer and memory stays bounded. The client's
-first bytes decide the protocol (`sidecar.detect`; `--protocol` can force
-it): HTTP/1 is framed by the connection's `ExchangeTracker`, which may hold
-or refuse bytes; HTTP/2, TLS and anything else are relayed as they come and
-a copy of each chunk goes to an observer (`H2Tracker`, `OpaqueTracker`)
-after it is written. Each finished exchange goes to the server's `record`.
+The relay runs on the two transports' callbacks (`sidecar.sides.Side`):
+each chunk read from one side is written to the other at once, unchanged,
+and then shown to what follows the protocol; a side whose write buffer
+fills stops the other side's reading until it drains, so a slow reader
+slows the writer and memory stays bounded. The client's first bytes decide
+the protocol (`sidecar.detect`; `--protocol` can force it): HTTP/1 is
+framed by the connection's `ExchangeTracker`, which may hold or refuse
+bytes; HTTP/2, TLS and anything else are relayed as they come and a copy
+of each chunk goes to an observer (`H2Tracker`, `OpaqueTracker`) after it
+is written. Each finished exchange goes to the server's `record`.
 
 Behaviour worth knowing:
 - The app is dialled when a client connects (overlapping the request's
@@ -19,9 +21,9 @@ Behaviour worth knowing:
   response instead of a reset.
 - A tunnel (101, CONNECT) is one exchange, reported when the connection
   ends; `ttfb` counts from the first response byte, interim 1xx included.
-  Bytes sent behind an Upgrade or CONNECT request are held (and the client
-  is not read) until the app answers: a switch makes them tunnel bytes,
-  anything else frames and checks them as HTTP.
+  Bytes sent behind an Upgrade or CONNECT request are held (up to a bound,
+  past which the client is not read) until the app answers: a switch makes
+  them tunnel bytes, anything else frames and checks them as HTTP.
 - header_timeout runs from a head's first byte; idle_timeout closes a
   connection with nothing in flight (or a tunnel, or an opaque one) that is
   silent both ways, and a request body that stalls. Waiting on the app has
@@ -31,50 +33,54 @@ Behaviour worth knowing:
   the app speaks (a server-speaks-first protocol), or after detect_timeout.
 - A `101` to `Upgrade: h2c` hands the connection to an `H2Tracker` with the
   upgrade request as stream 1 (RFC 7540 3.2).
+- Either end closing (or resetting) ends the connection: what was written
+  toward the other end still goes out before it is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
-from typing import TYPE_CHECKING, Any
-
-from tornado import gen
-from tornado.ioloop import IOLoop
-from tornado.iostream import IOStream, StreamClosedError
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 from sidecar import detect
+from sidecar.app_link import AppLink
 from sidecar.exchange import Exchange
 from sidecar.first_bytes import DETECT, HTTP1, FirstBytes
 from sidecar.http1.heads import simple_response
 from sidecar.http1.tracker import ExchangeTracker
 from sidecar.opaque import OpaqueTracker
-from sidecar.passthrough import PassThrough
-from sidecar.stream_io import CHUNK, MIN_CHUNK, next_chunk_size, write_through
+from sidecar.passthrough import OBSERVED, PassThrough
+from sidecar.sides import CHUNK, CONNECTING, WAITING, Side
 
 if TYPE_CHECKING:
     from sidecar.proxy import SidecarServer
 
 log = logging.getLogger(__name__)
 
+LINGER: Final = 3  # mode: an error response went out; what the client still sends is read and dropped
 LINGER_SECONDS = 2.0  # after an error response, how long to read and drop what the client still sends
 LINGER_BYTES = 1 << 20
+# Bytes read from a client while the relay holds them (behind an Upgrade, after a refusal) before it
+# stops reading that client: what Tornado's IOStream buffered at most.
+WAIT_LIMIT: Final = 4 * CHUNK
 REASONS = {400: "Bad Request", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 504: "Gateway Timeout"}
 
 monotonic = time.monotonic
 
 
-class ProxiedConnection(FirstBytes, PassThrough):
-    """One client connection, its connection to the app, and the two pumps between them; `run()` until closed."""
+class ProxiedConnection(AppLink, FirstBytes, PassThrough):
+    """One client connection, its connection to the app, and the relay between them. `client` is the
+    protocol to hand the listening server; the rest follows from its transport's callbacks."""
 
     __slots__ = ()
 
-    def __init__(self, server: SidecarServer, client: IOStream) -> None:
+    def __init__(self, server: SidecarServer) -> None:
         self.server = server
-        self.client = client
+        self.client = Side(self._client_made, self._client_detect, self._client_eof, self._client_lost, self._failed)
         self.upstream = None
         self.tracker = ExchangeTracker(server.config.max_header_bytes, allow_connect=server.config.allow_connect)
         self.observer = None
@@ -83,14 +89,16 @@ class ProxiedConnection(FirstBytes, PassThrough):
         self.connect_error = "upstream_unavailable"
         self.opened = self.last_client = self.last_upstream = monotonic()
         self._held = b""
-        self._wake = None
+        self._detect_timer = None
         self._untracked = False
         self._refusing = 0
+        self._connecting = None
         self._failed_at = 0.0
         self._retried = False
-        self._decided = None
-        self._connected = asyncio.get_running_loop().create_future()
-        self._tasks = set()
+        self._pending = None
+        self._waiting = 0
+        self._linger_timer = None
+        self._lingered = 0
 
     @property
     def live(self) -> int:
@@ -102,195 +110,124 @@ class ProxiedConnection(FirstBytes, PassThrough):
     def idle(self) -> bool:
         return self.live == 0
 
-    async def run(self) -> None:
-        try:
-            self.client.set_nodelay(True)
-            self._spawn(self._connect_and_relay())
-            forced = self.server.config.protocol
-            if forced == "auto":
-                await self._detect()
-            elif forced == "http1":
-                self._decide(HTTP1, detect.HTTP1)
-                await self._pump_requests(b"")
-            else:
-                self._observe(detect.H2 if forced == "http2" else detect.TCP, "forced")
-                await self._relay_client(b"", None)
-        except Exception:
-            log.error("connection from client failed", exc_info=True)
-            self.close("error")
+    def _client_made(self, side: Side) -> None:
+        self.server.opened(self)
+        self._dial()
+        forced = self.server.config.protocol
+        if forced == "auto":
+            self._detect_timer = asyncio.get_running_loop().call_later(self.server.config.detect_timeout,
+                                                                       self._silent)
+        elif forced == "http1":
+            self._decide(HTTP1, detect.HTTP1)
+        else:
+            self._observe(detect.H2 if forced == "http2" else detect.TCP, "forced")
+            self._want_app(b"", self.last_client)
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)  # a strong reference until it ends
-        task.add_done_callback(self._tasks.discard)
+    def _failed(self) -> None:
+        """What a handler raised: logged, and the connection closed (nothing else is touched)."""
+        log.error("connection from client failed", exc_info=True)
+        self.close("error")
 
-    async def _connect_and_relay(self) -> None:
-        try:
-            try:
-                upstream = await self.server.open_upstream()
-            except (TimeoutError, StreamClosedError, OSError) as exc:
-                self.connect_error = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_unavailable"
-                self._failed_at = monotonic()
-                self._connected.set_result(None)
-                return
-            if self.closed:
-                upstream.close()
-                self._connected.set_result(None)
-                return
-            self.upstream = upstream
-            self._connected.set_result(upstream)
-            await self._pump_from_app(upstream)
-        except Exception:
-            log.error("connection to the app failed", exc_info=True)
-            self.close("error")
-
-    async def _app(self, now: float) -> IOStream | None:
-        """The connection to the app, once it is made; tried once more if it had failed before `now`."""
-        while True:
-            connecting = self._connected
-            upstream = await connecting
-            if upstream is not None or self.closed:
-                return upstream
-            if connecting is not self._connected:
-                continue  # the other pump is trying again
-            if self._retried or self._failed_at >= now:
-                return None
-            # The app was down when the client connected; it may be up by now.
-            self._retried = True
-            self._connected = asyncio.get_running_loop().create_future()
-            self._spawn(self._connect_and_relay())
+    def _handlers(self) -> tuple[Callable[[bytes], None], Callable[[bytes], None]]:
+        """What reads the client's and the app's bytes in the current mode."""
+        mode = self.mode
+        if mode == HTTP1:
+            return self._client_http1, self._app_http1
+        if mode == OBSERVED:
+            return self._client_observed, self._app_observed
+        return self._client_detect, self._app_detect
 
     # --- client -> app ------------------------------------------------------------
 
-    async def _pump_requests(self, data: bytes) -> None:
+    def _client_http1(self, data: bytes) -> None:
         """HTTP/1: the tracker frames the client's bytes and says which may go to the app now."""
-        client, tracker = self.client, self.tracker
-        while True:
-            if self.observer is not None:  # the app switched to HTTP/2 (h2c) while this read was pending
-                await self._relay_client(data, None)
-                return
-            if data:
-                now = self.last_client
-                out = tracker.feed_request(data, now)
-                if out:
-                    upstream = self.upstream
-                    if upstream is None:
-                        upstream = await self._app(now)
-                        if upstream is None:
-                            await self._answer_unreachable()
-                            return
-                    try:
-                        pending = write_through(upstream, out)
-                        if pending is not None:
-                            await pending
-                    except StreamClosedError:
-                        self.close("upstream")
-                        return
-                size = client.read_chunk_size
-                if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
-                    client.read_chunk_size = next_chunk_size(size, len(data))
-                if tracker.finished:
-                    self._emit()
-                if tracker.refused is not None:
-                    await self._try_refusal()
-                    return  # nothing more is read from this client
-                if tracker.awaiting_upgrade and not self.closed:
-                    # Read no further until the app says what the next bytes are; learn of the
-                    # client's leaving meanwhile from the close callback.
-                    self._decided = asyncio.get_running_loop().create_future()
-                    self.client.set_close_callback(self._client_gone)
-                    await self._decided
-                    if self.observer is not None and not self.closed:
-                        self.client.set_close_callback(None)
-                        await self._relay_client(b"", None)
-                        return
+        now = self.last_client = monotonic()
+        tracker = self.tracker
+        out = tracker.feed_request(data, now)
+        if out:
+            upstream = self.upstream
+            if upstream is not None:
+                upstream.transport.write(out)
+            else:
+                self._want_app(out, now)
                 if self.closed:
                     return
-            try:
-                data = await client.read_bytes(CHUNK, partial=True)
-            except StreamClosedError:
-                self.close("client")
-                return
-            self.last_client = monotonic()
+        if tracker.finished:
+            self._emit()
+        if tracker.refused is not None or tracker.awaiting_upgrade:
+            # Nothing more goes to the app for now; bytes still read let the client's leaving be seen.
+            self._waiting += len(data)
+            if self._waiting > WAIT_LIMIT:
+                self.client.hold(WAITING)
+            if tracker.refused is not None:
+                self._try_refusal()
+
+    def _client_eof(self) -> None:
+        if self.mode == LINGER:
+            self.end_linger(flush=True)
+        else:
+            self.close("client")
+
+    def _client_lost(self, exc: Exception | None) -> None:
+        self.server.flushing.pop(self.client, None)
+        if self.mode == LINGER:
+            self.end_linger(flush=False)
+        else:
+            self.close("client")
 
     # --- app -> client ------------------------------------------------------------
 
-    async def _pump_from_app(self, upstream: IOStream) -> None:
-        data = b""
-        if self.mode == DETECT:
-            try:
-                data = await upstream.read_bytes(CHUNK, partial=True)
-            except StreamClosedError as exc:  # chosen meanwhile or not, the app's side ended
-                if self.mode == HTTP1:
-                    self.tracker.upstream_eof(monotonic())
-                self._app_closed(exc)
-                return
-            self.last_upstream = monotonic()
-            if self.mode == DETECT:  # the app speaks first: an HTTP/2 server's SETTINGS, or not HTTP at all
-                protocol = detect.detect_server(data)
-                self._observe(protocol, "server_first" if protocol == detect.TCP else protocol)
-                self._wake_up()
-        if self.mode == HTTP1:
-            await self._pump_responses(upstream, data)
-        else:
-            await self._relay_server(upstream, data)
+    def _app_http1(self, data: bytes) -> None:
+        """HTTP/1: response bytes go out as they are, then the tracker reads them: its work is off the path
+        of the client's wait."""
+        now = self.last_upstream = monotonic()
+        self.client.transport.write(data)
+        tracker = self.tracker
+        done = tracker.feed_response(data, now)
+        if done:
+            tracker.sent(done, monotonic())
+            self._emit()
+        if tracker.switched_at >= 0 and self._switched(data, now):
+            return
+        if tracker.released:  # bytes held behind an Upgrade, now cleared to go
+            self.upstream.transport.write(tracker.take_released())  # type: ignore[union-attr]
+        if self._waiting and not tracker.awaiting_upgrade and tracker.refused is None:
+            self._waiting = 0
+            self.client.release(WAITING)
+        if tracker.must_close:
+            self.close("done")
+        elif tracker.refused is not None:
+            self._try_refusal()
+        elif self.server.draining and tracker.live == 0:
+            self.close("done")
 
-    async def _pump_responses(self, upstream: IOStream, data: bytes) -> None:
-        """HTTP/1: response bytes go out as they are, then the tracker reads them."""
-        client, tracker = self.client, self.tracker
-        while True:
-            if data:
-                now = self.last_upstream
-                # Response bytes go out as they are, so they go before the tracker
-                # reads them: its work is off the path of the client's wait.
-                try:
-                    pending = write_through(client, data)
-                    if pending is not None:
-                        await pending
-                except StreamClosedError:
-                    tracker.feed_response(data, now)  # what the app sent still counts in the sample
-                    self.close("client")
-                    return
-                done = tracker.feed_response(data, now)
-                size = upstream.read_chunk_size
-                if len(data) >= size or (len(data) << 2 < size and size > MIN_CHUNK):
-                    upstream.read_chunk_size = next_chunk_size(size, len(data))
-                if done:
-                    tracker.sent(done, monotonic())
-                    self._emit()
-                if tracker.switched_at >= 0 and await self._switched(upstream, data, now):
-                    await self._relay_server(upstream, b"")
-                    return
-                if tracker.released:  # bytes held behind an Upgrade, now cleared to go
-                    try:
-                        await upstream.write(tracker.take_released())
-                    except StreamClosedError:
-                        self.close("upstream")
-                        return
-                if self._decided is not None and not tracker.awaiting_upgrade:
-                    self._decided.set_result(None)
-                    self._decided = None
-                if tracker.must_close:
-                    self.close("done")
-                    return
-                if tracker.refused is not None:
-                    await self._try_refusal()
-                elif self.server.draining and tracker.live == 0:
-                    self.close("done")
-                if self.closed:
-                    return
-            try:
-                data = await upstream.read_bytes(CHUNK, partial=True)
-            except StreamClosedError:
-                tracker.upstream_eof(monotonic())
-                self.close("upstream")
-                return
-            self.last_upstream = monotonic()
+    def _app_eof(self) -> None:
+        self._app_lost(None)
+
+    def _app_lost(self, exc: Exception | None) -> None:
+        """The app's side ended (an opaque connection it reset says so); so does the connection."""
+        if self.closed:
+            return
+        now = monotonic()
+        if self.mode == HTTP1:
+            self.tracker.upstream_eof(now)
+        observer = self.observer
+        if isinstance(exc, ConnectionResetError) and isinstance(observer, OpaqueTracker):
+            observer.fail("upstream_reset", now)
+        self.close("upstream")
 
     # --- answers of our own -----------------------------------------------------------
 
-    async def _answer_unreachable(self) -> None:
-        """The app could not be reached: 502 (or 504 on a connect timeout) to the first request."""
+    def _unreachable(self) -> None:
+        """The app could not be reached for what waits on it."""
+        if self.mode == OBSERVED:
+            self._unreachable_observed()
+        else:
+            self._answer_unreachable()
+
+    def _answer_unreachable(self) -> None:
+        """HTTP/1: 502 (or 504 on a connect timeout) to the first request."""
+        self._pending = None
         ex = self.tracker.first_unanswered()
         if ex is None or self.closed:
             self.close("done")
@@ -298,10 +235,9 @@ class ProxiedConnection(FirstBytes, PassThrough):
         status, error = (504, "upstream_timeout") if self.connect_error == "upstream_timeout" \
             else (502, "upstream_unavailable")
         what = "did not accept the connection in time" if status == 504 else "refused the connection"
-        await self._answer(ex, status, REASONS[status], error,
-                           f"mothership sidecar: the application {what}\n")
+        self._answer(ex, status, REASONS[status], error, f"mothership sidecar: the application {what}\n")
 
-    async def _try_refusal(self) -> None:
+    def _try_refusal(self) -> None:
         """Answer a refused request once the responses before it are out."""
         if self._refusing == 0:
             self._refusing = 1
@@ -310,8 +246,6 @@ class ProxiedConnection(FirstBytes, PassThrough):
             return
         decision = self.tracker.refusal_ready()
         if decision == "wait":
-            # Nothing more is read from the client, so learn of its leaving this way.
-            self.client.set_close_callback(self._client_gone)
             return
         self._refusing = 2
         if decision == "close":  # the app already began answering it: just end
@@ -320,21 +254,14 @@ class ProxiedConnection(FirstBytes, PassThrough):
         ex = self.tracker.refused
         assert ex is not None
         why = ex.reason
-        await self._answer(ex, ex.status, why, "bad_request",
-                           f"mothership sidecar: {REASONS.get(ex.status, 'Bad Request').lower()}: {why}\n")
+        self._answer(ex, ex.status, why, "bad_request",
+                     f"mothership sidecar: {REASONS.get(ex.status, 'Bad Request').lower()}: {why}\n")
 
-    def _client_gone(self) -> None:
-        self.close("client")
-
-    async def _answer(self, ex: Exchange, status: int, reason: str, error: str, text: str) -> None:
+    def _answer(self, ex: Exchange, status: int, reason: str, error: str, text: str) -> None:
         response = simple_response(status, REASONS[status], text)
         if self.upstream is not None:
-            self.upstream.close()
-        try:
-            await self.client.write(response)
-        except StreamClosedError:
-            self.close("client")
-            return
+            self.upstream.shut(False)
+        self.client.transport.write(response)
         self.tracker.conclude(ex, status, reason, error, len(response), monotonic())
         self._emit()
         self.close("done", linger=True)
@@ -391,34 +318,43 @@ class ProxiedConnection(FirstBytes, PassThrough):
                 self._read_out_app(observer, now)
             observer.close(cause, now)
             self._observed(observer)
-        self._wake_up()
-        if self._decided is not None and not self._decided.done():
-            self._decided.set_result(None)
+        if self._detect_timer is not None:
+            self._detect_timer.cancel()
+            self._detect_timer = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
         if self.upstream is not None:
-            self.upstream.close()
-        if linger and not self.client.closed():
-            self.server.lingering.add(self.client)
-            self._spawn(self._linger())
+            self.upstream.shut(flush=cause == "done")
+        client = self.client
+        if linger and not client.transport.is_closing():
+            self._linger()
         else:
-            self.client.close()
+            # What the app sent before it ended still reaches the client.
+            self.server.shut(client, flush=cause == "upstream" or cause == "done")
         self.server.forget(self)
 
-    async def _linger(self) -> None:
-        """Half-close after an error response and drop what the client still sends, so its
-        unread bytes do not make the kernel reset the connection before the response is read."""
+    def _linger(self) -> None:
+        """Half-close after an error response and drop what the client still sends, so its unread bytes do
+        not make the kernel reset the connection before the response is read."""
+        self.mode = LINGER
         client = self.client
-        try:
-            if client.socket is not None:
-                client.socket.shutdown(socket.SHUT_WR)
-                deadline = IOLoop.current().time() + LINGER_SECONDS
-                dropped = 0
-                while dropped < LINGER_BYTES:
-                    data = await gen.with_timeout(deadline, client.read_bytes(CHUNK, partial=True),
-                                                  quiet_exceptions=(StreamClosedError,))
-                    dropped += len(data)
-        except (StreamClosedError, TimeoutError, OSError):
-            pass
-        finally:
-            client.close()
-            self.server.lingering.discard(client)
+        client.on_data = self._linger_data
+        client.release(WAITING | CONNECTING)
+        if client.transport.can_write_eof():
+            client.transport.write_eof()
+        self._linger_timer = asyncio.get_running_loop().call_later(LINGER_SECONDS, self.end_linger)
+        self.server.lingering.add(self)
 
+    def _linger_data(self, data: bytes) -> None:
+        self._lingered += len(data)
+        if self._lingered >= LINGER_BYTES:
+            self.end_linger()
+
+    def end_linger(self, flush: bool = True) -> None:
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        if self in self.server.lingering:
+            self.server.lingering.discard(self)
+            self.server.shut(self.client, flush=flush)

@@ -11,21 +11,13 @@ server-speaks-first protocol, relayed as opaque; a client silent for
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import TYPE_CHECKING, Any, cast
-
-from tornado.iostream import IOStream, StreamClosedError
 
 from sidecar import detect
 from sidecar.http2.tracker import H2Tracker
 from sidecar.opaque import OpaqueTracker
 from sidecar.passthrough import OBSERVED
 from sidecar.relay_state import RelayState
-from sidecar.stream_io import CHUNK
-
-if TYPE_CHECKING:
-    pass
 
 # How a connection relays: still reading the client's first bytes, framing HTTP/1, or passing bytes as they come.
 DETECT, HTTP1 = 0, 1
@@ -38,54 +30,37 @@ class FirstBytes(RelayState):
 
     __slots__ = ()
 
-    async def _detect(self) -> None:
-        """Read until the client's first bytes decide the protocol (or the app speaks, or the client is
-        silent for detect_timeout), then relay it."""
-        client, loop = self.client, asyncio.get_running_loop()
-        read = _read(client)
-        timer = loop.call_later(self.server.config.detect_timeout, self._silent)
-        try:
-            while True:
-                if not read.done():
-                    self._wake = loop.create_future()
-                    read.add_done_callback(self._wake_up)
-                    await self._wake
-                    self._wake = None
-                if self.closed:  # (timed out, or the server is closing)
-                    return
-                if self.mode != DETECT:  # decided meanwhile: the app spoke first, or the client said nothing
-                    await self._relay_client(self._take_held(), read)
-                    return
-                try:
-                    data = read.result()
-                except StreamClosedError:
-                    self.close("client")
-                    return
-                self.last_client = monotonic()
-                self._held += data
-                protocol = detect.detect(self._held)
-                if protocol is not None:
-                    break
-                read = _read(client)
-        finally:
-            timer.cancel()
+    def _client_detect(self, data: bytes) -> None:
+        """The client's bytes until they decide the protocol; then its relay takes them all."""
+        self.last_client = monotonic()
+        held = self._held + data if self._held else data
+        protocol = detect.detect(held)
+        if protocol is None:
+            self._held = held
+            return
+        self._held = b""
         if protocol == detect.HTTP1:
             self._decide(HTTP1, protocol)
-            await self._pump_requests(self._take_held())
+            self._client_http1(held)
         else:
             self._observe(protocol, "not_http" if protocol == detect.TCP else protocol)
-            await self._relay_client(self._take_held(), None)
+            self._client_observed(held)
 
-    def _wake_up(self, _: Any = None) -> None:
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+    def _app_detect(self, data: bytes) -> None:
+        """The app spoke first: an HTTP/2 server's SETTINGS, or not HTTP at all."""
+        protocol = detect.detect_server(data)
+        self._observe(protocol, "server_first" if protocol == detect.TCP else protocol)
+        held = self._take_held()
+        if held:
+            self._client_observed(held)
+        self._app_observed(data)
 
     def _silent(self) -> None:
         """detect_timeout passed: a client that sent nothing waits for a server that speaks first."""
+        self._detect_timer = None
         if self.mode == DETECT and not self._held and not self.closed:
             self._observe(detect.TCP, "client_silent")
-            self._wake_up()
+            self._want_app(b"", self.last_client)
 
     def _take_held(self) -> bytes:
         held, self._held = self._held, b""
@@ -95,6 +70,12 @@ class FirstBytes(RelayState):
         self.mode = mode
         counts = self.server.counters.protocols
         counts[protocol] = counts.get(protocol, 0) + 1
+        if self._detect_timer is not None:
+            self._detect_timer.cancel()
+            self._detect_timer = None
+        self.client.on_data, on_app = self._handlers()
+        if self.upstream is not None:
+            self.upstream.on_data = on_app
 
     def _observe(self, protocol: str, reason: str) -> None:
         """From now on bytes pass as they are and `protocol`'s observer follows them."""
@@ -105,8 +86,3 @@ class FirstBytes(RelayState):
             opaque = self.server.counters.opaque
             opaque[reason] = opaque.get(reason, 0) + 1
         self._decide(OBSERVED, protocol)
-
-
-def _read(stream: IOStream) -> asyncio.Future[bytes]:
-    """A read of what `stream` has (up to CHUNK) as the future it is, to wait on beside others."""
-    return cast("asyncio.Future[bytes]", stream.read_bytes(CHUNK, partial=True))

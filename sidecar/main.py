@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import Resolver
@@ -66,8 +68,9 @@ class Sidecar:
         self.reporter.start()
         where = (f"reporting to {display_url(config.dashboard)} every {config.stats_interval:g}s"
                  if config.dashboard else "not reporting (no --dashboard)")
-        log.info("sidecar %s (app %s): :%d -> %s:%d, admin :%d, %s", config.pod, config.app_name,
-                 config.port, config.target_host, config.target_port, config.admin_port, where)
+        loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio's loop"
+        log.info("sidecar %s (app %s): :%d -> %s:%d, admin :%d, %s, on %s", config.pod, config.app_name,
+                 config.port, config.target_host, config.target_port, config.admin_port, where, loop)
 
     async def shutdown(self) -> None:
         config = self.config
@@ -122,6 +125,18 @@ async def serve(config: SidecarConfig) -> int:
     return 0
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop (libuv) where it is installed, else asyncio's default: the relay's transports and
+    callbacks cost about half as much on it. Tornado runs on either unchanged."""
+    if os.environ.get("MOTHERSHIP_LOOP", "") == "asyncio":  # to compare, or to rule uvloop out
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run(config: SidecarConfig) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -131,7 +146,8 @@ def run(config: SidecarConfig) -> int:
     # instead of taking a thread pool hop per lookup.
     Resolver.configure(CachingResolver)
     try:
-        return asyncio.run(serve(config))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(serve(config))
     except OSError as exc:  # a port in use, most often
         log.error("cannot start the sidecar: %s", exc)
         return 1

@@ -1,4 +1,4 @@
-"""`SidecarServer`: the Tornado TCP relay in front of the app that turns every HTTP exchange into a sample.
+"""`SidecarServer`: the relay in front of the app, on asyncio transports, that turns every HTTP exchange into a sample.
 
 Each client connection becomes a `sidecar.connection.ProxiedConnection`
 (its own connection to the app, the relay and the framing);
@@ -8,7 +8,8 @@ when its connection closes, whichever comes first.
 
 Public surface:
     server = SidecarServer(config, on_sample)
-    server.listen(port, address) / server.add_sockets(sockets)   (from TCPServer)
+    server.listen(port, address, backlog) / server.add_sockets(sockets, backlog)
+                                  serve (from within the running loop; as Tornado's TCPServer)
     server.stop()                 stop accepting connections
     await server.drain(timeout)   close idle connections, wait for exchanges
                                   in flight; True if all finished in time
@@ -37,13 +38,9 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
 
-from tornado import gen
 from tornado.ioloop import PeriodicCallback
-from tornado.iostream import IOStream, StreamClosedError
-from tornado.tcpserver import TCPServer
+from tornado.netutil import bind_sockets
 
 from app.core.routes import RouteCap
 from app.core.wire import Sample
@@ -52,7 +49,7 @@ from sidecar.connection import ProxiedConnection
 from sidecar.detect import PROTOCOLS
 from sidecar.exchange import Exchange, SampleMaker
 from sidecar.resolver import CachingResolver
-from sidecar.stream_io import CHUNK, MIN_CHUNK
+from sidecar.sides import Side
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +96,10 @@ class ProxyCounters:
         return sum(conn.live for conn in self.connections) + len(self.unreported)
 
 
-class SidecarServer(TCPServer):
+class SidecarServer:
     """Accepts clients, relays each to config.target_host:target_port, and reports every exchange."""
 
     def __init__(self, config: SidecarConfig, on_sample: Callable[[Sample], None]) -> None:
-        super().__init__(max_buffer_size=4 * CHUNK, read_chunk_size=MIN_CHUNK)
         self.config = config
         self.on_sample = on_sample
         self.counters = ProxyCounters()
@@ -112,23 +108,54 @@ class SidecarServer(TCPServer):
         self.samples = SampleMaker(record_query=config.record_query, route_cap=RouteCap(MAX_ROUTES))
         self.samples.clock_offset = time.time() - monotonic()
         self._sweeper: PeriodicCallback | None = None
-        self.lingering: set[IOStream] = set()  # clients being read out after an error response
-        self._connect_timeout = timedelta(seconds=config.connect_timeout)
+        self.lingering: set[ProxiedConnection] = set()  # closed, their clients read out after an error response
+        self.flushing: dict[Side, float] = {}  # closed sides still sending what they hold, by when they must end
         self._unreported = self.counters.unreported
         self._report_timer: asyncio.TimerHandle | None = None
         self.resolver = CachingResolver()  # a target name is looked up at most every few seconds, an IP never
+        self._listeners: list[asyncio.AbstractServer] = []
+        self._starting: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
-    # --- TCPServer ------------------------------------------------------------
+    # --- listening (what Tornado's TCPServer offered) ------------------------------------
 
-    async def handle_stream(self, stream: IOStream, address: Any) -> None:
+    def listen(self, port: int, address: str = "", backlog: int = 128) -> None:
+        self.add_sockets(bind_sockets(port, address or None, backlog=backlog), backlog)
+
+    def add_sockets(self, sockets: list[socket.socket], backlog: int = 128) -> None:
+        """Serve on listening sockets; connections wait in the kernel's queue until the loop takes them."""
+        loop = asyncio.get_running_loop()
+        for sock in sockets:
+            task = loop.create_task(self._serve(sock, backlog))
+            self._starting.add(task)  # a strong reference until it is done
+            task.add_done_callback(self._starting.discard)
+
+    async def _serve(self, sock: socket.socket, backlog: int) -> None:
+        # create_server listens again, with the backlog asked for (its own default is 100).
+        listener = await asyncio.get_running_loop().create_server(self._accept, sock=sock, backlog=backlog)
+        if self._stopped:
+            listener.close()
+        else:
+            self._listeners.append(listener)
+
+    def _accept(self) -> Side:
+        return ProxiedConnection(self).client
+
+    def stop(self) -> None:
+        """Accept no more connections (those open go on)."""
+        self._stopped = True
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
+
+    def opened(self, conn: ProxiedConnection) -> None:
+        """A client connected (its connection's first step)."""
         if self._sweeper is None:
             interval = min(self.config.idle_timeout, self.config.header_timeout) / 4
             self._sweeper = PeriodicCallback(self._sweep, 1000 * min(1.0, max(0.01, interval)))
             self._sweeper.start()
-        conn = ProxiedConnection(self, stream)
         self._connections.add(conn)
         self.counters.connections_total += 1
-        await conn.run()
 
     # --- shutting down ----------------------------------------------------------
 
@@ -150,27 +177,23 @@ class SidecarServer(TCPServer):
         """Close every connection now (exchanges cut short are reported) and stop the timers."""
         for conn in list(self._connections):
             conn.close("error")
-        for client in list(self.lingering):
-            client.close()
+        for conn in list(self.lingering):
+            conn.end_linger(flush=False)
+        for side in list(self.flushing):
+            side.shut(False)
+        self.flushing.clear()
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
 
     # --- used by connections -----------------------------------------------------
 
-    async def open_upstream(self) -> IOStream:
-        """A connected stream to the app; raises TimeoutError, StreamClosedError or OSError."""
-        family, address = (await self.resolver.resolve(self.config.target_host, self.config.target_port))[0]
-        stream = IOStream(socket.socket(family, socket.SOCK_STREAM),
-                          max_buffer_size=4 * CHUNK, read_chunk_size=MIN_CHUNK)
-        try:
-            await gen.with_timeout(self._connect_timeout, stream.connect(address),
-                                   quiet_exceptions=(StreamClosedError,))
-        except BaseException:
-            stream.close()
-            raise
-        stream.set_nodelay(True)
-        return stream
+    def shut(self, side: Side, flush: bool) -> None:
+        """Close a side; one that must first send what it holds gets until idle_timeout to do it (a peer that
+        never reads cannot keep it open)."""
+        side.shut(flush)
+        if flush and side.transport.get_write_buffer_size():
+            self.flushing[side] = monotonic() + self.config.idle_timeout
 
     def record(self, ex: Exchange) -> None:
         """An exchange is over: count it now; its sample follows within REPORT_DELAY."""
@@ -218,3 +241,10 @@ class SidecarServer(TCPServer):
         self.samples.clock_offset = time.time() - now  # follows wall-clock steps
         for conn in list(self._connections):
             conn.check_timeouts(now)
+        if self.flushing:
+            for side, deadline in list(self.flushing.items()):
+                if side.transport.get_write_buffer_size() == 0:
+                    del self.flushing[side]
+                elif now > deadline:
+                    del self.flushing[side]
+                    side.shut(False)

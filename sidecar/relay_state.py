@@ -1,9 +1,10 @@
 """`RelayState`: what one proxied connection holds, shared by the parts that relay it.
 
 `sidecar.connection.ProxiedConnection` sets it up and frames HTTP/1;
-`sidecar.first_bytes.FirstBytes` chooses the protocol and
-`sidecar.passthrough.PassThrough` relays what is not framed. Each part is a
-mixin over this state, so one connection is one object with fixed slots.
+`sidecar.app_link.AppLink` connects to the app, `sidecar.first_bytes.FirstBytes`
+chooses the protocol and `sidecar.passthrough.PassThrough` relays what is
+not framed. Each part is a mixin over this state, so one connection is one
+object with fixed slots.
 """
 
 from __future__ import annotations
@@ -12,44 +13,55 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tornado.iostream import IOStream
+    from collections.abc import Callable
 
     from sidecar.http1.tracker import ExchangeTracker
     from sidecar.passthrough import Observer
     from sidecar.proxy import SidecarServer
+    from sidecar.sides import Side
 
 
 class RelayState:
     """The slots of a proxied connection (set by `ProxiedConnection`), and what its parts call of each other."""
 
-    __slots__ = ("_connected", "_decided", "_failed_at", "_held", "_refusing", "_retried", "_tasks", "_untracked",
-                 "_wake", "client", "closed", "connect_error", "last_client", "last_upstream", "mode", "observer",
-                 "opened", "server", "tracker", "upstream")
+    __slots__ = ("_connecting", "_detect_timer", "_failed_at", "_held", "_linger_timer", "_lingered", "_pending",
+                 "_refusing", "_retried", "_untracked", "_waiting", "client", "closed", "connect_error",
+                 "last_client", "last_upstream", "mode", "observer", "opened", "server", "tracker", "upstream")
 
     server: SidecarServer
-    client: IOStream
-    upstream: IOStream | None
+    client: Side
+    upstream: Side | None  # the app's side, once it is connected
     tracker: ExchangeTracker  # HTTP/1's framing
     observer: Observer | None  # what reads a connection relayed as it comes
-    mode: int  # first_bytes.DETECT, first_bytes.HTTP1 or passthrough.OBSERVED
+    mode: int  # first_bytes.DETECT, first_bytes.HTTP1, passthrough.OBSERVED or connection.LINGER
     closed: bool
     connect_error: str  # the error word if the app cannot be reached
     opened: float
     last_client: float
     last_upstream: float
     _held: bytes  # the client's first bytes while they decide nothing
-    _wake: asyncio.Future[None] | None  # set while the protocol is being chosen
+    _detect_timer: asyncio.TimerHandle | None  # set while the protocol is being chosen
     _untracked: bool  # the observer lost the protocol's framing (counted once)
     _refusing: int  # 1: a refused request is waiting, 2: it is being answered
-    _failed_at: float  # when connecting to the app last failed
+    _connecting: asyncio.Task[None] | None  # set while the app is being dialled
+    _failed_at: float  # when connecting to the app last failed (0: it has not)
     _retried: bool
-    _decided: asyncio.Future[None] | None  # set while reading waits on an Upgrade's answer
-    _connected: asyncio.Future[IOStream | None]
-    _tasks: set[asyncio.Task[None]]
+    _pending: list[bytes] | None  # bytes for the app that wait for its connection (None: nothing waits)
+    _waiting: int  # bytes read from the client while the relay holds them (an Upgrade's answer, a refusal)
+    _linger_timer: asyncio.TimerHandle | None
+    _lingered: int  # bytes dropped while lingering
 
     if TYPE_CHECKING:
-        async def _app(self, now: float) -> IOStream | None: ...
+        def _handlers(self) -> tuple[Callable[[bytes], None], Callable[[bytes], None]]: ...
         def _decide(self, mode: int, protocol: str) -> None: ...
-        async def _pump_requests(self, data: bytes) -> None: ...
-        async def _relay_client(self, data: bytes, read: asyncio.Future[bytes] | None) -> None: ...
+        def _want_app(self, data: bytes, now: float) -> None: ...
+        def _forward_pending(self, data: bytes) -> None: ...
+        def _unreachable(self) -> None: ...
+        def _unreachable_observed(self) -> None: ...
+        def _client_http1(self, data: bytes) -> None: ...
+        def _client_observed(self, data: bytes) -> None: ...
+        def _app_eof(self) -> None: ...
+        def _app_lost(self, exc: Exception | None) -> None: ...
+        def _app_observed(self, data: bytes) -> None: ...
+        def _failed(self) -> None: ...
         def close(self, cause: str, linger: bool = False) -> None: ...

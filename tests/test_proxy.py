@@ -27,7 +27,6 @@ from app.core.wire import Sample
 from app.options import SidecarConfig
 from sidecar import proxy as proxy_module
 from sidecar.proxy import SidecarServer
-from sidecar.stream_io import CHUNK, MIN_CHUNK
 from tests.proxy_support import (
     Peer,
     RawBackend,
@@ -855,8 +854,8 @@ async def test_close_all_hands_over_every_sample(io_loop: Any, backend: Any, sid
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_read_sizes_grow_for_a_big_body_and_shrink_after(io_loop: Any, backend: Any, sidecar: Any) -> None:
-    big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (4 << 20) + os.urandom(4 << 20)
+async def test_after_a_big_body_both_sides_read_freely_again(io_loop: Any, backend: Any, sidecar: Any) -> None:
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (16 << 20) + os.urandom(16 << 20)
 
     def app_side(peer: Peer) -> None:
         if peer.read_until(len(GET)):
@@ -868,17 +867,19 @@ async def test_read_sizes_grow_for_a_big_body_and_shrink_after(io_loop: Any, bac
 
     app = backend(app_side)
     proxy = sidecar(app.port)
-    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # so the kernel does not take it all
+        sock.connect(("127.0.0.1", proxy.port))
         await in_thread(sock.sendall, GET)
-        assert await in_thread(read_all, sock, len(big)) == big
+        await asyncio.sleep(0.3)  # the client reads nothing yet: the app's side must stop reading
         [conn] = proxy.counters.connections
-        assert conn.upstream is not None
-        assert conn.upstream.read_chunk_size >= CHUNK // 2  # grew to the most; the body's short tail may halve it
+        assert conn.upstream is not None and conn.upstream.holds != 0
+        assert conn.client.transport.get_write_buffer_size() < 8 * 65536  # bounded, not the 16 MiB
+        assert await in_thread(read_all, sock, len(big)) == big
         for _ in range(5):
             await in_thread(sock.sendall, GET)
             assert await in_thread(read_all, sock, len(OK)) == OK
-        assert conn.upstream.read_chunk_size == MIN_CHUNK
-        assert conn.client.read_chunk_size == MIN_CHUNK
+        assert (conn.upstream.holds, conn.client.holds) == (0, 0)  # nothing left paused
         samples = await proxy.wait_samples(6)
         assert [s["bytes_out"] for s in samples] == [len(big)] + [len(OK)] * 5
 

@@ -118,6 +118,29 @@ def test_the_namespace_from_the_downward_api_goes_with_every_report_and_on_metri
     assert sidecar.proc.stop() == 0
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_the_sidecar_runs_on_uvloop_and_without_it(run_app: Any, target: int, loop: str) -> None:
+    port, admin_port = free_port(), free_port()
+    env = {"MOTHERSHIP_LOOP": "asyncio"} if loop == "asyncio" else None  # as where uvloop does not install
+    proc = run_app(["--mode", "sidecar", "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin_port),
+                    "--target-port", str(target), "--pod", POD], wait_ports=[port, admin_port], env=env)
+    sidecar = Sidecar(proc, port, admin_port)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for i in range(20):  # kept alive: one connection, twenty exchanges, bodies both ways
+            body = bytes([65 + i]) * (i * 20000)
+            conn.request("POST", "/echo", body=body)
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, body)
+    finally:
+        conn.close()
+    status, body = sidecar.get("/download?bytes=5000000")
+    assert (status, len(body)) == (200, 5_000_000)
+    assert requests_total(sidecar.metrics()) == 21
+    assert ("on uvloop" if loop == "uvloop" else "on asyncio's loop") in proc.output
+    assert proc.stop() == 0
+
+
 def test_sigterm_lets_exchanges_finish_and_sends_a_final_batch(run_app: Any, target: int,
                                                                  receiver: Receiver) -> None:
     sidecar = start_sidecar(run_app, target, receiver.url, "--stats-interval", "60")

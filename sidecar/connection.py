@@ -33,7 +33,11 @@ Behaviour worth knowing:
   the app speaks (a server-speaks-first protocol), or after detect_timeout.
 - A `101` to `Upgrade: h2c` hands the connection to an `H2Tracker` with the
   upgrade request as stream 1 (RFC 7540 3.2).
-- Either end closing (or resetting) ends the connection: what was written
+- An end of file from one side is passed on to the other (half-close)
+  while anything can still come back: for HTTP/1 an exchange in flight
+  after the client's (the connection ends once it is answered); relayed as
+  it is, either side's, until the other side ends too. The app ending an
+  HTTP/1 connection, or either side resetting, ends it; what was written
   toward the other end still goes out before it is closed.
 """
 
@@ -61,6 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LINGER: Final = 3  # mode: an error response went out; what the client still sends is read and dropped
+CLIENT_ENDED, APP_ENDED = 1, 2  # which side shut its sending side first (half-close)
 LINGER_SECONDS = 2.0  # after an error response, how long to read and drop what the client still sends
 LINGER_BYTES = 1 << 20
 # Bytes read from a client while the relay holds them (behind an Upgrade, after a refusal) before it
@@ -99,6 +104,7 @@ class ProxiedConnection(AppLink, FirstBytes, PassThrough):
         self._waiting = 0
         self._linger_timer = None
         self._lingered = 0
+        self._ended = 0
 
     @property
     def live(self) -> int:
@@ -163,10 +169,19 @@ class ProxiedConnection(AppLink, FirstBytes, PassThrough):
                 self._try_refusal()
 
     def _client_eof(self) -> None:
-        if self.mode == LINGER:
+        """The client shut its sending side: passed on to the app, whose answers still reach the client
+        (half-close), when anything can still come back; else the connection ends."""
+        mode, tracker, upstream = self.mode, self.tracker, self.upstream
+        if mode == LINGER:
             self.end_linger(flush=True)
-        else:
+        elif upstream is None or self._ended or mode == DETECT or (mode == HTTP1 and (
+                tracker.live == 0 or tracker.head_started is not None or tracker.awaiting_upgrade
+                or tracker.refused is not None)):
             self.close("client")
+        else:
+            self._ended |= CLIENT_ENDED
+            if upstream.transport.can_write_eof():
+                upstream.transport.write_eof()
 
     def _client_lost(self, exc: Exception | None) -> None:
         self.server.flushing.pop(self.client, None)
@@ -194,7 +209,7 @@ class ProxiedConnection(AppLink, FirstBytes, PassThrough):
         if self._waiting and not tracker.awaiting_upgrade and tracker.refused is None:
             self._waiting = 0
             self.client.release(WAITING)
-        if tracker.must_close:
+        if tracker.must_close or (self._ended and tracker.live == 0):
             self.close("done")
         elif tracker.refused is not None:
             self._try_refusal()
@@ -202,6 +217,13 @@ class ProxiedConnection(AppLink, FirstBytes, PassThrough):
             self.close("done")
 
     def _app_eof(self) -> None:
+        """The app shut its sending side. Relaying as it is, that is passed on to the client, which may
+        still send (half-close); for HTTP/1 it ends the connection (and a close-delimited response)."""
+        if self.mode == OBSERVED and not self._ended and not self.closed:
+            self._ended = APP_ENDED
+            if self.client.transport.can_write_eof():
+                self.client.transport.write_eof()
+            return
         self._app_lost(None)
 
     def _app_lost(self, exc: Exception | None) -> None:
@@ -214,7 +236,9 @@ class ProxiedConnection(AppLink, FirstBytes, PassThrough):
         observer = self.observer
         if isinstance(exc, ConnectionResetError) and isinstance(observer, OpaqueTracker):
             observer.fail("upstream_reset", now)
-        self.close("upstream")
+        # An app that ends after the client's end of file was left by the client (which may have closed
+        # its socket altogether: TCP does not say); what it had not answered counts as the client's doing.
+        self.close("client" if self._ended == CLIENT_ENDED else "upstream")
 
     # --- answers of our own -----------------------------------------------------------
 

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 class RelayState:
     """The slots of a proxied connection (set by `ProxiedConnection`), and what its parts call of each other."""
 
-    __slots__ = ("_connecting", "_detect_timer", "_failed_at", "_held", "_linger_timer", "_lingered", "_pending",
-                 "_refusing", "_retried", "_untracked", "_waiting", "client", "closed", "connect_error",
+    __slots__ = ("_connecting", "_detect_timer", "_ended", "_failed_at", "_held", "_linger_timer", "_lingered",
+                 "_pending", "_refusing", "_retried", "_untracked", "_waiting", "client", "closed", "connect_error",
                  "last_client", "last_upstream", "mode", "observer", "opened", "server", "tracker", "upstream")
 
     server: SidecarServer
@@ -50,6 +50,7 @@ class RelayState:
     _waiting: int  # bytes read from the client while the relay holds them (an Upgrade's answer, a refusal)
     _linger_timer: asyncio.TimerHandle | None
     _lingered: int  # bytes dropped while lingering
+    _ended: int  # connection.CLIENT_ENDED or APP_ENDED: that side shut its sending side (half-close); 0: neither
 
     if TYPE_CHECKING:
         def _handlers(self) -> tuple[Callable[[bytes], None], Callable[[bytes], None]]: ...

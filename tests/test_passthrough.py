@@ -10,7 +10,7 @@ import struct
 from hpack import Encoder
 
 from tests.protocol_support import converse, echo, sidecar_for
-from tests.proxy_support import RawBackend, read_all
+from tests.proxy_support import Peer, RawBackend, read_all, talk
 
 
 def test_a_large_stream_both_ways_keeps_its_order() -> None:
@@ -61,3 +61,23 @@ def test_http2_the_tracker_cannot_follow_still_flows_untouched_and_is_counted() 
     assert app.peers[0].received == data
     assert proxy.counters.protocols["h2"] == 1 and proxy.counters.untracked == 1
     assert (sample["route"], sample["untracked"], sample["protocol"]) == ("/users/{id}", True, "h2")
+
+
+def test_a_half_close_passes_each_way_and_the_answer_still_comes() -> None:
+    # A protocol whose app answers only once the client has said all (shut its sending side), and a client
+    # that still reads after that: the end of file goes on to the app, the answer comes back.
+    request = b"\x00\x01binary request, all of it"
+
+    def app_side(peer: Peer) -> None:
+        peer.read_until_close()  # until the client's end of file
+        peer.send(bytes(peer.received[::-1]))
+
+    app = RawBackend(app_side)
+    try:
+        with sidecar_for(app.port) as proxy:
+            assert talk(proxy.port, request, half_close=True) == request[::-1]
+            [sample] = proxy.settled()
+    finally:
+        app.close()
+    assert (sample["protocol"], sample["bytes_in"], sample["bytes_out"]) == ("tcp", len(request), len(request))
+    assert sample["error"] is None

@@ -221,6 +221,24 @@ async def test_http10_response_delimited_by_close(io_loop: Any, backend: Any, si
 
 
 @pytest.mark.gen_test(timeout=10)
+async def test_a_client_that_shuts_its_sending_side_still_gets_its_answers(
+        io_loop: Any, backend: Any, sidecar: Any) -> None:
+    def app_side(peer: Peer) -> None:  # answers slowly, after the client has shut its side
+        if peer.read_until(2 * len(GET)):
+            time.sleep(0.2)
+            peer.send(OK + OK)
+        peer.read_until_close()
+
+    app = backend(app_side)
+    proxy = sidecar(app.port)
+    assert await in_thread(talk, proxy.port, GET + GET, half_close=True) == OK + OK
+    samples = await proxy.wait_samples(2)
+    assert [(s["response"]["status"], s["error"]) for s in samples] == [(200, None), (200, None)]
+    await eventually(lambda: app.peers[0].closed_by_peer.is_set(), what="the app saw the end of file")
+    await proxy.settled()
+
+
+@pytest.mark.gen_test(timeout=10)
 @pytest.mark.parametrize("who", ["client", "app"])
 async def test_connection_close_is_honoured(io_loop: Any, backend: Any, sidecar: Any, who: str) -> None:
     """The app keeps its socket open: the sidecar must still close the client's (the article's client hung)."""

@@ -10,11 +10,11 @@ passed on as one (half-close). Run:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 import socket
 from typing import cast
+
+from bench.bare_relay import relay_arguments, until_signalled
 
 
 class Side(asyncio.Protocol):
@@ -88,19 +88,12 @@ class ClientSide(Side):
 async def serve(host: str, port: int, target_host: str, target_port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: ClientSide((target_host, target_port)), host, port, backlog=4096)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
     server.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--target-host", default="127.0.0.1")
-    parser.add_argument("--target-port", type=int, required=True)
+    parser = relay_arguments(__doc__)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop's loop (libuv)")
     args = parser.parse_args()
     coroutine = serve(args.host, args.port, args.target_host, args.target_port)

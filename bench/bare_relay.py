@@ -52,21 +52,31 @@ class BareRelay(TCPServer):
 async def serve(host: str, port: int, target_host: str, target_port: int) -> None:
     relay = BareRelay(target_host, target_port)
     relay.add_sockets(bind_sockets(port, host, backlog=4096))
+    await until_signalled()
+    relay.stop()
+
+
+async def until_signalled() -> None:
+    """Wait for SIGTERM or SIGINT (how the benchmarks stop a relay)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    relay.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def relay_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The command line every bench relay takes: where it listens and where it relays to."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--target-host", default="127.0.0.1")
     parser.add_argument("--target-port", type=int, required=True)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = relay_arguments(__doc__).parse_args()
     asyncio.run(serve(args.host, args.port, args.target_host, args.target_port))
 
 

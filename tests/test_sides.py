@@ -63,6 +63,23 @@ async def until(check: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def read_to_end(peer: socket.socket) -> bytes:
+    """What the non-blocking `peer` receives until the other end closes (or resets)."""
+    received = bytearray()
+    while True:
+        try:
+            chunk = peer.recv(1 << 20)
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+            continue
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    return bytes(received)
+
+
 def test_held_reading_reads_nothing_until_every_hold_is_released(loop: asyncio.AbstractEventLoop) -> None:
     async def run() -> None:
         rec, peer = await connected(loop)
@@ -117,17 +134,7 @@ def test_shut_with_flush_delivers_what_is_buffered_and_without_drops_it(loop: as
         rec.side.transport.write(blob)
         assert rec.side.transport.get_write_buffer_size() > 0
         rec.side.shut(True)
-        received = bytearray()
-        while True:
-            try:
-                chunk = peer.recv(1 << 20)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-                continue
-            if not chunk:
-                break
-            received += chunk
-        assert received == blob
+        assert await read_to_end(peer) == blob
         await until(lambda: rec.lost)
         peer.close()
 
@@ -135,19 +142,7 @@ def test_shut_with_flush_delivers_what_is_buffered_and_without_drops_it(loop: as
         rec.side.transport.write(blob)
         rec.side.shut(False)
         await until(lambda: rec.lost)
-        received = bytearray()
-        while True:
-            try:
-                chunk = peer.recv(1 << 20)
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-                continue
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            received += chunk
-        assert len(received) < len(blob)  # what the transport held was dropped
+        assert len(await read_to_end(peer)) < len(blob)  # what the transport held was dropped
         peer.close()
 
     loop.run_until_complete(run())

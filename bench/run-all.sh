@@ -15,6 +15,7 @@ scripts=(
   "dashboard_bench --pods 500,2000 --duration 8 --warmup 3"
   "page_bench --duration 30"
   "sampler_bench --samples 200"
+  "buffer_bench"
   "h2_bench --seconds 3 --rounds 2"
   "alerts_bench --pods 500 --measure 10"
 )

@@ -248,6 +248,14 @@ def test_sample_bench_quick_run_times_every_protocol_against_http1() -> None:
     assert set(rows) == {"http/1.1", "h2", "grpc", "tls", "tcp"} and rows["http/1.1"] == "1.00", done.stdout
 
 
+def test_buffer_bench_quick_run_prints_add_and_its_reference() -> None:
+    done = run_script("bench.buffer_bench", "--quick", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^SampleBuffer\.add\s+[\d.]+ us$", done.stdout, re.M), done.stdout
+    assert re.search(r"^ujson\.dumps \(reference\)\s+[\d.]+ us$", done.stdout, re.M), done.stdout
+    assert re.search(r"^add / encode: [\d.]+x$", done.stdout, re.M), done.stdout
+
+
 def test_sampler_bench_prints_the_sampler_and_its_reference() -> None:
     done = run_script("bench.sampler_bench", "--samples", "5", timeout=60)
     assert done.returncode == 0, done.stderr

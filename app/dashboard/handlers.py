@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tornado.web import HTTPError
+from tornado import template
+from tornado.web import HTTPError, StaticFileHandler
 
 from app import paths
 from app.dashboard import auth
@@ -197,6 +198,16 @@ class MetricsHandler(JSONHandler):
         self.finish(self.ctx.metrics.render())
 
 
+def render_page(settings: dict[str, Any]) -> bytes:
+    """The page from its template, rendered once with no handler in reach. A render leaves a reference
+    cycle behind (the template's namespace is its code's globals), which only the collector frees, and
+    the dashboard freezes the collector (app.dashboard.server, GC_YOUNG_THRESHOLD): rendered by
+    `render_string`, the first page's handler was held in that cycle and sometimes frozen with it."""
+    static_files = settings.get("static_handler_class", StaticFileHandler)
+    page = template.Loader(settings["template_path"]).load("index.html")
+    return page.generate(static_url=lambda path: static_files.make_static_url(settings, path))
+
+
 class PageHandler(JSONHandler):
     """GET /: the live page. `?token=` (the view token) becomes a cookie, then a clean URL."""
 
@@ -212,10 +223,8 @@ class PageHandler(JSONHandler):
             raise HTTPError(503, "the page's template (templates/index.html) is not installed")
         self.set_header("Content-Security-Policy", CSP)
         self.set_header("Referrer-Policy", "no-referrer")
-        # Rendered once: a render leaves reference cycles behind, which the dashboard's frozen
-        # collector would never free (app.dashboard.server, GC_YOUNG_THRESHOLD).
         if self.ctx.page is None:
-            self.ctx.page = self.render_string("index.html")
+            self.ctx.page = render_page(self.settings)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.finish(self.ctx.page)
 

@@ -26,7 +26,7 @@ from app.dashboard.server import DashboardApplication, listen, make_app
 from app.options import DashboardConfig
 from tests.conftest import free_port
 
-T0 = 1_700_000_000.0  # a fixed epoch second (a multiple of 5 and of 60) for fake clocks
+T0 = 1_700_000_000.0  # a fixed epoch second for fake clocks: a multiple of 5 and 10, but 20 s into its minute
 
 
 class FakeClock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from tornado import template
@@ -18,35 +17,16 @@ from tornado.web import HTTPError, StaticFileHandler
 
 from app import paths
 from app.dashboard import auth
-from app.dashboard.aggregate import PodStore
-from app.dashboard.alerts.service import AlertService
+from app.dashboard.context import Context
 from app.dashboard.guard import SafeLogging
-from app.dashboard.hosts import HostGate
-from app.dashboard.hub import LiveHub
 from app.dashboard.ingest import Ingest
 from app.dashboard.jsontext import dumps
-from app.dashboard.metrics import DashboardMetrics
 from app.dashboard.tiers import WindowError, parse_end, parse_range, parse_window
-from app.options import DashboardConfig
 
 log = logging.getLogger("mothership.dashboard")
 
 CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-
-
-@dataclass
-class Context:
-    """What every handler needs, passed in explicitly (no reaching into the application)."""
-
-    config: DashboardConfig
-    store: PodStore
-    hub: LiveHub
-    metrics: DashboardMetrics
-    alerts: AlertService | None = None  # the embedded alerts
-    history_ok: bool = True
-    page: bytes | None = None  # the page as rendered once: the same for every request
-    hosts: HostGate = field(default_factory=HostGate)
 
 
 class JSONHandler(SafeLogging):

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ujson
 from tornado.log import access_log
@@ -23,10 +23,8 @@ from tornado.log import access_log
 from app.core.wire import WireError, parse_resources, parse_stats
 from app.dashboard import auth
 from app.dashboard.aggregate import StoreFull
+from app.dashboard.context import Context
 from app.dashboard.jsontext import dumps
-
-if TYPE_CHECKING:
-    from app.dashboard.handlers import Context
 
 log = logging.getLogger("mothership.dashboard")
 

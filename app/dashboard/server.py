@@ -26,6 +26,7 @@ from app import paths
 from app.dashboard import handlers, logsafe
 from app.dashboard.aggregate import Clock, PodStore
 from app.dashboard.alerts.service import AlertService
+from app.dashboard.context import Context
 from app.dashboard.front import Front
 from app.dashboard.guard import SafeStaticFiles, WrongHost, log_request
 from app.dashboard.heads import HEAD_TIMEOUT, HeadWatch
@@ -81,7 +82,7 @@ class Dashboard:
                                        receiver, "delivered" if ok else "failed"].inc())
         self.lookback = Lookback(self.store, None if self.history is None else config.data)
         self.hub = LiveHub(self.store, self.metrics, self.alerts, self.lookback)
-        self.ctx = handlers.Context(config=config, store=self.store, hub=self.hub, metrics=self.metrics,
+        self.ctx = Context(config=config, store=self.store, hub=self.hub, metrics=self.metrics,
                                     alerts=self.alerts, hosts=HostGate(config.allowed_hosts))
         if self.history is not None:
             started = time.perf_counter()

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from app.core.histogram import Histogram
-from app.core.wire import FAILURE_ERRORS, Sample, status_class
+from app.core.sample import FAILURE_ERRORS, Sample, status_class
 
 CellKey = tuple[int, str, str, str]  # (epoch second, route, method, protocol or "")
 # Status code -> class, made once: `Cell.add` runs once per exchange. Codes

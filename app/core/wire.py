@@ -1,7 +1,8 @@
 """The wire format sidecars send and the dashboard accepts.
 
-One module both sides import: the shape of a sample, a stats batch and a
-resource report, and the pure checks that turn a decoded JSON body into
+One module both sides import: the shape of a sample (defined in
+`app.core.sample`, below the summaries, and re-exported here), a stats batch
+and a resource report, and the pure checks that turn a decoded JSON body into
 normalised data or a `WireError` saying what is wrong. The article's own
 payloads (status as a string, no route, no ttfb) are accepted and filled in.
 """
@@ -11,56 +12,29 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 from app.core import resource_bounds, routes
 from app.core.histogram import OVERFLOW
+from app.core.sample import ERRORS as ERRORS
+from app.core.sample import FAILURE_ERRORS as FAILURE_ERRORS
+from app.core.sample import OPAQUE_PROTOCOLS as OPAQUE_PROTOCOLS
+from app.core.sample import PROTOCOLS as PROTOCOLS
+from app.core.sample import STATUS_CLASSES as STATUS_CLASSES
+from app.core.sample import Response as Response
+from app.core.sample import Sample as Sample
+from app.core.sample import is_failure as is_failure
+from app.core.sample import status_class as status_class
+from app.core.summary import summarise
 from app.options import app_name_from_pod, is_namespace
 
-ERRORS = ("upstream_unavailable", "upstream_timeout", "upstream_reset", "client_closed", "bad_request",
-          "stream_reset")
-# Errors that mean the service failed the client (a client hanging up does not). An HTTP/2 stream reset
-# is not one by itself: a gRPC client resets every call it cancels or lets run past its deadline; a
-# reset the app sent after a 5xx status (or a gRPC code that maps to one) still counts by its status.
-FAILURE_ERRORS = frozenset(("upstream_unavailable", "upstream_timeout", "upstream_reset"))
-# A sample's `protocol`: HTTP/1 by its version, then what the sidecar detected. The opaque ones are
-# whole connections (see the README's wire format for how their endpoint, route and method read).
-PROTOCOLS = ("http/1.1", "http/1.0", "h2", "grpc", "tls", "tcp")
-OPAQUE_PROTOCOLS = frozenset(("tls", "tcp"))
 MAX_GRPC_STATUS = 999  # the spec's codes are 0-16; a server may send its own, kept if small
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
 
 MAX_SAMPLES = 20_000  # raw samples in one batch
 MAX_CELLS = 50_000  # summary cells in one batch
 MAX_TEXT = 2048  # characters in any string field
 MAX_MS = 86_400_000.0  # one day: longer exchange times are absurd
 MAX_COUNT = 10**12
-
-
-class Response(TypedDict):
-    status: int  # 0 when no response came (see `error`)
-    message: str
-
-
-class Sample(TypedDict, total=False):
-    endpoint: str  # path, query string dropped
-    route: str  # path with identifiers templated: /users/{id}
-    method: str
-    response: Response
-    time: float  # ms: request's first byte in -> response's last byte out
-    ttfb: float | None  # ms: request's first byte -> response's first byte
-    started: float  # epoch ms
-    file: bool  # a static asset, by extension
-    bytes_in: int
-    bytes_out: int
-    probe: bool  # Kubernetes probe traffic (kube-probe/ user agent)
-    error: str | None  # None or one of ERRORS
-    # From sidecars that know protocols (absent in the article's payloads and older sidecars):
-    protocol: str  # one of PROTOCOLS
-    grpc_status: int | None  # gRPC only: the call's status code (None: it ended without one)
-    grpc_message: str  # gRPC only: grpc-message, percent-decoded
-    alpn: str  # tls only, when the ClientHello offered any: its protocols, comma-separated
-    untracked: bool  # present (true) only when the sidecar lost the connection's framing
 
 
 class WireError(ValueError):
@@ -102,14 +76,6 @@ class ResourceReport:
     app: str
     resource: dict[str, Any]
     namespace: str = ""
-
-
-def status_class(status: int) -> str:
-    return f"{status // 100}xx" if 100 <= status <= 599 else "none"
-
-
-def is_failure(sample: Sample) -> bool:
-    return sample["response"]["status"] >= 500 or sample.get("error") in FAILURE_ERRORS
 
 
 # --- checks ----------------------------------------------------------------
@@ -447,8 +413,6 @@ def parse_cell(raw: Any, where: str) -> dict[str, Any]:
 
 def parse_stats(body: Any) -> StatsBatch:
     """Check a decoded `POST /stats` body; raise WireError if it is refused."""
-    from app.core.summary import summarise
-
     body = _object(body, "the body")
     pod, app = _pod_and_app(body)
     raw_samples = _list(body.get("stats", []), "stats", MAX_SAMPLES)

@@ -13,7 +13,6 @@ figure to compare across runs and machines. Figures are printed, not asserted
 
 from __future__ import annotations
 
-import argparse
 import gc
 import itertools
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable
 import ujson
 
 from app.core.wire import Sample
+from bench.inprocess import samples_and_rounds
 from sidecar.report.buffer import SampleBuffer
 
 BUDGET_US = 20.0  # what the old timed test allowed per add
@@ -49,12 +49,7 @@ def best_per_item(run: Callable[[], None], items: int, rounds: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.buffer_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="2,000 samples, 2 rounds")
-    args = parser.parse_args(argv)
-    n, rounds = (2000, 2) if args.quick else (args.samples, args.rounds)
+    n, rounds = samples_and_rounds("python -m bench.buffer_bench", __doc__.splitlines()[0], argv)
     samples = make_samples(n)
 
     def add_all() -> None:

@@ -15,12 +15,12 @@ in the same run.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import time
 
 from app.core.summary import SummaryBuilder
 from app.core.wire import parse_sample
+from bench.inprocess import samples_and_rounds
 from sidecar.exchange import Exchange, SampleMaker
 from sidecar.exchange_metrics import ExchangeMetrics
 
@@ -78,12 +78,7 @@ def time_protocol(protocol: str, n: int, rounds: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.sample_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="2,000 samples, 2 rounds")
-    args = parser.parse_args(argv)
-    n, rounds = (2000, 2) if args.quick else (args.samples, args.rounds)
+    n, rounds = samples_and_rounds("python -m bench.sample_bench", __doc__.splitlines()[0], argv)
     print(f"{n} samples per protocol, best of {rounds} rounds, us per sample (CPU)")
     print(f"{'protocol':<10}" + "".join(f"{stage:>9}" for stage in STAGES) + f"{'total':>9}{'vs http/1':>11}")
     reference = 0.0

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from tornado.web import Application, RequestHandler
+
+from bench.bare_relay import until_signalled
 
 
 class SinkHandler(RequestHandler):
@@ -26,11 +27,7 @@ class SinkHandler(RequestHandler):
 async def serve(host: str, port: int) -> None:
     app = Application([(r"/(.*)", SinkHandler)], counts={"posts": 0})
     server = app.listen(port, host, max_body_size=64 * 1024 * 1024)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
     server.stop()
 
 

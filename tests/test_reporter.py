@@ -7,7 +7,8 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -39,6 +40,17 @@ def make_reporter(dashboard: str, *, sampler: ResourceSampler | None = None, buf
     metrics = SidecarMetrics()
     metrics.watch(buffer=buffer)
     return Reporter(cfg, buffer, sampler, metrics, request_timeout=request_timeout, rng=random.Random(7))
+
+
+@asynccontextmanager
+async def reporting(reporter: Reporter) -> AsyncIterator[Reporter]:
+    """The reporter running for the block, then stopped (its last flush) and closed, whatever happened."""
+    reporter.start()
+    try:
+        yield reporter
+    finally:
+        await reporter.stop()
+        reporter.close()
 
 
 async def until(predicate: Any, timeout: float = 5.0) -> None:
@@ -97,8 +109,7 @@ def test_failure_reasons_are_bounded_words() -> None:
 @pytest.mark.gen_test(timeout=10)
 async def test_stats_are_posted_only_when_there_is_something_new(io_loop: Any, receiver: Receiver) -> None:
     reporter = make_reporter(receiver.url)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         await asyncio.sleep(0.5)
         assert receiver.stats(answered=None) == []  # nothing happened: nothing posted
         for i in range(3):
@@ -112,16 +123,12 @@ async def test_stats_are_posted_only_when_there_is_something_new(io_loop: Any, r
         assert "Authorization" not in receiver.stats()[0].headers
         assert reporter.buffer.queued_exchanges == 0
         assert metric(reporter, "mothership_reporter_posts_total", endpoint="stats") == 1
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_stats_follow_their_interval_under_steady_traffic(io_loop: Any, receiver: Receiver) -> None:
     reporter = make_reporter(receiver.url, stats_interval=0.2)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         started = time.monotonic()
         i = 0
         while time.monotonic() - started < 1.1:
@@ -129,12 +136,11 @@ async def test_stats_follow_their_interval_under_steady_traffic(io_loop: Any, re
             i += 1
             await asyncio.sleep(0.01)
         await until(lambda: receiver.counted()[0] == i)
+        elapsed = time.monotonic() - started
         times = [p.at for p in receiver.stats()]
-        assert 4 <= len(times) <= 7, len(times)  # one per 0.2 s, not one per sample
+        # One per 0.2 s, not one per sample (a loaded machine only stretches the intervals).
+        assert 2 <= len(times) <= elapsed / 0.2 + 2, (len(times), elapsed, i)
         assert all(b - a >= 0.1 for a, b in itertools.pairwise(times))
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -166,8 +172,7 @@ async def test_failed_batch_is_retried_with_the_same_id_and_new_samples_wait_beh
         io_loop: Any, receiver: Receiver) -> None:
     receiver.set_mode("fail")
     reporter = make_reporter(receiver.url)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         reporter.buffer.add(make_sample(1))
         await until(lambda: len(receiver.stats(answered=500)) >= 3)
         reporter.buffer.add(make_sample(2))  # recorded while the first batch keeps failing
@@ -184,17 +189,13 @@ async def test_failed_batch_is_retried_with_the_same_id_and_new_samples_wait_beh
         assert [s["endpoint"] for s in ok[0].body["stats"]] == ["/users/1"]
         assert [s["endpoint"] for p in ok[1:] for s in p.body["stats"]] == ["/users/2"]
         assert metric(reporter, "mothership_reporter_failed_posts_total", endpoint="stats", reason="status_5xx") >= 3
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=20)
 async def test_no_loss_across_an_outage_within_the_buffer(io_loop: Any, receiver: Receiver) -> None:
     receiver.refuse()
     reporter = make_reporter(receiver.url, cap=100)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         added = 0
         for _ in range(10):  # 1 s of outage, traffic all along
             for _ in range(30):
@@ -211,33 +212,25 @@ async def test_no_loss_across_an_outage_within_the_buffer(io_loop: Any, receiver
         raw = sum(len(p.body["stats"]) for p in receiver.stats())
         assert raw == added  # 30 per interval, well under the cap of 100: every raw sample too
         assert reporter.buffer.queued_exchanges == 0
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_posts_reuse_one_connection(io_loop: Any, receiver: Receiver) -> None:
     reporter = make_reporter(receiver.url, sampler=ResourceSampler(), resources_interval=0.05)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         for i in range(5):
             reporter.buffer.add(make_sample(i))
             await until(lambda: receiver.counted()[0] == i + 1)  # noqa: B023 (awaited before i changes)
         await until(lambda: len(receiver.resources()) >= 10)
         # Stats and resources may be out at the same moment: at most two connections, each kept.
         assert len({p.peer for p in receiver.posts}) <= 2 and len(receiver.posts) >= 15
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=20)
 async def test_a_dashboard_that_goes_down_and_comes_back_loses_and_doubles_nothing(
         io_loop: Any, receiver: Receiver) -> None:
     reporter = make_reporter(receiver.url)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         reporter.buffer.add(make_sample(0))
         await until(lambda: receiver.counted()[0] == 1)
         receiver.refuse()  # down: the kept connection is closed, new ones are refused
@@ -252,17 +245,13 @@ async def test_a_dashboard_that_goes_down_and_comes_back_loses_and_doubles_nothi
         assert len(posts) == len({p.body["batch"] for p in posts})  # each batch sent (and answered) once
         assert sorted(s["endpoint"] for p in posts for s in p.body["stats"]) == [f"/users/{i}" for i in range(4)]
         assert len({p.peer for p in posts[1:]}) == 1 and posts[0].peer != posts[1].peer  # a new kept connection
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=20)
 async def test_beyond_the_buffer_the_oldest_are_dropped_and_counted(io_loop: Any, receiver: Receiver) -> None:
     receiver.set_mode("fail")
     reporter = make_reporter(receiver.url, buffer_bytes=20_000)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         added = 0
         for _ in range(15):
             for _ in range(20):
@@ -280,17 +269,13 @@ async def test_beyond_the_buffer_the_oldest_are_dropped_and_counted(io_loop: Any
         # What survived is the newest: the last sample added was delivered.
         delivered = {s["endpoint"] for p in receiver.stats() for s in p.body["stats"]}
         assert f"/users/{added - 1}" in delivered and "/users/0" not in delivered
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=15)
 async def test_a_hanging_dashboard_times_out_and_the_batch_is_resent(io_loop: Any, receiver: Receiver) -> None:
     receiver.set_mode("hang")
     reporter = make_reporter(receiver.url, request_timeout=0.3)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         reporter.buffer.add(make_sample(1))
         await until(lambda: len(receiver.stats(answered=None)) >= 2)  # the first timed out, then a retry
         assert metric(reporter, "mothership_reporter_failed_posts_total", endpoint="stats", reason="timeout") >= 1
@@ -301,9 +286,6 @@ async def test_a_hanging_dashboard_times_out_and_the_batch_is_resent(io_loop: An
         receiver.set_mode("ok")
         await until(lambda: receiver.counted()[0] == 1)
         assert len({p.body["batch"] for p in receiver.stats(answered=None)}) == 1
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -311,8 +293,7 @@ async def test_a_refused_batch_is_not_retried_forever(io_loop: Any, receiver: Re
                                                       caplog: pytest.LogCaptureFixture) -> None:
     receiver.set_mode("reject")
     reporter = make_reporter(receiver.url)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         reporter.buffer.add(make_sample(1))
         await until(lambda: len(receiver.stats(answered=400)) == 1)
         receiver.set_mode("ok")
@@ -321,9 +302,6 @@ async def test_a_refused_batch_is_not_retried_forever(io_loop: Any, receiver: Re
         assert receiver.stats()[0].body["dropped"] == 1  # the refused exchange is reported lost
         assert len(receiver.stats(answered=400)) == 1
         assert "refused stats batch" in caplog.text
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -332,17 +310,13 @@ async def test_failures_are_logged_at_a_bounded_rate(io_loop: Any, receiver: Rec
     caplog.set_level(logging.INFO, logger="mothership.sidecar.reporter")
     receiver.set_mode("fail")
     reporter = make_reporter(receiver.url, sampler=ResourceSampler(), resources_interval=0.05)
-    reporter.start()
-    try:
+    async with reporting(reporter):
         reporter.buffer.add(make_sample(1))
         await until(lambda: len(receiver.resources()) >= 10 and len(receiver.stats(answered=500)) >= 2)
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 2  # one per endpoint, however many failures
         receiver.set_mode("ok")
         await until(lambda: "works again" in caplog.text)
-    finally:
-        await reporter.stop()
-        reporter.close()
 
 
 @pytest.mark.gen_test(timeout=10)

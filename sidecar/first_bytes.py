@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 from sidecar import detect
-from sidecar.http2.tracker import H2Tracker
 from sidecar.opaque import OpaqueTracker
 from sidecar.passthrough import OBSERVED
 from sidecar.relay_state import RelayState
@@ -80,6 +79,8 @@ class FirstBytes(RelayState):
     def _observe(self, protocol: str, reason: str) -> None:
         """From now on bytes pass as they are and `protocol`'s observer follows them."""
         if protocol == detect.H2:
+            from sidecar.http2.tracker import H2Tracker  # at the first HTTP/2 connection (sidecar.passthrough)
+
             self.observer = H2Tracker(max_header_list=self.server.config.max_header_bytes)
         else:
             self.observer = OpaqueTracker(protocol, self.opened)

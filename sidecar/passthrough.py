@@ -6,7 +6,9 @@ delays a byte, and when it loses the protocol's framing it stops and the
 connection is counted untracked while the bytes keep flowing. A `101` to
 `Upgrade: h2c` enters this from HTTP/1, the upgrade request as stream 1
 (RFC 7540 3.2). A mixin of `sidecar.connection.ProxiedConnection`, which
-owns the state it uses.
+owns the state it uses. The HTTP/2 tracker (with hpack and its decoding
+tables, about 2 MB) is imported at the first HTTP/2 connection, so a pod
+that speaks only HTTP/1 never holds it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import Protocol
 
 from sidecar import detect
 from sidecar.exchange import Exchange
-from sidecar.http2.tracker import H2Tracker
 from sidecar.relay_state import RelayState
 from sidecar.sides import WAITING
 
@@ -86,6 +87,8 @@ class PassThrough(RelayState):
         ex, at = switch
         if ex.upgrade != b"h2c":
             return False
+        from sidecar.http2.tracker import H2Tracker  # imported when first needed (module docstring)
+
         held = self.tracker.hand_over(ex, len(data) - at)
         observer = self.observer = H2Tracker(max_header_list=self.server.config.max_header_bytes, upgrade=ex)
         self._decide(OBSERVED, detect.H2)

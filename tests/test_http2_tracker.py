@@ -360,7 +360,7 @@ def test_an_h2c_upgrade_request_is_stream_1() -> None:
     upgrade = Exchange(50.0)
     upgrade.method, upgrade.target, upgrade.status, upgrade.t_first = b"GET", b"/", 101, 51.0
     upgrade.reason, upgrade.tunnel = "Switching Protocols", True  # as the HTTP/1 tracker leaves it
-    upgrade.bytes_in = 0
+    upgrade.bytes_in, upgrade.bytes_out = 0, len(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
     tracker = H2Tracker(upgrade=upgrade)
     assert tracker.live == 1
     tracker, done = replay(c.flights, tracker)

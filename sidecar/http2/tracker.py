@@ -93,6 +93,7 @@ class H2Tracker:
             upgrade.response_done = upgrade.tunnel = False
             upgrade.reason = ""
             upgrade.t_end = None
+            upgrade.bytes_out = 0  # the 101's head was HTTP/1's: an h2 stream's bytes are its DATA payload
             self._streams[1] = upgrade
             self._last_client = 1
 

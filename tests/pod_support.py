@@ -30,6 +30,9 @@ IMAGE = os.environ.get("IMAGE", "localhost/mothership:latest")
 # Every pod a run plays carries this label, so a leftover can be found and
 # taken down by deploy/podman/pod-test.sh even if the test process was killed.
 RUN_LABEL = "mothership.test/run"
+# How many times slower than a native run this one is: every timeout here and in
+# tests/test_pods.py is multiplied by it (the emulated cgroup v2 VM sets 4).
+SLOW = float(os.environ.get("POD_TEST_SLOW", "1"))
 
 T = TypeVar("T")
 
@@ -46,9 +49,9 @@ def podman_env() -> dict[str, str]:
 
 def podman(*args: str, check: bool = True, timeout: float = 120,
            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Runs `podman ARGS`; a failure raises with podman's own message."""
+    """Runs `podman ARGS` (given `timeout` seconds times SLOW); a failure raises with podman's own message."""
     done = subprocess.run(["podman", *args], env=podman_env(), input=stdin, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=timeout * SLOW, check=False)
     if check and done.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
     return done
@@ -225,7 +228,7 @@ class PlayedPods:
         errors = []
         for group in [[name] for name in first if name in names] + [[n for n in names if n not in first]]:
             if group:
-                done = podman("stop", "-t", str(timeout), *group, check=False, timeout=timeout + 60)
+                done = podman("stop", "-t", str(timeout), *group, check=False, timeout=timeout / SLOW + 60)
                 errors += [done.stderr.strip()] if done.returncode else []
         return errors
 
@@ -262,9 +265,9 @@ class PlayedPods:
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET from the host; an HTTP error status is returned, not raised."""
+    """GET from the host (`timeout` times SLOW); an HTTP error status is returned, not raised."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout * SLOW) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as error:
         return int(error.code), bytes(error.read())

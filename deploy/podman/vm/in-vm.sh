@@ -5,6 +5,6 @@
 set -o pipefail
 cd /opt/mothership || exit 1
 echo "cgroup: $(stat -fc %T /sys/fs/cgroup) (cgroup2fs is v2)" | tee /dev/ttyS0
-PYTHONUNBUFFERED=1 python3 -m pytest -v --tb=short -rs -p no:cacheprovider tests/test_pods.py 2>&1 | tee /dev/ttyS0 > pytest.log
+PYTHONUNBUFFERED=1 python3 -m pytest -v --tb=short --durations=0 -rs -p no:cacheprovider tests/test_pods.py 2>&1 | tee /dev/ttyS0 > pytest.log
 echo $? > result
 sync

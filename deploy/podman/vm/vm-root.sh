@@ -15,6 +15,14 @@ fi
 command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 1; }
 rm -rf "$root"
 mkdir -p "$root"
+# A small initramfs: only what finds the root disk (virtio) and mounts it (ext4).
+# Debian's default (MODULES=most, about 36 MB) is built twice during debootstrap
+# (the kernel's postinst, then initramfs-tools' trigger), about 50 s each on a
+# loaded machine, and the emulated VM spends seconds unpacking it at every boot.
+# Both files are read by mkinitramfs and belong to no package, so dpkg keeps them.
+mkdir -p "$root/etc/initramfs-tools/conf.d" "$root/usr/share/initramfs-tools/modules.d"
+echo "MODULES=list" >"$root/etc/initramfs-tools/conf.d/mothership-vm"
+printf '%s\n' virtio_pci virtio_blk ext4 >"$root/usr/share/initramfs-tools/modules.d/mothership-vm"
 packages=linux-image-amd64,initramfs-tools,systemd,systemd-sysv,udev,dbus,kmod,procps
 packages+=,podman,runc,conmon,catatonit,netavark,aardvark-dns,iptables
 packages+=,python3,python3-pytest,python3-yaml

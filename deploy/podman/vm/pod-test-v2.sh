@@ -40,7 +40,15 @@ trap cleanup EXIT INT TERM
 storage="$root/var/lib/containers/storage"
 vm_podman() { podman --root "$storage" --runroot "$vm/runroot" "$@"; }
 vm_podman rmi -a -f >/dev/null 2>&1 || true
-podman save -q -o "$vm/image.tar" "$IMAGE"
+# With it, podman's pause image (every pod's infra container), made here if
+# missing: the VM's podman (the same Debian version) would build it at its first
+# `kube play`, under emulation.
+pause_image() { podman images --format '{{.Repository}}:{{.Tag}}' --filter reference=localhost/podman-pause | head -1; }
+if [ -z "$(pause_image)" ]; then
+  podman pod create --name "mothership-pause-$$" >/dev/null
+  podman pod rm -f "mothership-pause-$$" >/dev/null
+fi
+podman save -q -m -o "$vm/image.tar" "$IMAGE" $(pause_image)
 vm_podman load -q -i "$vm/image.tar" >/dev/null
 rm -f "$storage/libpod/bolt_state.db"
 step "image loaded into the VM's storage"

@@ -30,6 +30,7 @@ cleanup() {
   status=$?
   trap - EXIT INT TERM
   [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null || true
+  podman pod rm -f "mothership-pause-$$" >/dev/null 2>&1 || true
   rm -rf "$vm/runroot" "$vm/image.tar" "$vm/disk.img"
   exit "$status"
 }

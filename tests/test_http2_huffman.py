@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
-import threading
 
 import pytest
 from hpack import HPACKDecodingError
@@ -81,34 +79,6 @@ def test_damaged_strings_are_refused_exactly_when_hpack_refuses_them(text: bytes
     coded[where % len(coded)] ^= 1 << bit
     for data in (bytes(coded), bytes(coded[:-1]), bytes(coded) + b"\xff", bytes(coded) + b"\x00"):
         assert our_answer(data) == hpack_answer(data)
-
-
-def decode_all(coded: list[bytes], got: list[object], k: int) -> None:
-    """One thread's work: every string decoded, or what it raised, in `got[k]`."""
-    try:
-        got[k] = [huffman.decode(data) for data in coded]
-    except Exception as e:
-        got[k] = e
-
-
-def test_threads_building_rows_at_once_all_get_hpacks_answers() -> None:
-    rng = random.Random(5)
-    texts = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 12))) for _ in range(300)]
-    coded = [ENCODER.encode(text) for text in texts]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads take turns every few bytecodes: a row half built is met
-    try:
-        for _ in range(5):
-            forget_tables()
-            got: list[object] = [None] * 4
-            threads = [threading.Thread(target=decode_all, args=(coded, got, k)) for k in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=60)
-            assert got == [texts] * 4
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def test_eos_and_long_padding_are_refused() -> None:

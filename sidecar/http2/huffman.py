@@ -18,7 +18,6 @@ two on every input of up to two bytes.)
 
 from __future__ import annotations
 
-import threading
 from typing import Final
 
 from hpack import HPACKDecodingError
@@ -37,7 +36,6 @@ _emit: list[bytes] = []
 _complete = bytearray()
 _built = bytearray(_STATES + 1)
 _pairs: dict[bytes, bytes] = {}  # one object per distinct two-symbol output, not one per entry
-_allocating = threading.Lock()  # a sidecar has one loop thread, but nothing here needs it to
 
 
 def decode(data: bytes) -> bytes:
@@ -57,8 +55,8 @@ def decode(data: bytes) -> bytes:
             state = nxt[i]
     except IndexError:  # a state whose row is not built yet (its index is past the end)
         return _decode_building(data)
-    if not _complete[i]:  # refused, or ended in a row not built yet: the careful way tells which
-        return _decode_building(data)
+    if not _complete[i]:
+        raise HPACKDecodingError("Invalid Huffman string")
     return b"".join(out)
 
 
@@ -69,15 +67,13 @@ def _decode_building(data: bytes) -> bytes:
     state = 0
     i = 0
     for byte in data:
-        if not _built[state >> 8]:  # the first state's row (the others are built before an entry leads there)
-            _build_row(state >> 8)
         i = state | byte
         state = nxt[i]
         if state >= _UNBUILT:
             state -= _UNBUILT
             if not _built[state >> 8]:
                 _build_row(state >> 8)
-            nxt[i] = state  # only to a row built whole: `decode` may follow it at once
+            nxt[i] = state
         out.append(emit[i])
     if not _complete[i]:
         raise HPACKDecodingError("Invalid Huffman string")
@@ -85,16 +81,14 @@ def _decode_building(data: bytes) -> bytes:
 
 
 def _allocate() -> None:
-    """The tables, every row unbuilt but the refused state's (it stays refused, whatever comes)."""
+    """The tables with two rows built: the first state's, and the refused state's (it stays refused)."""
     global _next, _emit, _complete  # allocated once, on first use
-    with _allocating:
-        if _next:
-            return  # another thread did
-        _emit, _complete = [b""] * _SIZE, bytearray(_SIZE)
-        nxt = [_UNBUILT] * _SIZE
-        nxt[_DEAD:] = [_DEAD] * 256
-        _built[_STATES] = 1
-        _next = nxt  # last: it says the tables are there
+    _emit, _complete = [b""] * _SIZE, bytearray(_SIZE)
+    nxt = [_UNBUILT] * _SIZE
+    nxt[_DEAD:] = [_DEAD] * 256
+    _built[_STATES] = 1
+    _next = nxt
+    _build_row(0)
 
 
 _Step = tuple[list[int], list[bytes], bytes]  # next states, outputs, may-end flags: one nibble from one state
@@ -117,12 +111,8 @@ def _low_step(state: int) -> _Step:
 
 
 def _build_row(state: int) -> None:
-    """Compose hpack's transitions from `state` for each byte: its high nibble, then its low.
-
-    Each slice's next states go in after its outputs, and the row is marked
-    built once whole: a thread reading a row another is building finds what
-    it reads complete, or past the end (and builds the row too, the same).
-    """
+    """Compose hpack's transitions from `state` for each byte: its high nibble, then its low."""
+    _built[state] = 1
     pairs = _pairs
     for high in range(16):
         mid, flags, out = HUFFMAN_TABLE[state * 16 + high]
@@ -131,7 +121,6 @@ def _build_row(state: int) -> None:
             first = bytes((out,))
             emit = [pairs.setdefault(first + second, first + second) for second in emit]
         at = state << 8 | high << 4
+        _next[at:at + 16] = nxt
         _emit[at:at + 16] = emit
         _complete[at:at + 16] = complete
-        _next[at:at + 16] = nxt
-    _built[state] = 1

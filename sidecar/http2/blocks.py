@@ -105,16 +105,26 @@ class BlockDecoder:
         while pos < end:
             first = data[pos]
             if first & 0x80:  # an indexed field (section 6.1)
-                index, pos = _integer(data, pos, 0x7F)
+                index = first & 0x7F
+                if index == 0x7F:
+                    index, used = decode_integer(memoryview(data)[pos:], 7)
+                    pos += used
+                else:
+                    pos += 1
                 header = table.get_by_index(index)  # hpack's InvalidTableIndex for 0 or past the table
             elif first & 0x40 or not first & 0x20:  # a literal: indexed as it comes (6.2.1), or not (6.2.2, 6.2.3)
                 indexing = first & 0x40
                 mask = 0x3F if indexing else 0x0F
-                if first & mask:
-                    index, pos = _integer(data, pos, mask)
-                    name = table.get_by_index(index)[0]
-                else:
+                index = first & mask
+                if not index:
                     name, pos = _string(data, pos + 1)
+                else:
+                    if index == mask:
+                        index, used = decode_integer(memoryview(data)[pos:], 6 if indexing else 4)
+                        pos += used
+                    else:
+                        pos += 1
+                    name = table.get_by_index(index)[0]
                 value, pos = _string(data, pos)
                 header = (name, value)
                 if indexing:
@@ -122,7 +132,8 @@ class BlockDecoder:
             else:  # a dynamic table size update (6.3): only before the block's first field
                 if headers:
                     raise HPACKDecodingError("Table size update not at the start of the block")
-                new_size, pos = _integer(data, pos, 0x1F)
+                new_size, used = decode_integer(memoryview(data)[pos:], 5)
+                pos += used
                 if new_size > self._max_allowed:
                     raise InvalidTableSizeError("Encoder exceeded max allowable table size")
                 table.maxsize = new_size
@@ -136,22 +147,19 @@ class BlockDecoder:
         return headers
 
 
-def _integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
-    """The integer at `pos` in its prefix of `mask`'s bits (section 5.1), and the position after it."""
-    value = data[pos] & mask
-    if value < mask:
-        return value, pos + 1
-    value, used = decode_integer(memoryview(data)[pos:], mask.bit_length())  # more bytes: hpack reads them
-    return value, pos + used
-
-
 def _string(data: bytes, pos: int) -> tuple[bytes, int]:
     """The string literal at `pos` (section 5.2), Huffman-decoded if it is coded, and the position after it."""
     if pos >= len(data):
         raise HPACKDecodingError("Truncated header block")
-    length, start = _integer(data, pos, 0x7F)
-    stop = start + length
+    first = data[pos]
+    length = first & 0x7F
+    if length == 0x7F:
+        length, used = decode_integer(memoryview(data)[pos:], 7)
+        pos += used
+    else:
+        pos += 1
+    stop = pos + length
     if stop > len(data):
         raise HPACKDecodingError("Truncated header block")
-    raw = data[start:stop]
-    return (huffman.decode(raw) if data[pos] & 0x80 else raw), stop
+    raw = data[pos:stop]
+    return (huffman.decode(raw) if first & 0x80 else raw), stop

@@ -45,7 +45,7 @@ setup(
         "ujson>=5.8,<7",
         "httptools>=0.6,<1",  # the dashboard reads the sidecars' POSTs with it (llhttp)
         "prometheus-client>=0.17,<1",
-        "hpack>=4.0,<5",  # HTTP/2 header blocks: python-hyper's HPACK table, Huffman state machine, errors
+        "hpack>=4.0,<5",  # decodes HTTP/2 header blocks (python-hyper's HPACK; not hand-written)
         # `inject` edits the user's manifests round trip: their comments, quotes and key order survive.
         "ruamel.yaml>=0.18,<0.20",
         # The sidecar's event loop where it builds (libuv; CPython on Linux and macOS): its relay's transports

@@ -9,13 +9,9 @@ from a set of 50), `h2-unique` (the same with a new path and `traceparent`
 each time: every request block adds to the table), `grpc`
 (a unary call: request message, response message, trailers), and `grpc-big`
 (a 1 MiB reply in 16 KiB DATA frames: what skipping DATA costs). The HTTP/1
-reference is the same GET and answer on one kept-alive connection. Each HTTP/2
-shape is also run with hpack's own `Decoder.decode` in place of the tracker's
-walk over each block (`--hpack`, same table and memo): the reference the walk
-was measured against.
+reference is the same GET and answer on one kept-alive connection.
 
     python -m bench.h2_tracker_bench                 # 2,000 streams per connection, 7 rounds
-    python -m bench.h2_tracker_bench --hpack         # beside hpack's Decoder.decode
     python -m bench.h2_tracker_bench --quick         # a smoke run
 """
 
@@ -25,17 +21,13 @@ import argparse
 import gc
 import time
 from collections.abc import Callable
-from unittest import mock
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived
 from h2.settings import SettingCodes
-from hpack import Decoder
 
 from sidecar.http1.tracker import ExchangeTracker
-from sidecar.http2 import tracker as h2_tracker
-from sidecar.http2.blocks import BlockDecoder, Header
 from sidecar.http2.tracker import H2Tracker
 
 Flights = list[tuple[bool, bytes]]  # (from the client?, bytes)
@@ -101,19 +93,6 @@ def conversation(shape: str, streams: int) -> Flights:
     return flights
 
 
-class HpackBlocks(BlockDecoder):
-    """The tracker's block decoder with hpack's own `Decoder.decode` reading each block (same table, same memo)."""
-
-    def __init__(self, max_header_list: int) -> None:
-        super().__init__(max_header_list)
-        self._hpack = Decoder(max_header_list_size=max_header_list)
-        self._hpack.header_table = self._table
-
-    def _fields(self, data: bytes) -> list[Header]:
-        self._hpack.max_allowed_table_size = self.max_allowed_table_size
-        return self._hpack.decode(data, raw=True)  # type: ignore[return-value]
-
-
 def run_h2(flights: Flights) -> int:
     tracker = H2Tracker()
     n = 0
@@ -172,7 +151,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--hpack", action="store_true", help="also with hpack's Decoder.decode reading blocks")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     streams, rounds = (100, 2) if args.quick else (args.streams, args.rounds)
@@ -181,12 +159,7 @@ def main() -> None:
     for shape in ("h2", "h2-unique", "grpc", "grpc-big"):
         flights = conversation(shape, streams if shape != "grpc-big" else max(10, streams // 20))
         us = best_us(run_h2, flights, rounds)
-        line = f"{'HTTP/2 stream, ' + shape:36} {us:7.2f} us   {us / reference:5.2f}x the HTTP/1 exchange"
-        if args.hpack:
-            with mock.patch.object(h2_tracker, "BlockDecoder", HpackBlocks):
-                slow = best_us(run_h2, flights, rounds)
-            line += f"   hpack's Decoder: {slow:7.2f} us ({slow / reference:5.2f}x; {us / slow:4.2f} of it)"
-        print(line)
+        print(f"{'HTTP/2 stream, ' + shape:36} {us:7.2f} us   {us / reference:5.2f}x the HTTP/1 exchange")
 
 
 if __name__ == "__main__":

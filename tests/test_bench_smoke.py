@@ -232,13 +232,12 @@ def test_ctrl_c_stops_every_process_the_bench_started() -> None:
 
 
 def test_h2_tracker_bench_quick_run_times_every_shape() -> None:
-    done = run_script("bench.h2_tracker_bench", "--quick", "--hpack", timeout=120)
+    done = run_script("bench.h2_tracker_bench", "--quick", timeout=120)
     assert done.returncode == 0, done.stderr
     rows = dict(re.findall(r"^(.+?)\s+([\d.]+) us", done.stdout, re.M))
     assert set(rows) == {"HTTP/1 exchange (ExchangeTracker)", "HTTP/2 stream, h2", "HTTP/2 stream, h2-unique",
                          "HTTP/2 stream, grpc", "HTTP/2 stream, grpc-big"}, done.stdout
     assert all(float(us) > 0 for us in rows.values())
-    assert len(re.findall(r"hpack's Decoder: +[\d.]+ us", done.stdout)) == 4, done.stdout
 
 
 def test_sample_bench_quick_run_times_every_protocol_against_http1() -> None:

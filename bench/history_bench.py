@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from app.dashboard import archive
-from app.dashboard.buckets import Bucket, Traffic, freeze, read_slot
+from app.dashboard.buckets import Bucket, Traffic, freeze, read_cell, read_slot
 from app.dashboard.lookback import Lookback
 from app.dashboard.scope import COARSE_SPAN, FINE_SPAN
 from app.dashboard.tiers import DAY, ROUTE_TIERS, TIERS
@@ -52,7 +52,7 @@ def templates(sim: Simulation) -> tuple[dict[str, tuple[Any, ...]], dict[str, li
             for (route, method), stat in scope.routes.items():
                 minute = Traffic()
                 for cell in stat.cells.values():
-                    minute.merge(cell)
+                    minute.merge(read_cell(cell))  # type: ignore[arg-type]
                 routes[scope.name].append((route, method, minute))
     return buckets, routes
 

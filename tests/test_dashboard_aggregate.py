@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import ujson
 
 from app.core.histogram import Histogram
 from app.core.wire import parse_resources, parse_stats
 from app.dashboard.aggregate import POD_ROUTES, RECENT, RECENT_FLUSH, SLOWEST, PodStore, Restored, StoreFull
+from app.dashboard.batchids import BATCH_IDS
 from app.dashboard.buckets import BucketRow
-from app.dashboard.pods import BATCH_IDS, RECENT_PER_POD
+from app.dashboard.pods import RECENT_PER_POD
 from tests.dashboard_support import T0, FakeClock, resource_body, sample, stats_body
 
 
@@ -30,7 +32,7 @@ def test_counts_come_from_the_summary_not_the_capped_raw_samples() -> None:
     assert not ack.duplicate and ack.samples == 50 and ack.exchanges == 1000
     (entry,) = store.stats_list()
     assert entry["count"] == 1000 and entry["total"] == 1000
-    assert len(entry["stats"]) == 50 and entry["stats"] == samples[-50:]
+    assert len(entry["stats"]) == RECENT_PER_POD and entry["stats"] == samples[-RECENT_PER_POD:]
 
 
 def test_article_payload_is_counted_from_its_samples() -> None:
@@ -266,8 +268,12 @@ def test_drain_and_restore_rebuild_the_same_views(flush_every: int) -> None:
             flush()
     flush(final=True)
     restored = make_store(clock)
-    restored.restore(Restored(buckets=[(*k, d) for k, d in rows.items()], routes=list(routes.items()),
-                              pods=list(pods.items()), samples=samples, recent=recent, batch_ids=batch_ids))
+    # As history keeps them: route tables and recent lists as JSON text.
+    restored.restore(Restored(buckets=[(*k, d) for k, d in rows.items()],
+                              routes=[(scope, ujson.dumps(data)) for scope, data in routes.items()],
+                              pods=list(pods.items()), samples=samples,
+                              recent={pod: v if isinstance(v, str) else ujson.dumps(v) for pod, v in recent.items()},
+                              batch_ids=batch_ids))
     assert restored.overview() == store.overview()
     assert restored.stats_list() == store.stats_list()
     assert restored.series("all", 300) == store.series("all", 300)
@@ -345,8 +351,8 @@ def test_route_protocols_and_grpc_codes_survive_a_restart_and_leave_with_their_s
     post(store, stats_body("shop-1-a", [grpc_call("/a.B/C", 5, 404, T0 + 60), grpc_call("/a.B/C", 0, 200, T0 + 61)]))
     changes = store.drain(final=True)
     restored = make_store(clock)
-    restored.restore(Restored(buckets=changes.buckets,
-                              routes=changes.routes, pods=changes.pods, samples=changes.samples))
+    restored.restore(Restored(buckets=changes.buckets, routes=[(s, ujson.dumps(d)) for s, d in changes.routes],
+                              pods=changes.pods, samples=changes.samples))
     assert restored.overview()["routes"] == store.overview()["routes"]
     (row,) = restored.overview()["routes"]
     assert (row["protocol"], row["grpc"]) == ("grpc", {"0": 1, "5": 1})

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core.histogram import OVERFLOW
-from app.dashboard.buckets import Bucket, RouteStat, Traffic, Window, freeze, thaw
+from app.dashboard.buckets import Bucket, RouteStat, Traffic, Window, freeze, read_cell, thaw
 from app.dashboard.packed import pack_pairs, pack_status
 from app.dashboard.scope import TrafficDelta
 from tests.dashboard_support import T0, cells_for, sample
@@ -76,7 +76,7 @@ def _random_cell(rng: random.Random) -> Traffic:
 def _recounted(stat: RouteStat, start: int, end: int) -> Window:
     """A route's window summed afresh; its total exactly summed (the running one is)."""
     out = Window(end - start)
-    cells = [cell for t5, cell in stat.cells.items() if start <= t5 < end]
+    cells = [read_cell(cell) for t5, cell in stat.cells.items() if start <= t5 < end]
     for cell in cells:
         out.merge(cell)
     out.total = math.fsum(cell.total for cell in cells if cell.count)

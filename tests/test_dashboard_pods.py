@@ -1,9 +1,12 @@
-"""Per-pod and per-app state (`app.dashboard.pods`): running resource totals, a pod's row round trip."""
+"""Per-pod and per-app state (`app.dashboard.pods`, `app.dashboard.batchids`): resource totals, a pod's row, its ids."""
 
 from __future__ import annotations
 
+import ujson
+
 from app.core.wire import ResourcePoint
-from app.dashboard.pods import BATCH_IDS, NO_POINT, Pod, ResourceTotals
+from app.dashboard.batchids import BATCH_IDS, BatchIds
+from app.dashboard.pods import NO_POINT, RECENT_PER_POD, Pod, ResourceTotals
 from tests.dashboard_support import T0, sample
 
 
@@ -30,9 +33,11 @@ def test_a_pod_row_round_trips_and_keeps_the_newest_ids() -> None:
     pod.dropped, pod.total, pod.seen, pod.namespace = 3, 40, T0 + 9, "shop-prod"
     recent = [sample(ms=float(i)) for i in range(5)]
     ids = [str(i) for i in range(BATCH_IDS + 10)]
-    again = Pod.from_json("shop-1-x", pod.to_json(), recent, ids)
+    again = Pod.from_json("shop-1-x", pod.to_json(), ujson.dumps(recent), ids)
     assert again.to_json() == pod.to_json()
-    assert list(again.recent) == recent and list(again.batches) == ids[-BATCH_IDS:]
+    assert again.recent.snapshot() == ujson.dumps(recent)  # kept as text until read: passed back as it came
+    assert list(again.recent) == recent and len(again.batches) == BATCH_IDS
+    assert all(i in again.batches for i in ids[-BATCH_IDS:]) and not any(i in again.batches for i in ids[:10])
     assert again.point.cpu == 5.0 and again.point.memory_limit == 20.0
     assert again.namespace == "shop-prod"
 
@@ -40,4 +45,26 @@ def test_a_pod_row_round_trips_and_keeps_the_newest_ids() -> None:
 def test_a_row_written_before_namespaces_were_kept_reads_back_without_one() -> None:
     older = Pod("shop-1-x", "shop", T0).to_json()
     del older["namespace"]
-    assert Pod.from_json("shop-1-x", older, [], []).namespace == ""
+    assert Pod.from_json("shop-1-x", older, None, []).namespace == ""
+
+
+def test_restored_recent_exchanges_come_before_new_ones_and_are_bounded() -> None:
+    restored = [sample(ms=float(i)) for i in range(RECENT_PER_POD)]
+    pod = Pod.from_json("p-1-x", Pod("p-1-x", "p", T0).to_json(), ujson.dumps(restored), [])
+    pod.recent.extend([sample(ms=100.0), sample(ms=101.0)])
+    assert [s["time"] for s in pod.recent] == [float(i) for i in range(2, RECENT_PER_POD)] + [100.0, 101.0]
+    # A batch of RECENT_PER_POD or more replaces the restored text without decoding it.
+    pod = Pod.from_json("p-1-x", Pod("p-1-x", "p", T0).to_json(), "not json: never read", [])
+    pod.recent.extend([sample(ms=float(i)) for i in range(RECENT_PER_POD + 1)])
+    assert len(pod.recent) == RECENT_PER_POD and pod.recent.snapshot()[0]["time"] == 1.0  # type: ignore[index]
+
+
+def test_batch_ids_are_remembered_newest_first_out_last() -> None:
+    ids = BatchIds()
+    assert ids.add("a") and not ids.add("a") and "a" in ids and "b" not in ids
+    for i in range(BATCH_IDS - 1):
+        assert ids.add(f"id-{i}")
+    assert len(ids) == BATCH_IDS and "a" in ids
+    assert ids.add("one more") and "a" not in ids and "id-0" in ids and len(ids) == BATCH_IDS
+    # Digests are compared whole: no match across two of them.
+    assert all(f"id-{i}" in ids for i in range(BATCH_IDS - 1)) and "id-x" not in ids

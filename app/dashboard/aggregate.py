@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 import ujson
 
 from app.core.wire import OPAQUE_PROTOCOLS, ResourceReport, Sample, StatsBatch, resource_point
-from app.dashboard.buckets import Bucket, BucketRow, RouteStat, Slot, Traffic
+from app.dashboard.buckets import Bucket, BucketRow, Slot, Traffic, freeze_row
 from app.dashboard.jsontext import dumps
-from app.dashboard.pods import BATCH_IDS, AppGroup, Pod, ResourceTotals
-from app.dashboard.scope import COARSE, COARSE_SPAN, FINE_SPAN, Scope, TrafficDelta
+from app.dashboard.pods import AppGroup, Pod, ResourceTotals
+from app.dashboard.scope import COARSE, COARSE_SPAN, FINE_SPAN, Scope, TrafficDelta, window_start
 from app.dashboard.tiers import ARCHIVE_ALIGN, LIVE_STEPS
 
 RECENT = 100  # newest exchanges over all pods, in the overview
@@ -85,7 +85,7 @@ class Changes:
     buckets: list[tuple[str, int, int, BucketRow]] = field(default_factory=list)  # scope, step, t, columns
     routes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # scope, data
     pods: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    recent: list[tuple[str, list[Sample]]] = field(default_factory=list)  # pod, its recent samples
+    recent: list[tuple[str, list[Sample] | str]] = field(default_factory=list)  # pod, its recent samples (or text)
     batch_ids: list[tuple[str, str, float]] = field(default_factory=list)  # pod, batch id, when
     dropped_pods: list[str] = field(default_factory=list)
     samples: dict[str, Any] | None = None  # global recent and slowest lists
@@ -102,10 +102,10 @@ class Restored:
     """What `history.py` read back, for `PodStore.restore()`."""
 
     buckets: list[tuple[str, int, int, BucketRow]]
-    routes: list[tuple[str, dict[str, Any]]]
+    routes: list[tuple[str, str]]  # scope, its route table as JSON text (decoded when first read)
     pods: list[tuple[str, dict[str, Any]]]
     samples: dict[str, Any] | None
-    recent: dict[str, list[Sample]] = field(default_factory=dict)
+    recent: dict[str, str] = field(default_factory=dict)  # pod -> its recent samples, JSON text
     batch_ids: dict[str, list[str]] = field(default_factory=dict)  # oldest first
     archived_to: int = 0  # every scope's coarse slots before this are in the archive
 
@@ -172,14 +172,10 @@ class PodStore:
         if batch.namespace:
             pod.namespace = batch.namespace
         if batch.batch is not None:
-            if batch.batch in pod.batches:
-                pod.batches.move_to_end(batch.batch)
+            if not pod.batches.add(batch.batch):
                 self.duplicates += 1
                 return Ack(duplicate=True)
-            pod.batches[batch.batch] = None
             self._batch_ids.append((pod.name, batch.batch, now))
-            if len(pod.batches) > BATCH_IDS:
-                pod.batches.popitem(last=False)
         pod.dropped += batch.dropped
         delta = TrafficDelta(batch.summary, now, self.retention)
         exchanges = 0
@@ -500,7 +496,7 @@ class PodStore:
                 changes.buckets.append((scope.name, step, t, data))
             if slow and scope.routes_dirty:
                 scope.routes_dirty = False
-                changes.routes.append((scope.name, {f"{m} {r}": s.to_json() for (r, m), s in scope.routes.items()}))
+                changes.routes.append((scope.name, scope.routes_json_data()))
             if not scope.dirty and not scope.later and not scope.routes_dirty:
                 self._dirty_scopes.discard(scope)
         changes.batch_ids, self._batch_ids = self._batch_ids, []
@@ -513,7 +509,7 @@ class PodStore:
         self._dirty_pods -= due
         if final or now - self._recent_written >= RECENT_FLUSH:
             self._recent_written = now
-            changes.recent = [(name, list(self.pods[name].recent)) for name in self._recent_pods]
+            changes.recent = [(name, self.pods[name].recent.snapshot()) for name in self._recent_pods]
             self._recent_pods.clear()
         if slow and self._samples_dirty:
             self._samples_dirty = False
@@ -538,7 +534,7 @@ class PodStore:
         for name, data in state.pods:
             if now - float(data["seen"]) > self.drop_after:
                 continue
-            pod = Pod.from_json(name, data, state.recent.get(name, []), state.batch_ids.get(name, []))
+            pod = Pod.from_json(name, data, state.recent.get(name), state.batch_ids.get(name, []))
             pod.scope.fine_since = int(now)  # pods' fine buckets are not kept: spread coarse slots before now
             pod.stale = False
             self.pods[name] = pod
@@ -558,14 +554,12 @@ class PodStore:
                 app_name = scope_name[4:]
                 scope = self.apps.setdefault(app_name, AppGroup(app_name, route_history=self.archive)).scope
             if scope is not None:
-                scope.load_bucket(step, t, Bucket.from_row(row))
-        for scope_name, data in state.routes:
+                scope.load_bucket(step, t, freeze_row(row))  # frozen, as memory keeps complete slots
+        since = window_start(now)[0] - COARSE  # route slots before it are past every window still to be read
+        for scope_name, text in state.routes:
             scope = self.scope(scope_name)
-            if scope is None:
-                continue
-            for key, stat in data.items():
-                method, _, route = key.partition(" ")
-                scope.routes[(route, method)] = RouteStat.from_json(stat)
+            if scope is not None:
+                scope.load_routes(text, since)
         if state.samples:
             self.recent.extend((s["pod"], s["app"], s) for s in state.samples.get("recent") or [])
             heap = self._slow.setdefault(int(now) // 60, [])

@@ -207,19 +207,33 @@ def freeze(bucket: Bucket) -> bytes:
 
     The histogram's empty low slots are left out (latencies cluster). `thaw` gives the bucket back.
     """
-    hist = bucket.hist
+    return _freeze(bucket.count, bucket.status, bucket.failures, bucket.hist, bucket.total,
+                   bucket.low if bucket.count else math.nan, bucket.high, bucket.bytes_in, bucket.bytes_out,
+                   bucket.cpu_sum, bucket.cpu_n, bucket.mem_sum, bucket.mem_n, bucket.mem_limit)
+
+
+def freeze_row(row: BucketRow) -> bytes:
+    """`freeze(Bucket.from_row(row))` without the bucket in between: a restart reads many thousands of rows."""
+    (count, status, failures, hist, total, low, high, bytes_in, bytes_out, cpu_sum, cpu_n, mem_sum, mem_n,
+     limit) = row
+    return _freeze(count, int.from_bytes(status, "little"), failures, int.from_bytes(hist, "little"), total,
+                   math.nan if low is None else low, 0.0 if high is None else high, bytes_in, bytes_out,
+                   cpu_sum, cpu_n, mem_sum, mem_n, limit)
+
+
+def _freeze(count: int, status: int, failures: int, hist: int, total: float, low: float, high: float,
+            bytes_in: int, bytes_out: int, cpu_sum: float, cpu_n: int, mem_sum: float, mem_n: int,
+            mem_limit: float | None) -> bytes:
     skip = ((hist & -hist).bit_length() - 1) // WIDTH if hist else 0  # empty slots below the first count
     hist >>= skip * WIDTH
-    both = hist | bucket.status
+    both = hist | status
     width = 8
     if both.bit_length() <= _SLOTS * WIDTH:
         width = next((w for w, above in _ABOVE.items() if not both & above), 8)
-    status_bytes = _narrow(bucket.status, width)
-    limit = math.nan if bucket.mem_limit is None else bucket.mem_limit
-    low = bucket.low if bucket.count else math.nan
-    head = _FROZEN.pack(bucket.count, bucket.failures, bucket.bytes_in, bucket.bytes_out, bucket.cpu_n,
-                        bucket.mem_n, bucket.total, low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit,
-                        skip, len(status_bytes), width)
+    status_bytes = _narrow(status, width)
+    limit = math.nan if mem_limit is None else mem_limit
+    head = _FROZEN.pack(count, failures, bytes_in, bytes_out, cpu_n, mem_n, total, low, high, cpu_sum, mem_sum,
+                        limit, skip, len(status_bytes), width)
     return head + status_bytes + _narrow(hist, width)
 
 
@@ -241,6 +255,17 @@ Slot = Bucket | bytes  # a tier holds objects while hot, frozen bytes after
 
 def read_slot(slot: Slot | None) -> Bucket | None:
     return thaw(slot) if type(slot) is bytes else slot  # type: ignore[return-value]
+
+
+def read_cell(cell: Traffic | bytes | None) -> Traffic | None:
+    return thaw(cell) if type(cell) is bytes else cell  # type: ignore[return-value]
+
+
+def freeze_traffic(cell: Traffic) -> bytes:
+    """A route cell (no resource readings) frozen as `freeze` does a bucket."""
+    return _freeze(cell.count, cell.status, cell.failures, cell.hist, cell.total,
+                   cell.low if cell.count else math.nan, cell.high, cell.bytes_in, cell.bytes_out, 0.0, 0, 0.0, 0,
+                   None)
 
 
 class Window(Traffic):
@@ -302,13 +327,16 @@ class RouteStat:
     window moves on one slot at a time: its sums are kept running (a slot that
     lands in it is added, one that leaves it subtracted) and each of its slots'
     min and max kept in a row, so a read touches the slots that changed only.
+    Slots past their first seconds are frozen (`freeze_before`): read once more
+    as they leave, they were 60% of a pod's route memory as objects.
     """
 
-    __slots__ = ("_end", "_highs", "_lows", "_run", "_start", "_step", "_sum", "cells", "codes", "last_seen",
-                 "protocols", "total")
+    __slots__ = ("_end", "_frozen_to", "_highs", "_lows", "_run", "_start", "_step", "_sum", "cells", "codes",
+                 "last_seen", "protocols", "total")
 
     def __init__(self) -> None:
-        self.cells: dict[int, Traffic] = {}
+        self.cells: dict[int, Traffic | bytes] = {}
+        self._frozen_to = 0  # cells before this are frozen (or gone)
         self.total = 0
         self.last_seen = 0.0  # epoch ms
         self.protocols: set[str] = set()  # every protocol the route came over (cells from older sidecars say none)
@@ -321,9 +349,13 @@ class RouteStat:
         self._highs = array("d")  # ... and max (0 if empty)
 
     def add(self, t5: int, cell: Traffic, last_seen: float) -> None:
-        mine = self.cells.get(t5)
-        if mine is None:
+        slot = self.cells.get(t5)
+        if slot is None:
             mine = self.cells[t5] = Traffic()
+        elif isinstance(slot, bytes):  # late traffic for a frozen slot
+            mine = self.cells[t5] = thaw(slot)
+        else:
+            mine = slot
         if self._start <= t5 < self._end and cell.count:
             before = mine.total
             mine.merge(cell)
@@ -363,7 +395,7 @@ class RouteStat:
                 del lows[:], highs[:]
                 entering = range(start, end, step)
             for t5 in entering:
-                cell = cells.get(t5)
+                cell = read_cell(cells.get(t5))
                 if cell is not None and cell.count:
                     self._run.merge(cell)
                     self._sum += _exact(cell.total)
@@ -381,8 +413,9 @@ class RouteStat:
         out.total = self._sum / _EXACT_ONE  # correctly rounded, as int / int is
         return out
 
-    def _leave(self, cell: Traffic | None) -> None:
+    def _leave(self, slot: Traffic | bytes | None) -> None:
         """Take a slot's counts out of the running sums (its min and max go with its place in the rows)."""
+        cell = read_cell(slot)
         if cell is None or not cell.count:
             return
         run = self._run
@@ -404,9 +437,19 @@ class RouteStat:
         for t5 in [t for t in self.codes if t < before]:
             del self.codes[t5]
 
+    def freeze_before(self, cut: int, step: int) -> None:
+        """Freeze the cells before `cut` (slots `step` apart) not frozen yet: their traffic has come."""
+        cells = self.cells
+        for t5 in range(max(self._frozen_to, cut - 120 * step), cut, step):  # a long gap: the last ones only
+            cell = cells.get(t5)
+            if cell is not None and type(cell) is not bytes:
+                cells[t5] = freeze_traffic(cell)  # type: ignore[arg-type]
+        if cut > self._frozen_to:
+            self._frozen_to = cut
+
     def to_json(self) -> dict[str, Any]:
         out = {"total": self.total, "last_seen": self.last_seen,
-               "cells": {str(t): c.traffic_json() for t, c in self.cells.items()}}
+               "cells": {str(t): read_cell(c).traffic_json() for t, c in self.cells.items()}}  # type: ignore[union-attr]
         if self.protocols:
             out["protocols"] = sorted(self.protocols)
         if self.codes:
@@ -414,13 +457,15 @@ class RouteStat:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RouteStat:
+    def from_json(cls, data: dict[str, Any], since: int = 0) -> RouteStat:
+        """A route as `to_json` wrote it; slots before `since` (past any window still to be read) left out."""
         stat = cls()
         stat.total, stat.last_seen = int(data["total"]), float(data["last_seen"])
         stat.protocols = {str(p) for p in data.get("protocols") or ()}
         stat.codes = {int(t): {str(k): int(n) for k, n in codes.items()}
-                      for t, codes in (data.get("codes") or {}).items()}
+                      for t, codes in (data.get("codes") or {}).items() if int(t) >= since}
         for t, wire in data["cells"].items():
-            cell = stat.cells[int(t)] = Traffic()
-            cell.load_traffic(wire)
+            if int(t) >= since:
+                cell = stat.cells[int(t)] = Traffic()
+                cell.load_traffic(wire)
         return stat

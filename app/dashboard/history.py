@@ -19,8 +19,8 @@ import ujson
 
 from app.dashboard import archive
 from app.dashboard.aggregate import Changes, PodStore, Restored
+from app.dashboard.batchids import BATCH_IDS
 from app.dashboard.buckets import Bucket
-from app.dashboard.pods import BATCH_IDS
 from app.dashboard.scope import COARSE_SPAN, FINE_SPAN
 
 # Buckets are keyed by time first: a write of thousands of scopes' current slots lands in a
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, data TEXT NOT NULL);
 DROP_CHUNK = 500  # dropped pods per DELETE (SQLite caps the parameters of one statement)
 BUCKET_COLUMNS = ("count, status, failures, hist, total, low, high, bytes_in, bytes_out, "
                   "cpu_sum, cpu_n, mem_sum, mem_n, mem_limit")  # the order of `Bucket.to_row`
+BATCH_SPAN = 1800  # seconds of batch ids kept: BATCH_IDS of 5-second batches, and some
 VACUUM_PAGES = 2000  # free pages handed back to the file system after each prune (8 MB at 4 kB a page)
 _BUCKET_PLACEHOLDERS = ", ".join("?" for _ in BUCKET_COLUMNS.split(","))
 
@@ -117,11 +118,14 @@ class History:
             "WHERE (step = 1 AND t >= ?) OR (step > 1 AND t >= ?)",
             (int(now) - FINE_SPAN, max(cut, int(now - retention))))
             if row[1] == 1 or row[2] >= archived.get(row[0], 0)]
-        routes = [(scope, ujson.loads(data)) for scope, data in db.execute("SELECT scope, data FROM routes")]
+        # Route tables and recent exchanges stay JSON text until first read (`Scope.load_routes`, `RecentSamples`).
+        routes = db.execute("SELECT scope, data FROM routes").fetchall()
         row = db.execute("SELECT data FROM meta WHERE key = 'samples'").fetchone()
-        recent = {pod: ujson.loads(data) for pod, data in db.execute("SELECT pod, data FROM recent")}
+        recent = dict(db.execute("SELECT pod, data FROM recent").fetchall())
+        # Retries come within minutes of the last write, however long the dashboard was away.
         batch_ids: dict[str, list[str]] = {}
-        for pod, batch in db.execute("SELECT pod, id FROM batches ORDER BY t"):
+        for pod, batch in db.execute("SELECT pod, id FROM batches WHERE t >= (SELECT max(t) FROM batches) - ? "
+                                     "ORDER BY t", (BATCH_SPAN,)):
             batch_ids.setdefault(pod, []).append(batch)
         return Restored(buckets=buckets, routes=routes, pods=pods, samples=ujson.loads(row[0]) if row else None,
                         recent=recent, batch_ids={pod: ids[-BATCH_IDS:] for pod, ids in batch_ids.items()},
@@ -172,8 +176,8 @@ class History:
                                _paced(changes.pods, lambda p: (p[0], p[1]["seen"], _dumps(p[1]))))
                 rows += len(changes.pods)
             if changes.recent:
-                db.executemany("INSERT OR REPLACE INTO recent (pod, data) VALUES (?, ?)",
-                               _paced(changes.recent, lambda r: (r[0], _dumps(r[1]))))
+                db.executemany("INSERT OR REPLACE INTO recent (pod, data) VALUES (?, ?)", _paced(
+                    changes.recent, lambda r: (r[0], r[1] if isinstance(r[1], str) else _dumps(r[1]))))
                 rows += len(changes.recent)
             if changes.batch_ids:
                 db.executemany("INSERT OR REPLACE INTO batches (pod, id, t) VALUES (?, ?, ?)", changes.batch_ids)
@@ -236,8 +240,9 @@ class History:
         db.execute("DELETE FROM buckets WHERE step > 1 AND t < ? AND (t < ? OR t < coalesce("
                    "(SELECT archived_to FROM scopes WHERE scopes.scope = buckets.scope), 0))",
                    (int(now) - COARSE_SPAN, oldest))
-        # Retries come within minutes; ids older than the retention can go.
-        db.execute("DELETE FROM batches WHERE t < ?", (oldest,))
+        # Retries come within minutes: older ids can go (kept to the retention, 7 days of them at 2,000 pods
+        # would be 240 million rows).
+        db.execute("DELETE FROM batches WHERE t < ?", (now - BATCH_SPAN,))
         archive.prune(db, now, prune.retention)
 
     def close(self) -> None:

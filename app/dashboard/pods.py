@@ -7,15 +7,19 @@ ids it sent; `AppGroup` the pods of one app with their merged scope;
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any
 
+import ujson
+
 from app.core.wire import ResourcePoint, Sample, resource_point
+from app.dashboard.batchids import BATCH_IDS, BatchIds
 from app.dashboard.jsontext import dumps
 from app.dashboard.scope import Scope
 
-RECENT_PER_POD = 50  # newest exchanges per pod, in GET /stats
-BATCH_IDS = 256  # batch ids remembered per pod (20 minutes of 5-second batches) for deduplication
+# Newest exchanges per pod, in GET /stats. Each is a dict of a dozen fields (about 1 kB in memory): at 50 they
+# were 50 kB of every pod's 0.3 MB; the page's own lists (recent, slowest) are the store's, not these.
+RECENT_PER_POD = 20
 NO_POINT = ResourcePoint(cpu=None, memory=None, memory_limit=None, cores=None)
 
 
@@ -78,8 +82,8 @@ class Pod:
         self.resource: dict[str, Any] | None = None
         self.resource_seen = 0.0
         self.point = NO_POINT
-        self.recent: deque[Sample] = deque(maxlen=RECENT_PER_POD)
-        self.batches: OrderedDict[str, None] = OrderedDict()
+        self.recent = RecentSamples()
+        self.batches = BatchIds()
         # The overview entry's parts, each kept as JSON text until what it shows changes.
         self._prefix = ("", "", "")  # (app, namespace, text)
         self._point_text: tuple[ResourcePoint | None, str] = (None, "")
@@ -118,7 +122,8 @@ class Pod:
                 "resource_seen": self.resource_seen}
 
     @classmethod
-    def from_json(cls, name: str, data: dict[str, Any], recent: list[Sample], batches: list[str]) -> Pod:
+    def from_json(cls, name: str, data: dict[str, Any], recent: str | None, batches: list[str]) -> Pod:
+        """A pod as history kept it; `recent` (JSON text of its recent exchanges) is decoded when first read."""
         pod = cls(name, str(data["app"]), float(data["first_seen"]))
         pod.namespace = str(data.get("namespace") or "")  # absent in what older versions wrote
         pod.seen = float(data["seen"])
@@ -126,10 +131,51 @@ class Pod:
         pod.resource, pod.resource_seen = data.get("resource"), float(data.get("resource_seen") or 0.0)
         if pod.resource is not None:
             pod.point = resource_point(pod.resource)
-        pod.recent.extend(recent)
+        if recent:
+            pod.recent.pending = recent
         for batch in batches[-BATCH_IDS:]:
-            pod.batches[str(batch)] = None
+            pod.batches.add(str(batch))
         return pod
+
+
+class RecentSamples:
+    """A pod's newest exchanges, oldest first; after a restart, history's text until first read or replaced.
+
+    A restart with thousands of pods would otherwise decode every pod's list
+    before serving; most are replaced whole by the pod's next batch unread.
+    """
+
+    __slots__ = ("pending", "samples")
+
+    def __init__(self) -> None:
+        self.samples: deque[Sample] = deque(maxlen=RECENT_PER_POD)
+        self.pending: str | None = None  # JSON text of the samples before `samples`, not decoded yet
+
+    def extend(self, samples: list[Sample]) -> None:
+        if self.pending is not None and len(samples) >= RECENT_PER_POD:
+            self.pending = None  # pushed out whole: never decoded
+        self.samples.extend(samples)
+
+    def _decoded(self) -> deque[Sample]:
+        if self.pending is not None:
+            newer = list(self.samples)
+            self.samples.clear()
+            self.samples.extend(ujson.loads(self.pending))
+            self.samples.extend(newer)
+            self.pending = None
+        return self.samples
+
+    def __iter__(self) -> Any:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def snapshot(self) -> list[Sample] | str:
+        """The list for history: a copy, or the text kept from the last restart as it is (nothing came since)."""
+        if self.pending is not None and not self.samples:
+            return self.pending
+        return list(self._decoded())
 
 
 class AppGroup:

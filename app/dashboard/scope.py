@@ -13,9 +13,10 @@ when its data changed. Pure code: no I/O, no clock (callers pass `now`).
 from __future__ import annotations
 
 import zlib
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
+
+import ujson
 
 from app.core.routes import OVERFLOW_ROUTE
 from app.core.wire import STATUS_CLASSES
@@ -33,6 +34,7 @@ from app.dashboard.buckets import (
 )
 from app.dashboard.jsontext import dumps
 from app.dashboard.packed import pack_pairs, pack_status, quantiles, unpack_status
+from app.dashboard.ring import SlotRing
 
 FINE_SPAN = 300  # seconds kept at one-second resolution
 COARSE = 5  # seconds per coarse bucket
@@ -40,7 +42,9 @@ WINDOW = 60  # seconds the overview's rates and percentiles cover
 TREND_POINTS = 60  # coarse buckets in a trend (5 minutes)
 ROUTE_LIMIT = 200  # distinct (route, method) per scope; more go to {other}
 MAX_SKEW = 60  # seconds a sender's clock may run ahead before its cells are counted now
-FINE_HOT = 30  # seconds a one-second bucket stays an object; older ones are packed into bytes
+# Seconds a one-second bucket stays an object; older ones are packed into bytes. Sidecars send each
+# second's cells within their 5-second interval; a later one thaws its slot again.
+FINE_HOT = 10
 # Coarse buckets stay objects over the window (60 s, up to 10 s behind now) and the slots still taking late
 # batches; older ones are read rarely (a trend redoes only slots that changed) and thawed then. Kept as
 # objects for the trend's five minutes, they were most of the objects the garbage collector walked.
@@ -127,16 +131,25 @@ def window_start(now: float) -> tuple[int, int]:
     return end - WINDOW, end
 
 
-class TrendColumns:
-    """A trend's four series as JSON numbers (or null), one per slot, oldest first: joined in C when rebuilt."""
+def _trend_columns(text: str) -> list[str]:
+    """The four columns of a trend's JSON text (`Scope.trend_json`), each its numbers joined by commas."""
+    return [part.partition("[")[2] for part in text[1:-2].split('],"')]
 
-    __slots__ = ("cpu", "memory", "p95", "rps")
 
-    def __init__(self) -> None:
-        self.rps: deque[str] = deque(maxlen=TREND_POINTS)
-        self.p95: deque[str] = deque(maxlen=TREND_POINTS)
-        self.cpu: deque[str] = deque(maxlen=TREND_POINTS)
-        self.memory: deque[str] = deque(maxlen=TREND_POINTS)
+def _shift(column: str, moved: int, keep: int, new: list[str]) -> str:
+    """A column of TREND_POINTS numbers moved on by `moved` slots: `keep` of the rest kept, then `new` after them.
+
+    String operations in C: kept as objects (a str per slot and series) a pod's trend was 18 kB of memory.
+    """
+    kept = ""
+    if keep:
+        kept = column.split(",", moved)[-1]
+        drop = TREND_POINTS - moved - keep
+        if drop:
+            kept = kept.rsplit(",", drop)[0]
+    if not new:
+        return kept
+    return f"{kept},{','.join(new)}" if kept else ",".join(new)
 
 
 class Scope:
@@ -160,9 +173,13 @@ class Scope:
         # after a restart their step-1 series spread the coarse slots over the seconds before it.
         self.persist_fine = persist_fine
         self.fine_since = 0  # epoch second from which `fine` is complete
-        self.fine: dict[int, Slot] = {}
+        # Live keys run from FINE_SPAN back to MAX_SKEW ahead (a sender's clock): the ring spans both.
+        self.fine = SlotRing(FINE_SPAN + MAX_SKEW + COARSE)
         self.coarse: dict[int, Slot] = {}
-        self.routes: dict[RouteKey, RouteStat] = {}
+        self._routes: dict[RouteKey, RouteStat] = {}
+        # After a restart, history's route table as JSON text (and the first slot worth reading), decoded when
+        # first used: thousands of pods' tables decoded before serving held a restart up for many seconds.
+        self._routes_text: tuple[str, int] | None = None
         self.dirty: set[tuple[int, int]] = set()  # (step, t) whose traffic changed since the last history write
         self.later: set[tuple[int, int]] = set()  # (step, t) whose resource readings only changed since then
         self.routes_dirty = False
@@ -176,13 +193,30 @@ class Scope:
         self.evict_turn = int(self.phase)  # the second (modulo COARSE) at which the store calls `evict`
         self._window: tuple[int, int, float, Window] | None = None  # (start, version, built, value)
         self._trend: tuple[int, float, str] | None = None  # (end, built, text)
-        # rps, p95, cpu, memory: one JSON number (or null) per slot each, joined by C loops when rebuilt
-        self._trend_cols = TrendColumns()
         self._trend_end = 0
         self._trend_dirty = 0  # the earliest coarse slot changed since the trend was built
         self._routes_cache: tuple[int, int, float, list[dict[str, Any]]] | None = None
         # (rows encoded, app, limit, text)
         self._routes_json: tuple[list[dict[str, Any]], str, int | None, str] | None = None
+
+    @property
+    def routes(self) -> dict[RouteKey, RouteStat]:
+        """The route table: (route, method) -> its last minute, count and last sighting."""
+        if self._routes_text is not None:
+            text, since = self._routes_text
+            self._routes_text = None
+            for key, stat in ujson.loads(text).items():
+                method, _, route = key.partition(" ")
+                self._routes[(route, method)] = RouteStat.from_json(stat, since)
+        return self._routes
+
+    def load_routes(self, text: str, since: int) -> None:
+        """History's route table (JSON text), decoded when first read; cells before `since` are left out then."""
+        self._routes_text = (text, since)
+
+    def routes_json_data(self) -> dict[str, Any]:
+        """The route table as history keeps it (the restored text, if still undecoded, goes back as read)."""
+        return {f"{m} {r}": s.to_json() for (r, m), s in self.routes.items()}
 
     # --- writing ----------------------------------------------------------
 
@@ -268,13 +302,15 @@ class Scope:
         self._coarse_frozen = _freeze_before(self.coarse, max(self._coarse_frozen, coarse_cut),
                                              cold - cold % COARSE, COARSE)
         start = window_start(now)[0] - COARSE  # one slot more: a scope's phase can put its window back one
-        if start == self._route_floor:
+        if start == self._route_floor or self._routes_text is not None:  # undecoded: evicted once decoded
             return
         self._route_floor = start
         idle_ms = (now - retention) * 1000
+        settled = start + WINDOW - COARSE  # two slots before the window's end: what comes for them has come
         for key in list(self.routes):
             stat = self.routes[key]
             stat.evict(start)
+            stat.freeze_before(settled, COARSE)
             if stat.last_seen < idle_ms and not stat.cells:
                 del self.routes[key]
                 self.routes_dirty = True
@@ -298,7 +334,7 @@ class Scope:
         self.route_minutes = {}
         return [(route, method, t60, cell) for (route, method, t60), cell in minutes.items()]
 
-    def load_bucket(self, step: int, t: int, bucket: Bucket) -> None:
+    def load_bucket(self, step: int, t: int, bucket: Slot) -> None:
         (self.fine if step == 1 else self.coarse)[t] = bucket
 
     def bucket(self, step: int, t: int) -> Bucket | None:
@@ -367,32 +403,29 @@ class Scope:
     def trend_json(self, now: float) -> str:
         """One point per coarse slot over the five minutes before the window's end, as JSON text.
 
-        Kept per slot as text and updated in place: when the window moves on, old
-        slots drop off and new ones come in; only slots that got data since are redone.
+        Updated in place: when the window moves on, old slots drop off the kept
+        text and new ones come in; only slots that got data since are redone.
         """
         _, end = self.view(now)
         first = end - TREND_POINTS * COARSE
         cached = self._trend
         if cached is not None and cached[0] == end and (self._trend_dirty >= end or now - cached[1] < self.settle):
             return cached[2]
-        cols = self._trend_cols
-        rps, p95, cpu, memory = cols.rps, cols.p95, cols.cpu, cols.memory
-        moved = (end - self._trend_end) // COARSE if rps else TREND_POINTS
+        moved = (end - self._trend_end) // COARSE if cached is not None else TREND_POINTS
         if not 0 <= moved < TREND_POINTS:
             moved, redo = TREND_POINTS, end
         else:
             redo = max(self._trend_dirty, first)
-        nulls = ("null",) * moved
-        for col in (rps, p95, cpu, memory):
-            col.extend(nulls)  # the oldest fall off the left
+        redo = max(first, min(redo, end - moved * COARSE))
         coarse = self.coarse
-        for t5 in range(max(first, min(redo, end - moved * COARSE)), end, COARSE):
-            bucket = read_slot(coarse.get(t5))
-            i = (t5 - first) // COARSE
-            rps[i], p95[i], cpu[i], memory[i] = NO_TREND_POINT if bucket is None else bucket.trend_text(COARSE)
+        points = [NO_TREND_POINT if bucket is None else bucket.trend_text(COARSE)
+                  for bucket in (read_slot(coarse.get(t5)) for t5 in range(redo, end, COARSE))]
+        keep = (redo - first) // COARSE
+        rps, p95, cpu, memory = (_shift(column, moved, keep, [point[k] for point in points])
+                                 for k, column in enumerate(_trend_columns(cached[2]) if keep and cached else
+                                                            ("", "", "", "")))
         self._trend_end, self._trend_dirty = end, end
-        text = (f'{{"rps":[{",".join(rps)}],"p95":[{",".join(p95)}],"cpu":[{",".join(cpu)}],'
-                f'"memory":[{",".join(memory)}]}}')
+        text = f'{{"rps":[{rps}],"p95":[{p95}],"cpu":[{cpu}],"memory":[{memory}]}}'
         self._trend = (end, now, text)
         return text
 
@@ -502,7 +535,7 @@ def series_columns(ts: list[int], parts: list[tuple[Bucket | None, int]]) -> dic
             "memory_limit": limit}
 
 
-def _freeze_before(slots: dict[int, Slot], floor: int, cut: int, step: int) -> int:
+def _freeze_before(slots: dict[int, Slot] | SlotRing, floor: int, cut: int, step: int) -> int:
     """Freeze the buckets in [floor, cut); the new floor. Called every tick, so usually one slot."""
     if cut <= floor:
         return floor
@@ -517,7 +550,7 @@ def _freeze_before(slots: dict[int, Slot], floor: int, cut: int, step: int) -> i
     return cut
 
 
-def _drop_before(buckets: dict[int, Slot], floor: int, cut: int, step: int) -> None:
+def _drop_before(buckets: dict[int, Slot] | SlotRing, floor: int, cut: int, step: int) -> None:
     if (cut - floor) // step > len(buckets):  # a long gap: scanning is cheaper than counting up
         for t in [t for t in buckets if t < cut]:
             del buckets[t]

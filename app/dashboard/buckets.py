@@ -99,7 +99,7 @@ NO_TREND_POINT: TrendText = ("null", "null", "null", "null")
 class Bucket(Traffic):
     """Traffic plus averaged resource readings for one time slot."""
 
-    __slots__ = ("_point", "cpu_n", "cpu_sum", "mem_limit", "mem_n", "mem_sum")
+    __slots__ = ("cpu_n", "cpu_sum", "mem_limit", "mem_n", "mem_sum")
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,14 +108,8 @@ class Bucket(Traffic):
         self.mem_sum = 0.0
         self.mem_n = 0
         self.mem_limit: float | None = None
-        self._point: TrendText | None = None
-
-    def merge(self, other: Traffic) -> None:
-        self._point = None
-        super().merge(other)
 
     def add_resource(self, cpu: float | None, memory: float | None, limit: float | None) -> None:
-        self._point = None
         if cpu is not None:
             self.cpu_sum += cpu
             self.cpu_n += 1
@@ -126,7 +120,6 @@ class Bucket(Traffic):
             self.mem_limit = limit
 
     def merge_resources(self, other: Bucket) -> None:
-        self._point = None
         self.cpu_sum += other.cpu_sum
         self.cpu_n += other.cpu_n
         self.mem_sum += other.mem_sum
@@ -143,15 +136,14 @@ class Bucket(Traffic):
         return self.mem_sum / self.mem_n if self.mem_n else None
 
     def trend_text(self, seconds: int) -> TrendText:
-        """(rps, p95, cpu, memory) as JSON numbers, kept until the bucket changes."""
-        point = self._point
-        if point is None:
-            cpu, memory = self.cpu, self.memory
-            p95 = quantiles(self.hist, self.count, self.low, self.high)[1]
-            point = self._point = (repr(round(self.count / seconds, 3)), "null" if p95 is None else repr(p95),
-                                   "null" if cpu is None else repr(round(cpu, 2)),
-                                   "null" if memory is None else repr(round(memory)))
-        return point
+        """(rps, p95, cpu, memory) as JSON numbers.
+
+        Not kept: the trend keeps its text and asks again only for slots that changed.
+        """
+        cpu, memory = self.cpu, self.memory
+        p95 = quantiles(self.hist, self.count, self.low, self.high)[1]
+        return (repr(round(self.count / seconds, 3)), "null" if p95 is None else repr(p95),
+                "null" if cpu is None else repr(round(cpu, 2)), "null" if memory is None else repr(round(memory)))
 
     def to_row(self) -> BucketRow:
         """Plain columns (packed counts as little-endian blobs): no JSON to encode, thousands a second."""

@@ -1,11 +1,11 @@
-"""Per-pod and per-app state (`app.dashboard.pods`, `app.dashboard.batchids`): resource totals, a pod's row, its ids."""
+"""Per-pod and per-app state (`app.dashboard.pods`): running resource totals, a pod's row, its recent exchanges."""
 
 from __future__ import annotations
 
 import ujson
 
 from app.core.wire import ResourcePoint
-from app.dashboard.batchids import BATCH_IDS, BatchIds
+from app.dashboard.batchids import BATCH_IDS
 from app.dashboard.pods import NO_POINT, RECENT_PER_POD, Pod, ResourceTotals
 from tests.dashboard_support import T0, sample
 
@@ -57,14 +57,3 @@ def test_restored_recent_exchanges_come_before_new_ones_and_are_bounded() -> Non
     pod = Pod.from_json("p-1-x", Pod("p-1-x", "p", T0).to_json(), "not json: never read", [])
     pod.recent.extend([sample(ms=float(i)) for i in range(RECENT_PER_POD + 1)])
     assert len(pod.recent) == RECENT_PER_POD and pod.recent.snapshot()[0]["time"] == 1.0  # type: ignore[index]
-
-
-def test_batch_ids_are_remembered_newest_first_out_last() -> None:
-    ids = BatchIds()
-    assert ids.add("a") and not ids.add("a") and "a" in ids and "b" not in ids
-    for i in range(BATCH_IDS - 1):
-        assert ids.add(f"id-{i}")
-    assert len(ids) == BATCH_IDS and "a" in ids
-    assert ids.add("one more") and "a" not in ids and "id-0" in ids and len(ids) == BATCH_IDS
-    # Digests are compared whole: no match across two of them.
-    assert all(f"id-{i}" in ids for i in range(BATCH_IDS - 1)) and "id-x" not in ids

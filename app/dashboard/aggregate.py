@@ -21,9 +21,10 @@ import ujson
 
 from app.core.wire import OPAQUE_PROTOCOLS, ResourceReport, Sample, StatsBatch, resource_point
 from app.dashboard.buckets import Bucket, BucketRow, Slot, Traffic, freeze_row
+from app.dashboard.delta import COARSE, TrafficDelta
 from app.dashboard.jsontext import dumps
 from app.dashboard.pods import AppGroup, Pod, ResourceTotals
-from app.dashboard.scope import COARSE, COARSE_SPAN, FINE_SPAN, Scope, TrafficDelta, window_start
+from app.dashboard.scope import COARSE_SPAN, FINE_SPAN, Scope, window_start
 from app.dashboard.tiers import ARCHIVE_ALIGN, LIVE_STEPS
 
 RECENT = 100  # newest exchanges over all pods, in the overview

@@ -19,7 +19,8 @@ from typing import Any
 from app.dashboard import archive
 from app.dashboard.aggregate import PodStore
 from app.dashboard.buckets import Bucket, Traffic, Window, thaw
-from app.dashboard.scope import COARSE, series_columns, series_times
+from app.dashboard.delta import COARSE
+from app.dashboard.series import series_columns, series_times
 from app.dashboard.tiers import LIVE_STEPS, WindowError, archive_reads, route_tier, series_step
 
 

@@ -4,15 +4,16 @@ Every scope keeps some 300 one-second slots. As a dict they cost about 28 kB
 per scope beyond the slots themselves (its table and one int object per key);
 here, a list and an array of times, 6 kB. A slot written at `t` takes the
 place of the one `size` seconds before it, which the scope has dropped by then
-(its span is shorter than the size). Pure code.
+(its span is shorter than the size). And the upkeep of a tier, ring or dict:
+freezing what has settled, dropping what is past its span. Pure code.
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from app.dashboard.buckets import Slot
+from app.dashboard.buckets import Slot, freeze
 
 
 class SlotRing:
@@ -69,3 +70,27 @@ class SlotRing:
 
     def values(self) -> list[Slot]:
         return [slot for slot in self._slots if slot is not None]
+
+
+def freeze_before(slots: dict[int, Slot] | SlotRing, floor: int, cut: int, step: int) -> int:
+    """Freeze the buckets in [floor, cut); the new floor. Called every tick, so usually one slot."""
+    if cut <= floor:
+        return floor
+    if (cut - floor) // step > len(slots):  # a long gap (a restart, a silence): scan instead
+        times: Iterable[int] = [t for t, slot in slots.items() if t < cut and type(slot) is not bytes]
+    else:
+        times = range(floor - floor % step, cut, step)
+    for t in times:
+        slot = slots.get(t)
+        if slot is not None and type(slot) is not bytes:
+            slots[t] = freeze(slot)  # type: ignore[arg-type]
+    return cut
+
+
+def drop_before(buckets: dict[int, Slot] | SlotRing, floor: int, cut: int, step: int) -> None:
+    if (cut - floor) // step > len(buckets):  # a long gap: scanning is cheaper than counting up
+        for t in [t for t in buckets if t < cut]:
+            del buckets[t]
+    else:
+        for t in range(floor - floor % step, cut, step):
+            buckets.pop(t, None)

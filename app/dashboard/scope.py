@@ -1,47 +1,33 @@
 """Time-bucketed traffic and resource series for one scope: a pod, an app, or all.
 
 Memory stays bounded by two tiers: one bucket per second for the last
-`FINE_SPAN` seconds and one per `COARSE` seconds (frozen into bytes once past
-their hot span) for the last `COARSE_SPAN` seconds when history is archived
-(older slots are handed to the archive a minute at a time, see `take_before`),
-else over the retention; plus a per-route table holding only the last minute.
-A batch's cells are summed once (`TrafficDelta`) and merged into each scope
-it touches; the overview's figures are cached per scope and rebuilt only
-when its data changed. Pure code: no I/O, no clock (callers pass `now`).
+`FINE_SPAN` seconds (in a ring) and one per `COARSE` seconds for the last
+`COARSE_SPAN` seconds when history is archived (older slots are handed to the
+archive a minute at a time, see `take_before`), else over the retention, both
+frozen into bytes once past their hot span; plus a per-route table holding
+only the last minute. A batch's cells are summed once (`app.dashboard.delta`)
+and merged into each scope it touches; the overview's figures are cached per
+scope and rebuilt only when its data changed. Pure code: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
 from typing import Any
 
 import ujson
 
 from app.core.routes import OVERFLOW_ROUTE
-from app.core.wire import STATUS_CLASSES
-from app.dashboard.buckets import (
-    NO_TREND_POINT,
-    Bucket,
-    BucketRow,
-    RouteStat,
-    Slot,
-    Traffic,
-    Window,
-    add_codes,
-    freeze,
-    read_slot,
-)
+from app.dashboard.buckets import NO_TREND_POINT, Bucket, BucketRow, RouteStat, Slot, Traffic, Window, read_slot
+from app.dashboard.delta import COARSE, MAX_SKEW, TrafficDelta
 from app.dashboard.jsontext import dumps
-from app.dashboard.packed import pack_pairs, pack_status, quantiles, unpack_status
-from app.dashboard.ring import SlotRing
+from app.dashboard.ring import SlotRing, drop_before, freeze_before
+from app.dashboard.series import series_columns, series_times, shift_column, trend_columns
 
 FINE_SPAN = 300  # seconds kept at one-second resolution
-COARSE = 5  # seconds per coarse bucket
 WINDOW = 60  # seconds the overview's rates and percentiles cover
 TREND_POINTS = 60  # coarse buckets in a trend (5 minutes)
 ROUTE_LIMIT = 200  # distinct (route, method) per scope; more go to {other}
-MAX_SKEW = 60  # seconds a sender's clock may run ahead before its cells are counted now
 # Seconds a one-second bucket stays an object; older ones are packed into bytes. Sidecars send each
 # second's cells within their 5-second interval; a later one thaws its slot again.
 FINE_HOT = 10
@@ -56,71 +42,6 @@ COARSE_SPAN = TREND_POINTS * COARSE + WINDOW
 RouteKey = tuple[str, str]  # (route, method)
 
 
-class TrafficDelta:
-    """One batch's cells summed per second, per coarse slot and per route slot.
-
-    Built once per batch so each scope it touches (pod, app, all) merges a
-    handful of buckets instead of every cell.
-    """
-
-    __slots__ = ("cells", "coarse", "codes", "count", "last_seen", "protocols", "routes", "seconds")
-
-    def __init__(self, cells: Iterable[dict[str, Any]], now: float, retention: float) -> None:
-        self.seconds: dict[int, Bucket] = {}
-        self.coarse: dict[int, Bucket] = {}
-        self.routes: dict[tuple[str, str, int], Traffic] = {}
-        self.last_seen: dict[RouteKey, float] = {}
-        self.protocols: dict[RouteKey, set[str]] = {}  # the protocols each route came over (cells that say)
-        self.codes: dict[tuple[str, str, int], dict[str, int]] = {}  # gRPC calls by status code, per route slot
-        protocols, codes = self.protocols, self.codes
-        cells_seen = count = 0
-        oldest, newest = int(now - retention), int(now) + MAX_SKEW
-        seconds, routes, last_seen = self.seconds, self.routes, self.last_seen
-        for d in cells:
-            n = d["count"]
-            if not n:
-                continue
-            t = d["t"]
-            if t < oldest:
-                continue  # older than anything kept
-            if t > newest:
-                t = int(now)  # a sender's clock far ahead: count it now rather than in the future
-            status, hist = pack_status(d["status"]), pack_pairs(d["hist"])
-            bucket = seconds.get(t)
-            if bucket is None:
-                bucket = seconds[t] = Bucket()
-            bucket.add_cell(d, status, hist)
-            route, method = d["route"], d["method"]
-            slot_key = (route, method, t - t % COARSE)
-            slot = routes.get(slot_key)
-            if slot is None:
-                slot = routes[slot_key] = Traffic()
-            slot.add_cell(d, status, hist)
-            seen = t * 1000.0
-            if seen > last_seen.get((route, method), 0.0):
-                last_seen[route, method] = seen
-            protocol = d.get("protocol")
-            if protocol is not None:
-                known = protocols.get((route, method))
-                if known is None:
-                    protocols[route, method] = {protocol}
-                else:
-                    known.add(protocol)
-                grpc = d.get("grpc")
-                if grpc:
-                    add_codes(codes.setdefault(slot_key, {}), grpc)
-            cells_seen += 1
-            count += n
-        self.cells, self.count = cells_seen, count
-        coarse = self.coarse
-        for t, bucket in seconds.items():
-            t5 = t - t % COARSE
-            acc = coarse.get(t5)
-            if acc is None:
-                acc = coarse[t5] = Bucket()
-            acc.merge(bucket)
-
-
 def window_start(now: float) -> tuple[int, int]:
     """The overview window: the last WINDOW seconds of complete coarse slots, as [start, end).
 
@@ -129,27 +50,6 @@ def window_start(now: float) -> tuple[int, int]:
     """
     end = int(now) - int(now) % COARSE
     return end - WINDOW, end
-
-
-def _trend_columns(text: str) -> list[str]:
-    """The four columns of a trend's JSON text (`Scope.trend_json`), each its numbers joined by commas."""
-    return [part.partition("[")[2] for part in text[1:-2].split('],"')]
-
-
-def _shift(column: str, moved: int, keep: int, new: list[str]) -> str:
-    """A column of TREND_POINTS numbers moved on by `moved` slots: `keep` of the rest kept, then `new` after them.
-
-    String operations in C: kept as objects (a str per slot and series) a pod's trend was 18 kB of memory.
-    """
-    kept = ""
-    if keep:
-        kept = column.split(",", moved)[-1]
-        drop = TREND_POINTS - moved - keep
-        if drop:
-            kept = kept.rsplit(",", drop)[0]
-    if not new:
-        return kept
-    return f"{kept},{','.join(new)}" if kept else ",".join(new)
 
 
 class Scope:
@@ -290,16 +190,16 @@ class Scope:
         """Forget fine buckets past FINE_SPAN, coarse ones past the retention, idle routes."""
         fine_cut = int(now) - FINE_SPAN
         if fine_cut > self._fine_floor:
-            _drop_before(self.fine, self._fine_floor, fine_cut, 1)
+            drop_before(self.fine, self._fine_floor, fine_cut, 1)
             self._fine_floor = fine_cut
         coarse_cut = int(now - retention)
         coarse_cut -= coarse_cut % COARSE
         if coarse_cut > self._coarse_floor:
-            _drop_before(self.coarse, self._coarse_floor, coarse_cut, COARSE)
+            drop_before(self.coarse, self._coarse_floor, coarse_cut, COARSE)
             self._coarse_floor = coarse_cut
-        self._fine_frozen = _freeze_before(self.fine, max(self._fine_frozen, fine_cut), int(now) - FINE_HOT, 1)
+        self._fine_frozen = freeze_before(self.fine, max(self._fine_frozen, fine_cut), int(now) - FINE_HOT, 1)
         cold = int(now) - COARSE_HOT
-        self._coarse_frozen = _freeze_before(self.coarse, max(self._coarse_frozen, coarse_cut),
+        self._coarse_frozen = freeze_before(self.coarse, max(self._coarse_frozen, coarse_cut),
                                              cold - cold % COARSE, COARSE)
         start = window_start(now)[0] - COARSE  # one slot more: a scope's phase can put its window back one
         if start == self._route_floor or self._routes_text is not None:  # undecoded: evicted once decoded
@@ -421,8 +321,8 @@ class Scope:
         points = [NO_TREND_POINT if bucket is None else bucket.trend_text(COARSE)
                   for bucket in (read_slot(coarse.get(t5)) for t5 in range(redo, end, COARSE))]
         keep = (redo - first) // COARSE
-        rps, p95, cpu, memory = (_shift(column, moved, keep, [point[k] for point in points])
-                                 for k, column in enumerate(_trend_columns(cached[2]) if keep and cached else
+        rps, p95, cpu, memory = (shift_column(column, moved, keep, [point[k] for point in points])
+                                 for k, column in enumerate(trend_columns(cached[2]) if keep and cached else
                                                             ("", "", "", "")))
         self._trend_end, self._trend_dirty = end, end
         text = f'{{"rps":[{rps}],"p95":[{p95}],"cpu":[{cpu}],"memory":[{memory}]}}'
@@ -495,65 +395,3 @@ class Scope:
                 merged.merge(bucket)
                 merged.merge_resources(bucket)
         return merged, step
-
-
-def series_times(now: float, window: int, step: int) -> list[int]:
-    """The start of each step of a series over `window` seconds ending with the step now is in."""
-    end = int(now) - int(now) % step + step  # exclusive, so the current partial step shows
-    return list(range(end - window - (end - window) % step, end, step))
-
-
-def series_columns(ts: list[int], parts: list[tuple[Bucket | None, int]]) -> dict[str, Any]:
-    """A Series' columns (docs/live-protocol.md) from each step's bucket and the seconds its counts span."""
-    rps: dict[str, list[float | None]] = {k: [] for k in STATUS_CLASSES}
-    p50: list[float | None] = []
-    p95: list[float | None] = []
-    p99: list[float | None] = []
-    cpu: list[float | None] = []
-    memory: list[float | None] = []
-    limit: float | None = None
-    for bucket, span in parts:
-        if bucket is None:
-            for values in rps.values():
-                values.append(None)
-            for column in (p50, p95, p99, cpu, memory):
-                column.append(None)
-            continue
-        for klass, n in unpack_status(bucket.status).items():
-            rps[klass].append(round(n / span, 3))
-        q50, q95, q99 = quantiles(bucket.hist, bucket.count, bucket.low, bucket.high)
-        p50.append(q50)
-        p95.append(q95)
-        p99.append(q99)
-        cpu_value = bucket.cpu
-        cpu.append(None if cpu_value is None else round(cpu_value, 2))
-        mem = bucket.memory
-        memory.append(None if mem is None else round(mem))
-        if bucket.mem_limit is not None:
-            limit = bucket.mem_limit
-    return {"t": ts, "rps": rps, "p50": p50, "p95": p95, "p99": p99, "cpu": cpu, "memory": memory,
-            "memory_limit": limit}
-
-
-def _freeze_before(slots: dict[int, Slot] | SlotRing, floor: int, cut: int, step: int) -> int:
-    """Freeze the buckets in [floor, cut); the new floor. Called every tick, so usually one slot."""
-    if cut <= floor:
-        return floor
-    if (cut - floor) // step > len(slots):  # a long gap (a restart, a silence): scan instead
-        times: Iterable[int] = [t for t, slot in slots.items() if t < cut and type(slot) is not bytes]
-    else:
-        times = range(floor - floor % step, cut, step)
-    for t in times:
-        slot = slots.get(t)
-        if slot is not None and type(slot) is not bytes:
-            slots[t] = freeze(slot)  # type: ignore[arg-type]
-    return cut
-
-
-def _drop_before(buckets: dict[int, Slot] | SlotRing, floor: int, cut: int, step: int) -> None:
-    if (cut - floor) // step > len(buckets):  # a long gap: scanning is cheaper than counting up
-        for t in [t for t in buckets if t < cut]:
-            del buckets[t]
-    else:
-        for t in range(floor - floor % step, cut, step):
-            buckets.pop(t, None)

@@ -19,13 +19,14 @@ from tornado.concurrent import Future
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from app.dashboard import auth
-from app.dashboard.aggregate import OVERVIEW_STEP, SERIES_STEPS, PodStore, run_steps
+from app.dashboard.aggregate import PodStore
 from app.dashboard.alerts.service import AlertService
 from app.dashboard.hosts import HostGate
 from app.dashboard.jsontext import dumps
 from app.dashboard.logsafe import request_summary
 from app.dashboard.lookback import Lookback
 from app.dashboard.metrics import DashboardMetrics
+from app.dashboard.views import OVERVIEW_STEP, SERIES_STEPS, run_steps
 
 log = logging.getLogger("mothership.dashboard")
 

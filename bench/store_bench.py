@@ -44,6 +44,7 @@ from app.dashboard.hub import TAIL_SECONDS, LiveHub
 from app.dashboard.metrics import DashboardMetrics
 from app.dashboard.scope import COARSE_SPAN, FINE_SPAN, Scope
 from app.dashboard.server import GC_YOUNG_THRESHOLD
+from app.dashboard.trim import TRIM_EVERY, trim
 from bench.dashboard_bench import resource_body, stats_body, stats_template
 
 START = 1_760_000_000.0  # the fake clock's first second
@@ -52,7 +53,8 @@ MEMORY_SPAN = FINE_SPAN + COARSE_SPAN + 120  # what memory keeps, and a minute's
 FLUSH_EVERY = 2  # seconds, as the server's history writer
 PRUNE_EVERY = 60
 TEMPLATES = 16  # distinct five-second traffic shapes shared out among the pods
-PARTS = ("ingest_stats", "ingest_resources", "tick", "eviction", "overview", "series", "drain", "history_write", "gc")
+PARTS = ("ingest_stats", "ingest_resources", "tick", "eviction", "overview", "series", "drain", "history_write", "trim",
+         "gc")
 
 
 class FakeClock:
@@ -162,6 +164,8 @@ class Simulation:
         meter.timed("tick", store.tick)
         meter.timed("overview", self.hub.overview_json)
         meter.timed("series", self.hub.series_message, "all", 300, TAIL_SECONDS)
+        if self.second % TRIM_EVERY == 0:
+            meter.timed("trim", trim)  # as the server does: freed heap pages back to the system
         if self.second % FLUSH_EVERY == 0:
             changes = meter.timed("drain", store.drain)
             now = self.clock.now

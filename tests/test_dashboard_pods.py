@@ -6,6 +6,7 @@ import ujson
 
 from app.core.wire import ResourcePoint
 from app.dashboard.batchids import BATCH_IDS
+from app.dashboard.jsontext import dumps
 from app.dashboard.pods import NO_POINT, RECENT_PER_POD, Pod, ResourceTotals
 from tests.dashboard_support import T0, sample
 
@@ -56,4 +57,16 @@ def test_restored_recent_exchanges_come_before_new_ones_and_are_bounded() -> Non
     # A batch of RECENT_PER_POD or more replaces the restored text without decoding it.
     pod = Pod.from_json("p-1-x", Pod("p-1-x", "p", T0).to_json(), "not json: never read", [])
     pod.recent.extend([sample(ms=float(i)) for i in range(RECENT_PER_POD + 1)])
-    assert len(pod.recent) == RECENT_PER_POD and pod.recent.snapshot()[0]["time"] == 1.0  # type: ignore[index]
+    assert len(pod.recent) == RECENT_PER_POD and pod.recent.snapshot() == dumps(
+        [sample(ms=float(i)) for i in range(1, RECENT_PER_POD + 1)])  # one batch: its text as it is
+
+
+def test_recent_exchanges_across_small_batches_are_the_newest_in_order() -> None:
+    pod = Pod("p-1-x", "p", T0)
+    sent = []
+    for batch in range(12):
+        samples = [sample(ms=float(batch * 10 + k)) for k in range(batch % 4)]
+        sent.extend(samples)
+        pod.recent.extend(samples)
+        assert list(pod.recent) == sent[-RECENT_PER_POD:]
+    assert pod.recent.snapshot() == sent[-RECENT_PER_POD:]

@@ -17,8 +17,8 @@ from app.dashboard.batchids import BATCH_IDS, BatchIds
 from app.dashboard.jsontext import dumps
 from app.dashboard.scope import Scope
 
-# Newest exchanges per pod, in GET /stats. Each is a dict of a dozen fields (about 1 kB in memory): at 50 they
-# were 50 kB of every pod's 0.3 MB; the page's own lists (recent, slowest) are the store's, not these.
+# Newest exchanges per pod, in GET /stats (the page's own lists, recent and slowest, are the store's): at 50,
+# as dicts, they were 50 kB of every pod's 0.3 MB.
 RECENT_PER_POD = 20
 NO_POINT = ResourcePoint(cpu=None, memory=None, memory_limit=None, cores=None)
 
@@ -132,50 +132,61 @@ class Pod:
         if pod.resource is not None:
             pod.point = resource_point(pod.resource)
         if recent:
-            pod.recent.pending = recent
+            pod.recent.restore(recent)
         for batch in batches[-BATCH_IDS:]:
             pod.batches.add(str(batch))
         return pod
 
 
 class RecentSamples:
-    """A pod's newest exchanges, oldest first; after a restart, history's text until first read or replaced.
+    """A pod's newest exchanges, oldest first, kept as the JSON text of each batch's last ones.
 
-    A restart with thousands of pods would otherwise decode every pod's list
-    before serving; most are replaced whole by the pod's next batch unread.
+    As dicts they were a dozen objects each, 20 kB a pod at 20; as text, 5 kB,
+    for one encoding per batch (the history writer then stores the text as it
+    is). Read only by GET /stats, which decodes it. After a restart, history's
+    text is kept the same way, undecoded.
     """
 
-    __slots__ = ("pending", "samples")
+    __slots__ = ("_chunks", "_count")
 
     def __init__(self) -> None:
-        self.samples: deque[Sample] = deque(maxlen=RECENT_PER_POD)
-        self.pending: str | None = None  # JSON text of the samples before `samples`, not decoded yet
+        self._chunks: deque[tuple[str, int]] = deque()  # (JSON text of a list of samples, how many), oldest first
+        self._count = 0
 
     def extend(self, samples: list[Sample]) -> None:
-        if self.pending is not None and len(samples) >= RECENT_PER_POD:
-            self.pending = None  # pushed out whole: never decoded
-        self.samples.extend(samples)
+        if not samples:
+            return
+        kept = samples[-RECENT_PER_POD:]
+        self._add(dumps(kept), len(kept))
 
-    def _decoded(self) -> deque[Sample]:
-        if self.pending is not None:
-            newer = list(self.samples)
-            self.samples.clear()
-            self.samples.extend(ujson.loads(self.pending))
-            self.samples.extend(newer)
-            self.pending = None
-        return self.samples
+    def restore(self, text: str) -> None:
+        """History's text, counted as a full list: it is the oldest, so it goes once enough newer ones came."""
+        self._add(text, RECENT_PER_POD)
+
+    def _add(self, text: str, n: int) -> None:
+        chunks = self._chunks
+        chunks.append((text, n))
+        self._count += n
+        while self._count - chunks[0][1] >= RECENT_PER_POD:
+            self._count -= chunks.popleft()[1]
+
+    def samples(self) -> list[Sample]:
+        out: list[Sample] = []
+        for text, _ in self._chunks:
+            out.extend(ujson.loads(text))
+        return out[-RECENT_PER_POD:]
 
     def __iter__(self) -> Any:
-        return iter(self._decoded())
+        return iter(self.samples())
 
     def __len__(self) -> int:
-        return len(self._decoded())
+        return len(self.samples())
 
     def snapshot(self) -> list[Sample] | str:
-        """The list for history: a copy, or the text kept from the last restart as it is (nothing came since)."""
-        if self.pending is not None and not self.samples:
-            return self.pending
-        return list(self._decoded())
+        """The list for history: one batch's text as it is (no decoding), else the list."""
+        if len(self._chunks) == 1:
+            return self._chunks[0][0]
+        return self.samples()
 
 
 class AppGroup:

@@ -36,6 +36,7 @@ from app.dashboard.hub import LiveHub, LiveSocket
 from app.dashboard.ingest import Ingest
 from app.dashboard.lookback import Lookback
 from app.dashboard.metrics import DashboardMetrics
+from app.dashboard.trim import TRIM_EVERY, trim
 from app.options import DashboardConfig
 
 log = logging.getLogger("mothership.dashboard")
@@ -102,6 +103,7 @@ class Dashboard:
         """Start the tick and the history writer on the current IOLoop."""
         self._callbacks = [PeriodicCallback(self.tick, self.tick_interval * 1000),
                            PeriodicCallback(self.heads.sweep, min(5.0, self.heads.timeout / 3) * 1000),
+                           PeriodicCallback(trim, TRIM_EVERY * 1000),
                            PeriodicCallback(self.check_alerts, self.alert_interval * 1000)]
         if self.history is not None:
             self._callbacks.append(PeriodicCallback(self.flush, self.flush_interval * 1000))

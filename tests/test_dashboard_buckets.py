@@ -9,7 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core.histogram import OVERFLOW
-from app.dashboard.buckets import Bucket, RouteStat, Traffic, Window, freeze, read_cell, thaw
+from app.dashboard.buckets import (
+    Bucket,
+    RouteStat,
+    Traffic,
+    Window,
+    freeze,
+    freeze_point,
+    read_cell,
+    thaw,
+    thaw_point,
+)
 from app.dashboard.delta import TrafficDelta
 from app.dashboard.packed import pack_pairs, pack_status
 from tests.dashboard_support import T0, cells_for, sample
@@ -105,3 +115,17 @@ def test_a_routes_running_window_equals_one_summed_afresh_its_settled_cells_froz
             if rng.random() < 0.7:
                 assert _fields(stat.window(start, end, 5)) == _fields(_recounted(stat, start, end)), (seed, now)
                 assert stat.window(start, end, 5).numbers() == _recounted(stat, start, end).numbers()
+
+
+def test_a_series_point_keeps_what_a_series_reads_in_less() -> None:
+    rng = random.Random(4)
+    for _ in range(50):
+        bucket = Bucket()
+        bucket.merge(_random_cell(rng))
+        if rng.random() < 0.7:
+            bucket.add_resource(rng.uniform(0, 100), rng.uniform(1e6, 1e9), rng.choice([None, 2e9]))
+        point = thaw_point(freeze_point(bucket))
+        assert (point.count, point.status, point.hist, point.cpu, point.memory, point.mem_limit) == (
+            bucket.count, bucket.status, bucket.hist, bucket.cpu, bucket.memory, bucket.mem_limit)
+        assert (point.low, point.high) == ((bucket.low, bucket.high) if bucket.count else (math.inf, 0.0))
+        assert len(freeze_point(bucket)) == len(freeze(bucket)) - 40

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import ujson
 
 from app.core.routes import OVERFLOW_ROUTE
@@ -103,8 +104,9 @@ def test_route_rows_numbers() -> None:
     assert 40 < row["p50"] < 60 and 90 < row["p99"] <= 100
 
 
-def test_old_buckets_are_frozen_and_read_the_same() -> None:
-    hot, cold = Scope("pod:hot"), Scope("pod:cold")
+@pytest.mark.parametrize("persist_fine", [True, False])  # a pod's one-second slots are frozen as series points
+def test_old_buckets_are_frozen_and_read_the_same(persist_fine: bool) -> None:
+    hot, cold = Scope("pod:hot", persist_fine=persist_fine), Scope("pod:cold", persist_fine=persist_fine)
     for second in range(0, 1200):
         now = T0 + second
         cells = cells_for([sample(started=now - 2, ms=float(1 + second % 97), status=200 + 300 * (second % 7 == 0))])

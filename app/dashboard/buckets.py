@@ -242,6 +242,45 @@ def thaw(frozen: bytes) -> Bucket:
     return bucket
 
 
+# A slot read only as a point of a series (a pod's one-second slots): what a series shows, and no more (no
+# failures, sum or bytes), in a header of 53 bytes instead of 93; the counts as `freeze` keeps them.
+_POINT = struct.Struct("<IHHdddddHHB")
+
+
+def freeze_point(bucket: Bucket) -> bytes:
+    """A bucket as a series reads it: counts by status and latency, min, max and resources (`thaw_point`)."""
+    hist, status = bucket.hist, bucket.status
+    skip = ((hist & -hist).bit_length() - 1) // WIDTH if hist else 0
+    hist >>= skip * WIDTH
+    both = hist | status
+    width = 8
+    if both.bit_length() <= _SLOTS * WIDTH:
+        width = next((w for w, above in _ABOVE.items() if not both & above), 8)
+    status_bytes = _narrow(status, width)
+    head = _POINT.pack(bucket.count, bucket.cpu_n, bucket.mem_n, bucket.low if bucket.count else math.nan,
+                       bucket.high, bucket.cpu_sum, bucket.mem_sum,
+                       math.nan if bucket.mem_limit is None else bucket.mem_limit, skip, len(status_bytes), width)
+    return head + status_bytes + _narrow(hist, width)
+
+
+def thaw_point(frozen: bytes) -> Bucket:
+    """The bucket `freeze_point` kept: failures, sum and bytes are 0."""
+    bucket = Bucket()
+    (bucket.count, bucket.cpu_n, bucket.mem_n, low, bucket.high, bucket.cpu_sum, bucket.mem_sum, limit, skip,
+     status_len, width) = _POINT.unpack_from(frozen)
+    if bucket.count:
+        bucket.low = low
+    bucket.mem_limit = None if math.isnan(limit) else limit
+    start = _POINT.size
+    bucket.status = _widen(frozen[start:start + status_len], width)
+    bucket.hist = _widen(frozen[start + status_len:], width) << (skip * WIDTH)
+    return bucket
+
+
+def read_point(slot: Slot | None) -> Bucket | None:
+    return thaw_point(slot) if type(slot) is bytes else slot  # type: ignore[return-value]
+
+
 Slot = Bucket | bytes  # a tier holds objects while hot, frozen bytes after
 
 

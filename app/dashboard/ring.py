@@ -11,9 +11,9 @@ freezing what has settled, dropping what is past its span. Pure code.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from app.dashboard.buckets import Slot, freeze
+from app.dashboard.buckets import Bucket, Slot, freeze
 
 
 class SlotRing:
@@ -72,7 +72,8 @@ class SlotRing:
         return [slot for slot in self._slots if slot is not None]
 
 
-def freeze_before(slots: dict[int, Slot] | SlotRing, floor: int, cut: int, step: int) -> int:
+def freeze_before(slots: dict[int, Slot] | SlotRing, floor: int, cut: int, step: int,
+                  freezer: Callable[[Bucket], bytes] = freeze) -> int:
     """Freeze the buckets in [floor, cut); the new floor. Called every tick, so usually one slot."""
     if cut <= floor:
         return floor
@@ -83,7 +84,7 @@ def freeze_before(slots: dict[int, Slot] | SlotRing, floor: int, cut: int, step:
     for t in times:
         slot = slots.get(t)
         if slot is not None and type(slot) is not bytes:
-            slots[t] = freeze(slot)  # type: ignore[arg-type]
+            slots[t] = freezer(slot)  # type: ignore[arg-type]
     return cut
 
 

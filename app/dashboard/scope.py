@@ -18,7 +18,19 @@ from typing import Any
 import ujson
 
 from app.core.routes import OVERFLOW_ROUTE
-from app.dashboard.buckets import NO_TREND_POINT, Bucket, BucketRow, RouteStat, Slot, Traffic, Window, read_slot
+from app.dashboard.buckets import (
+    NO_TREND_POINT,
+    Bucket,
+    BucketRow,
+    RouteStat,
+    Slot,
+    Traffic,
+    Window,
+    freeze,
+    freeze_point,
+    read_point,
+    read_slot,
+)
 from app.dashboard.delta import COARSE, MAX_SKEW, TrafficDelta
 from app.dashboard.jsontext import dumps
 from app.dashboard.ring import SlotRing, drop_before, freeze_before
@@ -72,6 +84,8 @@ class Scope:
         # Pods' one-second buckets are not written to history (thousands of rows a second);
         # after a restart their step-1 series spread the coarse slots over the seconds before it.
         self.persist_fine = persist_fine
+        # Unwritten one-second slots are read only as series points: frozen as such, in 40 bytes less each.
+        self._freeze_fine, self._read_fine = (freeze, read_slot) if persist_fine else (freeze_point, read_point)
         self.fine_since = 0  # epoch second from which `fine` is complete
         # Live keys run from FINE_SPAN back to MAX_SKEW ahead (a sender's clock): the ring spans both.
         self.fine = SlotRing(FINE_SPAN + MAX_SKEW + COARSE)
@@ -122,7 +136,7 @@ class Scope:
 
     def fine_bucket(self, t: int, marks: set[tuple[int, int]]) -> Bucket:
         """The one-second bucket at `t`, made hot; marked in `marks` (`dirty` or `later`) for history."""
-        bucket = read_slot(self.fine.get(t))
+        bucket = self._read_fine(self.fine.get(t))
         if bucket is None:
             bucket = Bucket()
         self.fine[t] = bucket
@@ -197,7 +211,8 @@ class Scope:
         if coarse_cut > self._coarse_floor:
             drop_before(self.coarse, self._coarse_floor, coarse_cut, COARSE)
             self._coarse_floor = coarse_cut
-        self._fine_frozen = freeze_before(self.fine, max(self._fine_frozen, fine_cut), int(now) - FINE_HOT, 1)
+        self._fine_frozen = freeze_before(self.fine, max(self._fine_frozen, fine_cut), int(now) - FINE_HOT, 1,
+                                          self._freeze_fine)
         cold = int(now) - COARSE_HOT
         self._coarse_frozen = freeze_before(self.coarse, max(self._coarse_frozen, coarse_cut),
                                              cold - cold % COARSE, COARSE)
@@ -239,7 +254,7 @@ class Scope:
 
     def bucket(self, step: int, t: int) -> Bucket | None:
         """The bucket of a tier at `t`, for reading (a frozen one is thawed, not kept thawed)."""
-        return read_slot((self.fine if step == 1 else self.coarse).get(t))
+        return self._read_fine(self.fine.get(t)) if step == 1 else read_slot(self.coarse.get(t))
 
     def drain_buckets(self, settled: int | None = None) -> list[tuple[int, int, BucketRow]]:
         """Changed buckets as (step, t, columns), and their change marks cleared.
@@ -382,7 +397,7 @@ class Scope:
         """The bucket covering [t, t + step), and the seconds its counts are spread over."""
         if step == 1:
             if t >= self.fine_since:
-                return read_slot(self.fine.get(t)), 1
+                return self._read_fine(self.fine.get(t)), 1
             return read_slot(self.coarse.get(t - t % COARSE)), COARSE
         if step == COARSE:
             return read_slot(self.coarse.get(t)), COARSE

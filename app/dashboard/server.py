@@ -94,6 +94,7 @@ class Dashboard:
         # (a full collection over millions of buckets pauses the loop for a noticeable time).
         gc.collect()
         gc.freeze()
+        trim()  # what reading it back allocated and freed: given back, not kept resident
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="mothership-history")
         self._writing: asyncio.Future[int] | None = None
         self._last_prune = 0.0

@@ -1,11 +1,11 @@
 """Freed heap memory handed back to the operating system, now and then (glibc's `malloc_trim`).
 
-Each second the dashboard builds and drops strings of a few kilobytes per pod
-(the live update's pieces, route tables, report bodies) among long-lived ones;
-glibc's malloc keeps the pages those leave free for reuse rather than giving
-them back, and at 200 pods that was 16 MiB of resident memory beyond what was
-in use (80 kB a pod; the template's 512Mi holds 2,000 pods only without it).
-`malloc_trim` returns whole free pages. On a C library without it, nothing.
+What a burst allocates and frees (a restart reading thousands of pods back, a
+seven-day query's rows in the lookback thread, a history write's batch) leaves
+free pages in glibc's heaps, which it keeps for reuse rather than giving back:
+resident memory would stay at the burst's height. `malloc_trim` returns whole
+free pages; the dashboard calls it after restoring and every TRIM_EVERY seconds.
+On a C library without it, nothing (musl and others give memory back themselves).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 
-TRIM_EVERY = 30  # seconds between trims: a few milliseconds each at thousands of pods
+TRIM_EVERY = 30  # seconds between trims (each takes about a millisecond at 2,000 pods)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
         trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): their allocators give memory back themselves
+    except (OSError, AttributeError):  # not glibc
         return None
     return trim
 

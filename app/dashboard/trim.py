@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 
-TRIM_EVERY = 30  # seconds between trims (each takes about a millisecond at 2,000 pods)
+TRIM_EVERY = 30  # seconds between trims (what one costs: `bench.store_bench`, its `trim` part)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

@@ -10,7 +10,7 @@ import ujson
 from app.core.histogram import Histogram
 from app.core.wire import parse_resources, parse_stats
 from app.dashboard.aggregate import RECENT_FLUSH, PodStore, Restored, StoreFull
-from app.dashboard.batchids import BATCH_IDS
+from app.dashboard.batchids import BATCH_IDS, digest
 from app.dashboard.buckets import BucketRow
 from app.dashboard.pods import RECENT_PER_POD
 from tests.dashboard_support import T0, FakeClock, resource_body, sample, stats_body
@@ -176,7 +176,7 @@ def test_drain_and_restore_rebuild_the_same_views(flush_every: int) -> None:
     pods: dict[str, dict[str, Any]] = {}
     samples: dict[str, Any] | None = None
     recent: dict[str, Any] = {}
-    batch_ids: dict[str, list[str]] = {}
+    batch_ids: dict[str, list[str | bytes]] = {}
 
     def flush(final: bool = False) -> None:
         nonlocal samples
@@ -225,7 +225,7 @@ def test_a_batch_id_goes_to_history_with_its_counts_and_its_pod() -> None:
     post(store, stats_body("new-1-x", [sample(started=T0 + 9)] * 3, batch="b-1"))
     clock.advance(1)
     changes = store.drain()
-    assert [(pod, batch) for pod, batch, _ in changes.batch_ids] == [("new-1-x", "b-1")]
+    assert [(pod, batch) for pod, batch, _ in changes.batch_ids] == [("new-1-x", digest("b-1"))]  # as kept
     assert [name for name, _ in changes.pods] == ["new-1-x"]  # so a restore can attach the id
     assert {scope for scope, *_ in changes.buckets} >= {"pod:new-1-x", "app:new", "all"}
     assert sum(row[0] for scope, step, _, row in changes.buckets if scope == "all" and step == 5) == 3

@@ -14,7 +14,8 @@ import ujson
 
 from app.core.wire import parse_resources, parse_stats
 from app.dashboard.aggregate import Changes, PodStore
-from app.dashboard.history import History, Prune
+from app.dashboard.buckets import freeze_row
+from app.dashboard.history import BUCKET_COLUMNS, History, Prune
 from app.options import DashboardConfig
 from tests.conftest import free_port
 from tests.dashboard_support import T0, FakeClock, resource_body, running, sample, stats_body
@@ -49,6 +50,28 @@ def test_write_then_load_restores_the_store(tmp_path: Path) -> None:
     assert again.series("pod:shop-0-x", 900) == store.series("pod:shop-0-x", 900)
 
 
+def test_a_file_from_before_slots_were_frozen_restores_the_same(tmp_path: Path) -> None:
+    """Files written before `slots` kept memory's buckets as plain columns (`buckets`): read as well."""
+    clock = FakeClock()
+    store = PodStore(clock=clock)
+    fill(store, clock)
+    changes = store.drain(final=True)
+    path = str(tmp_path / "h.sqlite3")
+    history = History(path)
+    history.write(changes)
+    history.db.execute("DELETE FROM slots")
+    history.db.executemany(f"INSERT INTO buckets (scope, step, t, {BUCKET_COLUMNS}) VALUES (?, ?, ?, "
+                           f"{', '.join('?' for _ in BUCKET_COLUMNS.split(','))})",
+                           [(scope, step, t, *row) for scope, step, t, row in changes.buckets])
+    restored = history.load(clock(), 3600, 600)
+    history.close()
+    assert sorted(restored.buckets) == sorted((s, step, t, freeze_row(row)) for s, step, t, row in changes.buckets)
+    again = PodStore(clock=clock)
+    again.restore(restored)
+    assert again.overview() == store.overview()
+    assert again.series("app:shop", 300) == store.series("app:shop", 300)
+
+
 def test_prune_and_dropped_pods(tmp_path: Path) -> None:
     path = str(tmp_path / "h.sqlite3")
     clock = FakeClock()
@@ -57,18 +80,18 @@ def test_prune_and_dropped_pods(tmp_path: Path) -> None:
     history = History(path)
     history.write(store.drain(final=True))
     db = sqlite3.connect(path)
-    assert db.execute("SELECT count(*) FROM buckets WHERE step = 1").fetchone()[0] == 30 * 2  # app, all: not pods
+    assert db.execute("SELECT count(*) FROM slots WHERE step = 1").fetchone()[0] == 30 * 2  # app, all: not pods
     assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 6
     clock.advance(400)  # past FINE_SPAN, not past the retention
     history.write(Changes(), Prune(clock(), 600))
-    assert db.execute("SELECT count(*) FROM buckets WHERE step = 1").fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM buckets WHERE step = 5").fetchone()[0] > 0
+    assert db.execute("SELECT count(*) FROM slots WHERE step = 1").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM slots WHERE step = 5").fetchone()[0] > 0
     store.tick()  # both pods silent for 400 s > drop_after
     history.write(store.drain())
     for table in ("pods", "recent", "batches"):
         assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
-    assert db.execute("SELECT count(*) FROM buckets WHERE scope LIKE 'pod:%'").fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM buckets WHERE scope = 'app:shop'").fetchone()[0] > 0
+    assert db.execute("SELECT count(*) FROM slots WHERE scope LIKE 'pod:%'").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM slots WHERE scope = 'app:shop'").fetchone()[0] > 0
     db.close()
     history.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ujson
 
 from app.core.wire import ResourcePoint
-from app.dashboard.batchids import BATCH_IDS
+from app.dashboard.batchids import BATCH_IDS, digest
 from app.dashboard.jsontext import dumps
 from app.dashboard.pods import NO_POINT, RECENT_PER_POD, Pod, ResourceTotals
 from tests.dashboard_support import T0, sample
@@ -39,6 +39,9 @@ def test_a_pod_row_round_trips_and_keeps_the_newest_ids() -> None:
     assert again.recent.snapshot() == ujson.dumps(recent)  # kept as text until read: passed back as it came
     assert list(again.recent) == recent and len(again.batches) == BATCH_IDS
     assert all(i in again.batches for i in ids[-BATCH_IDS:]) and not any(i in again.batches for i in ids[:10])
+    # History keeps digests; a file from before kept the ids as text: both come back the same.
+    digests = Pod.from_json("shop-1-x", pod.to_json(), None, [digest(i) for i in ids])
+    assert all(i in digests.batches for i in ids[-BATCH_IDS:]) and "0" not in digests.batches
     assert again.point.cpu == 5.0 and again.point.memory_limit == 20.0
     assert again.namespace == "shop-prod"
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.wire import OPAQUE_PROTOCOLS, ResourceReport, Sample, StatsBatch, resource_point
+from app.dashboard.batchids import digest
 from app.dashboard.buckets import Bucket, BucketRow, Slot, Traffic, freeze_row
 from app.dashboard.delta import COARSE, TrafficDelta
 from app.dashboard.pods import AppGroup, Pod, ResourceTotals
@@ -66,7 +67,7 @@ class Changes:
     routes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # scope, data
     pods: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     recent: list[tuple[str, list[Sample] | str]] = field(default_factory=list)  # pod, its recent samples (or text)
-    batch_ids: list[tuple[str, str, float]] = field(default_factory=list)  # pod, batch id, when
+    batch_ids: list[tuple[str, bytes, float]] = field(default_factory=list)  # pod, batch id's digest, when
     dropped_pods: list[str] = field(default_factory=list)
     samples: dict[str, Any] | None = None  # global recent and slowest lists
     # Coarse slots that left memory, whole: (scope, t5, slot); and each such scope's new boundary.
@@ -81,12 +82,12 @@ class Changes:
 class Restored:
     """What `history.py` read back, for `PodStore.restore()`."""
 
-    buckets: list[tuple[str, int, int, BucketRow]]
+    buckets: list[tuple[str, int, int, bytes]] | list[tuple[str, int, int, BucketRow]]  # frozen, or columns
     routes: list[tuple[str, str]]  # scope, its route table as JSON text (decoded when first read)
     pods: list[tuple[str, dict[str, Any]]]
     samples: dict[str, Any] | None
     recent: dict[str, str] = field(default_factory=dict)  # pod -> its recent samples, JSON text
-    batch_ids: dict[str, list[str]] = field(default_factory=dict)  # oldest first
+    batch_ids: dict[str, list[str | bytes]] = field(default_factory=dict)  # ids or digests, oldest first
     archived_to: int = 0  # every scope's coarse slots before this are in the archive
 
 
@@ -121,7 +122,7 @@ class PodStore(StoreViews):
         self._dirty_scopes: set[Scope] = set()
         self._dirty_pods: set[str] = set()
         self._recent_pods: set[str] = set()
-        self._batch_ids: list[tuple[str, str, float]] = []
+        self._batch_ids: list[tuple[str, bytes, float]] = []
         self._slow_written = self._pods_written = self._recent_written = clock()
         self._dropped_pods: list[str] = []
         self._samples_dirty = False
@@ -140,10 +141,11 @@ class PodStore(StoreViews):
         if batch.namespace:
             pod.namespace = batch.namespace
         if batch.batch is not None:
-            if not pod.batches.add(batch.batch):
+            key = digest(batch.batch)
+            if not pod.batches.add(key):
                 self.duplicates += 1
                 return Ack(duplicate=True)
-            self._batch_ids.append((pod.name, batch.batch, now))
+            self._batch_ids.append((pod.name, key, now))  # history keeps the digest: no hashing at a restart
         pod.dropped += batch.dropped
         delta = TrafficDelta(batch.summary, now, self.retention)
         exchanges = 0
@@ -402,15 +404,20 @@ class PodStore(StoreViews):
         fine_from, coarse_from = int(now) - FINE_SPAN, int(now - self.retention)
         if self.archive:
             coarse_from = max(coarse_from, state.archived_to)
+        scopes: dict[str, Scope | None] = {}  # hundreds of thousands of rows, a few thousand scopes
         for scope_name, step, t, row in state.buckets:
             if t < (fine_from if step == 1 else coarse_from) or step not in (1, COARSE):
                 continue
-            scope = self.scope(scope_name)
-            if scope is None and scope_name.startswith("app:"):
-                app_name = scope_name[4:]
-                scope = self.apps.setdefault(app_name, AppGroup(app_name, route_history=self.archive)).scope
+            scope = scopes.get(scope_name, self.all)
+            if scope is self.all and scope_name != "all":
+                scope = scopes[scope_name] = self.scope(scope_name)
+                if scope is None and scope_name.startswith("app:"):
+                    app_name = scope_name[4:]
+                    scope = scopes[scope_name] = self.apps.setdefault(
+                        app_name, AppGroup(app_name, route_history=self.archive)).scope
             if scope is not None:
-                scope.load_bucket(step, t, freeze_row(row))  # frozen, as memory keeps complete slots
+                # Frozen, as memory keeps complete slots (history's are; `drain`'s columns get frozen here).
+                scope.load_bucket(step, t, row if isinstance(row, bytes) else freeze_row(row))
         since = window_start(now)[0] - COARSE  # route slots before it are past every window still to be read
         for scope_name, text in state.routes:
             scope = self.scope(scope_name)

@@ -38,9 +38,9 @@ class BatchIds:
             at = ring.find(key, at + 1)
         return at
 
-    def add(self, batch: str) -> bool:
-        """Remember `batch`; False (and nothing changes) if it is remembered already."""
-        key = digest(batch)
+    def add(self, batch: str | bytes) -> bool:
+        """Remember `batch` (an id, or its digest as history keeps it); False (nothing changes) if remembered."""
+        key = batch if isinstance(batch, bytes) else digest(batch)
         if self._find(key) >= 0:
             return False
         ring = self._ring

@@ -201,7 +201,7 @@ def freeze(bucket: Bucket) -> bytes:
 
 
 def freeze_row(row: BucketRow) -> bytes:
-    """`freeze(Bucket.from_row(row))` without the bucket in between: a restart reads many thousands of rows."""
+    """`freeze(Bucket.from_row(row))` without the bucket in between (history's writer freezes every row it writes)."""
     (count, status, failures, hist, total, low, high, bytes_in, bytes_out, cpu_sum, cpu_n, mem_sum, mem_n,
      limit) = row
     return _freeze(count, int.from_bytes(status, "little"), failures, int.from_bytes(hist, "little"), total,

@@ -20,19 +20,24 @@ import ujson
 from app.dashboard import archive
 from app.dashboard.aggregate import Changes, PodStore, Restored
 from app.dashboard.batchids import BATCH_IDS
-from app.dashboard.buckets import Bucket
+from app.dashboard.buckets import Bucket, freeze_row, thaw
 from app.dashboard.scope import COARSE_SPAN, FINE_SPAN
 
-# Buckets are keyed by time first: a write of thousands of scopes' current slots lands in a
-# few neighbouring pages instead of one page per scope (here about 5x less CPU per row, and
-# far fewer pages per commit), and pruning is a range delete. Files made with the earlier
-# (scope, step, t) key keep working, at the earlier cost.
+# What memory holds is written to `slots`, each a frozen bucket (`buckets.freeze`, as memory keeps
+# complete slots): a restart puts the bytes back as they are. As plain columns (`buckets`, still read
+# in files from before) a restart at 2,000 pods spent seconds converting 180,000 rows. Keyed by time
+# first: a write of thousands of scopes' current slots lands in a few neighbouring pages instead of
+# one page per scope (here about 5x less CPU per row), and pruning is a range delete.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
     scope TEXT NOT NULL, step INTEGER NOT NULL, t INTEGER NOT NULL,
     count INTEGER NOT NULL, status BLOB NOT NULL, failures INTEGER NOT NULL, hist BLOB NOT NULL,
     total REAL NOT NULL, low REAL, high REAL, bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL,
     cpu_sum REAL NOT NULL, cpu_n INTEGER NOT NULL, mem_sum REAL NOT NULL, mem_n INTEGER NOT NULL, mem_limit REAL,
+    PRIMARY KEY (step, t, scope)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS slots (
+    scope TEXT NOT NULL, step INTEGER NOT NULL, t INTEGER NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (step, t, scope)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS routes (scope TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -48,9 +53,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, data TEXT NOT NULL);
 DROP_CHUNK = 500  # dropped pods per DELETE (SQLite caps the parameters of one statement)
 BUCKET_COLUMNS = ("count, status, failures, hist, total, low, high, bytes_in, bytes_out, "
                   "cpu_sum, cpu_n, mem_sum, mem_n, mem_limit")  # the order of `Bucket.to_row`
-BATCH_SPAN = 1800  # seconds of batch ids kept: BATCH_IDS of 5-second batches, and some
+# Seconds of batch ids kept on disk: a sidecar retries an unacknowledged batch within seconds, so ten
+# minutes before the last write cover a restart (memory keeps BATCH_IDS per pod while running).
+BATCH_SPAN = 600
 VACUUM_PAGES = 2000  # free pages handed back to the file system after each prune (8 MB at 4 kB a page)
-_BUCKET_PLACEHOLDERS = ", ".join("?" for _ in BUCKET_COLUMNS.split(","))
 
 
 # The writer thread pauses every PACE_BURST seconds of Python work for PACE_PAUSE. A thread
@@ -113,17 +119,20 @@ class History:
         archived = self.settle(cut)
         pods = [(pod, ujson.loads(data)) for pod, data in
                 db.execute("SELECT pod, data FROM pods WHERE seen >= ?", (now - drop_after,))]
-        buckets = [(row[0], row[1], row[2], row[3:]) for row in db.execute(
-            f"SELECT scope, step, t, {BUCKET_COLUMNS} FROM buckets "
-            "WHERE (step = 1 AND t >= ?) OR (step > 1 AND t >= ?)",
-            (int(now) - FINE_SPAN, max(cut, int(now - retention))))
+        since = (int(now) - FINE_SPAN, max(cut, int(now - retention)))
+        buckets: list[tuple[str, int, int, bytes]] = [row for row in db.execute(
+            "SELECT scope, step, t, data FROM slots WHERE (step = 1 AND t >= ?) OR (step > 1 AND t >= ?)", since)
             if row[1] == 1 or row[2] >= archived.get(row[0], 0)]
+        buckets.extend((row[0], row[1], row[2], freeze_row(row[3:])) for row in db.execute(
+            f"SELECT scope, step, t, {BUCKET_COLUMNS} FROM buckets "
+            "WHERE (step = 1 AND t >= ?) OR (step > 1 AND t >= ?)", since)
+            if row[1] == 1 or row[2] >= archived.get(row[0], 0))
         # Route tables and recent exchanges stay JSON text until first read (`Scope.load_routes`, `RecentSamples`).
         routes = db.execute("SELECT scope, data FROM routes").fetchall()
         row = db.execute("SELECT data FROM meta WHERE key = 'samples'").fetchone()
         recent = dict(db.execute("SELECT pod, data FROM recent").fetchall())
         # Retries come within minutes of the last write, however long the dashboard was away.
-        batch_ids: dict[str, list[str]] = {}
+        batch_ids: dict[str, list[str | bytes]] = {}  # digests; ids as text in files from before
         for pod, batch in db.execute("SELECT pod, id FROM batches WHERE t >= (SELECT max(t) FROM batches) - ? "
                                      "ORDER BY t", (BATCH_SPAN,)):
             batch_ids.setdefault(pod, []).append(batch)
@@ -141,6 +150,8 @@ class History:
         rows = [(scope, t, Bucket.from_row(row)) for scope, t, *row in db.execute(
             f"SELECT scope, t, {BUCKET_COLUMNS} FROM buckets WHERE step > 1 AND t < ?", (cut,))
             if t >= archived.get(scope, 0)]
+        rows.extend((scope, t, thaw(data)) for scope, t, data in db.execute(
+            "SELECT scope, t, data FROM slots WHERE step > 1 AND t < ?", (cut,)) if t >= archived.get(scope, 0))
         db.execute("BEGIN")
         try:
             tiers = archive.tier_buckets(rows)
@@ -149,7 +160,8 @@ class History:
             for scope, t, _ in rows:
                 last[scope] = max(last.get(scope, 0), t)
             archive.mark_scopes(db, [(scope, cut) for scope in {*archived, *last}], last)
-            db.execute("DELETE FROM buckets WHERE step > 1 AND t < ?", (cut,))
+            for table in ("slots", "buckets"):
+                db.execute(f"DELETE FROM {table} WHERE step > 1 AND t < ?", (cut,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -162,10 +174,9 @@ class History:
         rows = 0
         db.execute("BEGIN")
         try:
-            if changes.buckets:
-                db.executemany(f"INSERT OR REPLACE INTO buckets (scope, step, t, {BUCKET_COLUMNS}) "
-                               f"VALUES (?, ?, ?, {_BUCKET_PLACEHOLDERS})",
-                               _paced(changes.buckets, lambda b: (b[0], b[1], b[2], *b[3])))
+            if changes.buckets:  # frozen here, off the event loop (`drain` took each bucket's columns)
+                db.executemany("INSERT OR REPLACE INTO slots (scope, step, t, data) VALUES (?, ?, ?, ?)",
+                               _paced(changes.buckets, lambda b: (b[0], b[1], b[2], freeze_row(b[3]))))
                 rows += len(changes.buckets)
             if changes.routes:
                 db.executemany("INSERT OR REPLACE INTO routes (scope, data) VALUES (?, ?)",
@@ -190,7 +201,8 @@ class History:
             # Buckets are keyed by time, not scope: one pass over the table per DROP_CHUNK dropped pods.
             for i in range(0, len(changes.dropped_pods), DROP_CHUNK):
                 scopes = [f"pod:{pod}" for pod in changes.dropped_pods[i:i + DROP_CHUNK]]
-                db.execute(f"DELETE FROM buckets WHERE scope IN ({', '.join('?' for _ in scopes)})", scopes)
+                for table in ("slots", "buckets"):
+                    db.execute(f"DELETE FROM {table} WHERE scope IN ({', '.join('?' for _ in scopes)})", scopes)
             if changes.samples is not None:
                 db.execute("INSERT OR REPLACE INTO meta (key, data) VALUES ('samples', ?)",
                            (_dumps(changes.samples),))
@@ -234,12 +246,13 @@ class History:
     def _prune(self, prune: Prune) -> None:
         db = self.db
         now, oldest = prune.now, int(prune.now - prune.retention)
-        db.execute("DELETE FROM buckets WHERE step = 1 AND t < ?", (int(now) - FINE_SPAN,))
-        # Memory's copies of coarse slots that have since been archived (a scope's boundary moves a minute
-        # at a time); and anything past the retention.
-        db.execute("DELETE FROM buckets WHERE step > 1 AND t < ? AND (t < ? OR t < coalesce("
-                   "(SELECT archived_to FROM scopes WHERE scopes.scope = buckets.scope), 0))",
-                   (int(now) - COARSE_SPAN, oldest))
+        for table in ("slots", "buckets"):
+            db.execute(f"DELETE FROM {table} WHERE step = 1 AND t < ?", (int(now) - FINE_SPAN,))
+            # Memory's copies of coarse slots that have since been archived (a scope's boundary moves a minute
+            # at a time); and anything past the retention.
+            db.execute(f"DELETE FROM {table} WHERE step > 1 AND t < ? AND (t < ? OR t < coalesce("
+                       f"(SELECT archived_to FROM scopes WHERE scopes.scope = {table}.scope), 0))",
+                       (int(now) - COARSE_SPAN, oldest))
         # Retries come within minutes: older ids can go (kept to the retention, 7 days of them at 2,000 pods
         # would be 240 million rows).
         db.execute("DELETE FROM batches WHERE t < ?", (now - BATCH_SPAN,))

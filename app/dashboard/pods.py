@@ -122,7 +122,7 @@ class Pod:
                 "resource_seen": self.resource_seen}
 
     @classmethod
-    def from_json(cls, name: str, data: dict[str, Any], recent: str | None, batches: list[str]) -> Pod:
+    def from_json(cls, name: str, data: dict[str, Any], recent: str | None, batches: list[str | bytes]) -> Pod:
         """A pod as history kept it; `recent` (JSON text of its recent exchanges) is decoded when first read."""
         pod = cls(name, str(data["app"]), float(data["first_seen"]))
         pod.namespace = str(data.get("namespace") or "")  # absent in what older versions wrote
@@ -134,7 +134,7 @@ class Pod:
         if recent:
             pod.recent.restore(recent)
         for batch in batches[-BATCH_IDS:]:
-            pod.batches.add(str(batch))
+            pod.batches.add(batch)
         return pod
 
 

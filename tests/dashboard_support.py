@@ -21,7 +21,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from app.core.routes import template
 from app.core.summary import SummaryBuilder
-from app.core.wire import Sample
+from app.core.wire import Sample, parse_stats
+from app.dashboard.aggregate import PodStore
 from app.dashboard.server import DashboardApplication, listen, make_app
 from app.options import DashboardConfig
 from tests.conftest import free_port
@@ -83,6 +84,16 @@ def resource_body(pod: str, *, cpu: float = 25.0, memory: float = 100e6, limit: 
                                      "cpus": [], "cpu_percent": 50.0, "cpu_percent_per_core": [40.0, 60.0],
                                      "memory": {"total": 8e9, "available": 4e9, "used": 4e9, "percent": 50.0},
                                      "container": container}}
+
+
+def make_store(clock: FakeClock, **kwargs: Any) -> PodStore:
+    """A store on a fake clock, with the bounds the store tests assume (an hour kept, stale at 15 s)."""
+    return PodStore(retention=3600, stale_after=15, drop_after=600, clock=clock, **kwargs)
+
+
+def post(store: PodStore, body: dict[str, Any]) -> Any:
+    """A POST /stats body, checked as the server checks it, into `store`."""
+    return store.ingest_stats(parse_stats(body))
 
 
 @dataclass

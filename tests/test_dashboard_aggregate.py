@@ -9,19 +9,11 @@ import ujson
 
 from app.core.histogram import Histogram
 from app.core.wire import parse_resources, parse_stats
-from app.dashboard.aggregate import RECENT_FLUSH, PodStore, Restored, StoreFull
+from app.dashboard.aggregate import RECENT_FLUSH, Restored, StoreFull
 from app.dashboard.batchids import BATCH_IDS, digest
 from app.dashboard.buckets import BucketRow
 from app.dashboard.pods import RECENT_PER_POD
-from tests.dashboard_support import T0, FakeClock, resource_body, sample, stats_body
-
-
-def make_store(clock: FakeClock, **kwargs: Any) -> PodStore:
-    return PodStore(retention=3600, stale_after=15, drop_after=600, clock=clock, **kwargs)
-
-
-def post(store: PodStore, body: dict[str, Any]) -> Any:
-    return store.ingest_stats(parse_stats(body))
+from tests.dashboard_support import T0, FakeClock, make_store, post, resource_body, sample, stats_body
 
 
 def test_counts_come_from_the_summary_not_the_capped_raw_samples() -> None:

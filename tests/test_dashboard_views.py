@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from app.core.wire import parse_resources, parse_stats
-from app.dashboard.aggregate import PodStore
+from app.core.wire import parse_resources
 from app.dashboard.views import POD_ROUTES, RECENT, SLOWEST
-from tests.dashboard_support import T0, FakeClock, resource_body, sample, stats_body
-
-
-def make_store(clock: FakeClock, **kwargs: Any) -> PodStore:
-    return PodStore(retention=3600, stale_after=15, drop_after=600, clock=clock, **kwargs)
-
-
-def post(store: PodStore, body: dict[str, Any]) -> Any:
-    return store.ingest_stats(parse_stats(body))
+from tests.dashboard_support import T0, FakeClock, make_store, post, resource_body, sample, stats_body
 
 
 def test_overview_has_the_protocol_shape() -> None:

@@ -212,6 +212,15 @@ def freeze_row(row: BucketRow) -> bytes:
 def _freeze(count: int, status: int, failures: int, hist: int, total: float, low: float, high: float,
             bytes_in: int, bytes_out: int, cpu_sum: float, cpu_n: int, mem_sum: float, mem_n: int,
             mem_limit: float | None) -> bytes:
+    skip, width, counts, status_len = _pack_counts(status, hist)
+    limit = math.nan if mem_limit is None else mem_limit
+    return _FROZEN.pack(count, failures, bytes_in, bytes_out, cpu_n, mem_n, total, low, high, cpu_sum, mem_sum,
+                        limit, skip, status_len, width) + counts
+
+
+def _pack_counts(status: int, hist: int) -> tuple[int, int, bytes, int]:
+    """(skip, width, status then histogram bytes, status bytes): empty low latency slots left out, each count
+    in the fewest bytes the largest needs."""
     skip = ((hist & -hist).bit_length() - 1) // WIDTH if hist else 0  # empty slots below the first count
     hist >>= skip * WIDTH
     both = hist | status
@@ -219,10 +228,12 @@ def _freeze(count: int, status: int, failures: int, hist: int, total: float, low
     if both.bit_length() <= _SLOTS * WIDTH:
         width = next((w for w, above in _ABOVE.items() if not both & above), 8)
     status_bytes = _narrow(status, width)
-    limit = math.nan if mem_limit is None else mem_limit
-    head = _FROZEN.pack(count, failures, bytes_in, bytes_out, cpu_n, mem_n, total, low, high, cpu_sum, mem_sum,
-                        limit, skip, len(status_bytes), width)
-    return head + status_bytes + _narrow(hist, width)
+    return skip, width, status_bytes + _narrow(hist, width), len(status_bytes)
+
+
+def _unpack_counts(bucket: Bucket, counts: bytes, skip: int, status_len: int, width: int) -> None:
+    bucket.status = _widen(counts[:status_len], width)
+    bucket.hist = _widen(counts[status_len:], width) << (skip * WIDTH)
 
 
 def thaw(frozen: bytes) -> Bucket:
@@ -232,9 +243,7 @@ def thaw(frozen: bytes) -> Bucket:
     if bucket.count:
         bucket.low = low
     bucket.mem_limit = None if math.isnan(limit) else limit
-    start = _FROZEN.size
-    bucket.status = _widen(frozen[start:start + status_len], width)
-    bucket.hist = _widen(frozen[start + status_len:], width) << (skip * WIDTH)
+    _unpack_counts(bucket, frozen[_FROZEN.size:], skip, status_len, width)
     return bucket
 
 
@@ -245,18 +254,10 @@ _POINT = struct.Struct("<IHHdddddHHB")
 
 def freeze_point(bucket: Bucket) -> bytes:
     """A bucket as a series reads it: counts by status and latency, min, max and resources (`thaw_point`)."""
-    hist, status = bucket.hist, bucket.status
-    skip = ((hist & -hist).bit_length() - 1) // WIDTH if hist else 0
-    hist >>= skip * WIDTH
-    both = hist | status
-    width = 8
-    if both.bit_length() <= _SLOTS * WIDTH:
-        width = next((w for w, above in _ABOVE.items() if not both & above), 8)
-    status_bytes = _narrow(status, width)
-    head = _POINT.pack(bucket.count, bucket.cpu_n, bucket.mem_n, bucket.low if bucket.count else math.nan,
+    skip, width, counts, status_len = _pack_counts(bucket.status, bucket.hist)
+    return _POINT.pack(bucket.count, bucket.cpu_n, bucket.mem_n, bucket.low if bucket.count else math.nan,
                        bucket.high, bucket.cpu_sum, bucket.mem_sum,
-                       math.nan if bucket.mem_limit is None else bucket.mem_limit, skip, len(status_bytes), width)
-    return head + status_bytes + _narrow(hist, width)
+                       math.nan if bucket.mem_limit is None else bucket.mem_limit, skip, status_len, width) + counts
 
 
 def thaw_point(frozen: bytes) -> Bucket:
@@ -267,9 +268,7 @@ def thaw_point(frozen: bytes) -> Bucket:
     if bucket.count:
         bucket.low = low
     bucket.mem_limit = None if math.isnan(limit) else limit
-    start = _POINT.size
-    bucket.status = _widen(frozen[start:start + status_len], width)
-    bucket.hist = _widen(frozen[start + status_len:], width) << (skip * WIDTH)
+    _unpack_counts(bucket, frozen[_POINT.size:], skip, status_len, width)
     return bucket
 
 

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import dataclasses
 import os
+import random
 import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -19,10 +20,13 @@ from typing import Any
 import ujson
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
+from app.core.histogram import OVERFLOW
 from app.core.routes import template
 from app.core.summary import SummaryBuilder
 from app.core.wire import Sample, parse_stats
 from app.dashboard.aggregate import PodStore
+from app.dashboard.buckets import Traffic
+from app.dashboard.packed import pack_pairs, pack_status
 from app.dashboard.server import DashboardApplication, listen, make_app
 from app.options import DashboardConfig
 from tests.conftest import free_port
@@ -84,6 +88,21 @@ def resource_body(pod: str, *, cpu: float = 25.0, memory: float = 100e6, limit: 
                                      "cpus": [], "cpu_percent": 50.0, "cpu_percent_per_core": [40.0, 60.0],
                                      "memory": {"total": 8e9, "available": 4e9, "used": 4e9, "percent": 50.0},
                                      "container": container}}
+
+
+def random_cell(rng: random.Random) -> Traffic:
+    """A route cell of up to 40 exchanges, some failed, latencies spread over the histogram."""
+    cell = Traffic()
+    cell.count = rng.randint(0, 40)
+    if cell.count:
+        cell.failures = rng.randint(0, cell.count)
+        cell.status = pack_status({"2xx": cell.count - cell.failures, "5xx": cell.failures})
+        cell.hist = pack_pairs([[rng.randint(0, OVERFLOW), 1] for _ in range(cell.count)])
+        cell.low = rng.lognormvariate(1, 1)
+        cell.high = cell.low + rng.lognormvariate(2, 1.5)
+        cell.total = cell.count * (cell.low + cell.high) / 2 * rng.uniform(0.9, 1.1)
+        cell.bytes_in, cell.bytes_out = rng.randint(0, 10**6), rng.randint(0, 10**9)
+    return cell
 
 
 def make_store(clock: FakeClock, **kwargs: Any) -> PodStore:

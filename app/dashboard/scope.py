@@ -22,7 +22,6 @@ from app.dashboard.buckets import (
     NO_TREND_POINT,
     Bucket,
     BucketRow,
-    RouteStat,
     Slot,
     Traffic,
     Window,
@@ -34,6 +33,7 @@ from app.dashboard.buckets import (
 from app.dashboard.delta import COARSE, MAX_SKEW, TrafficDelta
 from app.dashboard.jsontext import dumps
 from app.dashboard.ring import SlotRing, drop_before, freeze_before
+from app.dashboard.routestat import RouteStat
 from app.dashboard.series import series_columns, series_times, shift_column, trend_columns
 
 FINE_SPAN = 300  # seconds kept at one-second resolution

@@ -6,6 +6,7 @@ clock, where a test says so.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -19,6 +20,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_event_loop() -> Iterator[None]:
+    """An event loop of ours as the current one for the whole run, closed at its end.
+
+    Without it the first `io_loop` fixture (pytest-tornado) asks asyncio for the current loop to
+    restore later, and asyncio makes one up: current from then on, closed by nobody. The first test
+    that drops it (`asyncio.run` ends by setting no loop) let the collector find it unclosed, and its
+    ResourceWarning failed whatever test was running then. Held here, it is never collected open."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def free_port() -> int:

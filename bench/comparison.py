@@ -108,14 +108,7 @@ def checks(scenarios: Sequence[Scenario], table: dict[str, dict[str, Figures]],
         mine, base = row.get(subject), row.get(floor)
         if mine is None or base is None or base.rps == 0:
             continue
-        if sc.big:
-            ratio = mine.bytes_per_second / base.bytes_per_second if base.bytes_per_second else 0.0
-            found.append(Check(f"{sc.name}: throughput vs {floor}", f"{ratio:.2f}x",
-                               f">= {TARGET_FILE_VS_RELAY}x", ratio >= TARGET_FILE_VS_RELAY))
-        else:
-            ratio = mine.rps / base.rps
-            found.append(Check(f"{sc.name}: requests/s vs {floor}", f"{ratio:.2f}x",
-                               f">= {TARGET_RPS_VS_RELAY}x", ratio >= TARGET_RPS_VS_RELAY))
+        found.append(_versus(sc, mine, base, floor, TARGET_FILE_VS_RELAY, TARGET_RPS_VS_RELAY))
     found += _added_and_rss(scenarios, table, subject, direct, TARGET_ADDED_P50_SECONDS, TARGET_RSS_BYTES)
     return found
 
@@ -129,14 +122,8 @@ def checks_vs_nginx(scenarios: Sequence[Scenario], table: dict[str, dict[str, Fi
         mine, theirs = row.get(subject), row.get(nginx)
         if mine is None:
             continue
-        if theirs is not None and sc.big and theirs.bytes_per_second:
-            ratio = mine.bytes_per_second / theirs.bytes_per_second
-            found.append(Check(f"{sc.name}: throughput vs {nginx}", f"{ratio:.2f}x",
-                               f">= {TARGET17_FILE_VS_NGINX}x", ratio >= TARGET17_FILE_VS_NGINX))
-        elif theirs is not None and sc.connections > 1 and theirs.rps:
-            ratio = mine.rps / theirs.rps
-            found.append(Check(f"{sc.name}: requests/s vs {nginx}", f"{ratio:.2f}x",
-                               f">= {TARGET17_RPS_VS_NGINX}x", ratio >= TARGET17_RPS_VS_NGINX))
+        if theirs is not None and (theirs.bytes_per_second if sc.big else sc.connections > 1 and theirs.rps):
+            found.append(_versus(sc, mine, theirs, nginx, TARGET17_FILE_VS_NGINX, TARGET17_RPS_VS_NGINX))
         if not sc.big and sc.connections > 1 and mine.cpu_per_1k is not None:
             per_request = mine.cpu_per_1k / 1000
             found.append(Check(f"{sc.name}: CPU per request", format_seconds(per_request),
@@ -144,6 +131,17 @@ def checks_vs_nginx(scenarios: Sequence[Scenario], table: dict[str, dict[str, Fi
                                per_request <= TARGET17_CPU_PER_REQUEST))
     found += _added_and_rss(scenarios, table, subject, direct, TARGET17_ADDED_P50_SECONDS, TARGET17_RSS_BYTES)
     return found
+
+
+def _versus(sc: Scenario, mine: Figures, theirs: Figures, name: str, file_target: float,
+            rps_target: float) -> Check:
+    """`mine` against `theirs` in one scenario: bytes/s for a big file, requests/s otherwise."""
+    if sc.big:
+        ratio = mine.bytes_per_second / theirs.bytes_per_second if theirs.bytes_per_second else 0.0
+        what, target = "throughput", file_target
+    else:
+        ratio, what, target = mine.rps / theirs.rps, "requests/s", rps_target
+    return Check(f"{sc.name}: {what} vs {name}", f"{ratio:.2f}x", f">= {target}x", ratio >= target)
 
 
 def _added_and_rss(scenarios: Sequence[Scenario], table: dict[str, dict[str, Figures]], subject: str, direct: str,

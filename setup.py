@@ -1,6 +1,8 @@
 """Packaging for Mothership: `pip install .` gives the `mothership` command (same as `python -m app`)."""
 
+import os
 import re
+import tomllib
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -12,6 +14,18 @@ VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "app/__init__.py").read
 # gRPC service and its client (app/demo/grpcservice.py, grpctraffic.py). Without it the demo runs, less its
 # gRPC pod.
 DEMO: list[str] = ["grpcio>=1.60"]
+
+
+def _compiled() -> list:
+    """With MOTHERSHIP_COMPILE=1, the sidecar's hot path compiled to C by mypyc (pyproject.toml's
+    [tool.mothership] compiled); else nothing: the same modules run as Python. The build then needs mypy,
+    a C compiler and Python's headers (`pip install --no-build-isolation`, with mypy installed)."""
+    if os.environ.get("MOTHERSHIP_COMPILE", "") not in ("1", "true", "yes"):
+        return []
+    from mypyc.build import mypycify  # only here: a plain install does not need mypy
+
+    modules = tomllib.loads((HERE / "pyproject.toml").read_text())["tool"]["mothership"]["compiled"]
+    return mypycify(modules, opt_level="3")
 
 
 def _files(folder: str) -> list[str]:
@@ -76,6 +90,7 @@ setup(
             "requests>=2.28",  # tests/test_dashboard_ingest.py: a client that writes its whole body first
         ],
     },
+    ext_modules=_compiled(),
     entry_points={"console_scripts": ["mothership=app.__main__:main_exit"]},
     classifiers=[
         "Programming Language :: Python :: 3",

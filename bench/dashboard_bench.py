@@ -207,7 +207,7 @@ async def watch(args: argparse.Namespace, measure_from: float, end: float, tally
         while time.monotonic() < end:
             try:
                 message = await asyncio.wait_for(ws.read_message(), max(0.1, end - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if message is None:
                 break

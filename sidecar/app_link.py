@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 
-from sidecar.relay_state import RelayState
+from sidecar.first_bytes import FirstBytes
 from sidecar.sides import CONNECTING, Side
 
 log = logging.getLogger("sidecar.connection")
@@ -23,7 +23,7 @@ log = logging.getLogger("sidecar.connection")
 monotonic = time.monotonic
 
 
-class AppLink(RelayState):
+class AppLink(FirstBytes):
     """Dials the app and hands over what waited for it; see the module's docstring."""
 
     __slots__ = ()

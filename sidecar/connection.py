@@ -52,11 +52,11 @@ from typing import TYPE_CHECKING, Final
 from sidecar import detect
 from sidecar.app_link import AppLink
 from sidecar.exchange import Exchange
-from sidecar.first_bytes import DETECT, HTTP1, FirstBytes
+from sidecar.first_bytes import DETECT, HTTP1
 from sidecar.http1.heads import simple_response
 from sidecar.http1.tracker import ExchangeTracker
 from sidecar.opaque import OpaqueTracker
-from sidecar.passthrough import OBSERVED, PassThrough
+from sidecar.passthrough import OBSERVED
 from sidecar.sides import CHUNK, CONNECTING, WAITING, Side
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ REASONS = {400: "Bad Request", 405: "Method Not Allowed", 431: "Request Header F
 monotonic = time.monotonic
 
 
-class ProxiedConnection(AppLink, FirstBytes, PassThrough):
+class ProxiedConnection(AppLink):
     """One client connection, its connection to the app, and the relay between them. `client` is the
     protocol to hand the listening server; the rest follows from its transport's callbacks."""
 

@@ -15,8 +15,7 @@ import time
 
 from sidecar import detect
 from sidecar.opaque import OpaqueTracker
-from sidecar.passthrough import OBSERVED
-from sidecar.relay_state import RelayState
+from sidecar.passthrough import OBSERVED, PassThrough
 
 # How a connection relays: still reading the client's first bytes, framing HTTP/1, or passing bytes as they come.
 DETECT, HTTP1 = 0, 1
@@ -24,7 +23,7 @@ DETECT, HTTP1 = 0, 1
 monotonic = time.monotonic
 
 
-class FirstBytes(RelayState):
+class FirstBytes(PassThrough):
     """Chooses the relay of a connection in `auto` mode; see the module's docstring."""
 
     __slots__ = ()

@@ -3,8 +3,9 @@
 `sidecar.connection.ProxiedConnection` sets it up and frames HTTP/1;
 `sidecar.app_link.AppLink` connects to the app, `sidecar.first_bytes.FirstBytes`
 chooses the protocol and `sidecar.passthrough.PassThrough` relays what is
-not framed. Each part is a mixin over this state, so one connection is one
-object with fixed slots.
+not framed. The parts are one line of classes over this state (single
+inheritance, which mypyc compiles), so one connection is one object with
+fixed slots.
 """
 
 from __future__ import annotations
@@ -52,17 +53,44 @@ class RelayState:
     _lingered: int  # bytes dropped while lingering
     _ended: int  # connection.CLIENT_ENDED or APP_ENDED: that side shut its sending side (half-close); 0: neither
 
-    if TYPE_CHECKING:
-        def _handlers(self) -> tuple[Callable[[bytes], None], Callable[[bytes], None]]: ...
-        def _decide(self, mode: int, protocol: str) -> None: ...
-        def _want_app(self, data: bytes, now: float) -> None: ...
-        def _forward_pending(self, data: bytes) -> None: ...
-        def _unreachable(self) -> None: ...
-        def _unreachable_observed(self) -> None: ...
-        def _client_http1(self, data: bytes) -> None: ...
-        def _client_observed(self, data: bytes) -> None: ...
-        def _app_eof(self) -> None: ...
-        def _app_lost(self, exc: Exception | None) -> None: ...
-        def _app_observed(self, data: bytes) -> None: ...
-        def _failed(self) -> None: ...
-        def close(self, cause: str, linger: bool = False) -> None: ...
+    # What one part calls of another further down the line of inheritance (RelayState <- PassThrough <-
+    # FirstBytes <- AppLink <- ProxiedConnection: one line, as mypyc compiles it). Each is defined below.
+
+    def _handlers(self) -> tuple[Callable[[bytes], None], Callable[[bytes], None]]:
+        raise NotImplementedError
+
+    def _decide(self, mode: int, protocol: str) -> None:
+        raise NotImplementedError
+
+    def _want_app(self, data: bytes, now: float) -> None:
+        raise NotImplementedError
+
+    def _forward_pending(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _unreachable(self) -> None:
+        raise NotImplementedError
+
+    def _unreachable_observed(self) -> None:
+        raise NotImplementedError
+
+    def _client_http1(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _client_observed(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _app_eof(self) -> None:
+        raise NotImplementedError
+
+    def _app_lost(self, exc: Exception | None) -> None:
+        raise NotImplementedError
+
+    def _app_observed(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _failed(self) -> None:
+        raise NotImplementedError
+
+    def close(self, cause: str, linger: bool = False) -> None:
+        raise NotImplementedError

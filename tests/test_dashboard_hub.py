@@ -33,7 +33,7 @@ async def read(ws: WebSocketClientConnection, timeout: float = 5.0) -> dict[str,
 async def nothing_within(ws: WebSocketClientConnection, seconds: float) -> bool:
     try:
         await asyncio.wait_for(ws.read_message(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False
 

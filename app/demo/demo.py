@@ -310,7 +310,7 @@ class Demo:
         while not self.stopping.is_set():
             try:
                 await asyncio.wait_for(self.stopping.wait(), timeout=0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if self._dead_child():
                     return
 

@@ -23,6 +23,7 @@ from sidecar.http1.heads import (
     remember,
     response_memo,
 )
+from sidecar.http1.requests import RequestSide
 from sidecar.http1.state import (
     R_HEAD,
     R_TUNNEL,
@@ -33,14 +34,13 @@ from sidecar.http1.state import (
     S_LENGTH,
     S_TUNNEL,
     S_UNTIL_CLOSE,
-    TrackerState,
 )
 
 _NOTHING: Final[tuple[()]] = ()
 _UNKNOWN: Final[Any] = object()
 
 
-class ResponseSide(TrackerState):
+class ResponseSide(RequestSide):
     """`feed_response(data, now)` returns the exchanges whose response ended in `data`."""
 
     def feed_response(self, data: bytes, now: float) -> Sequence[Exchange]:

@@ -18,12 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sidecar.exchange import Exchange
-from sidecar.http1.requests import RequestSide
 from sidecar.http1.responses import ResponseSide
 from sidecar.http1.state import R_CHUNKED, R_HEAD, R_LENGTH, R_REFUSED, R_WAIT, S_DONE, S_TUNNEL, S_UNTIL_CLOSE
 
 
-class ExchangeTracker(RequestSide, ResponseSide):
+class ExchangeTracker(ResponseSide):
     """Frames both directions of one connection into `Exchange`s.
 
     `feed_request(data, now)` returns the bytes that may go to the app now

@@ -9,6 +9,7 @@ finish, and a final batch is sent before the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -94,9 +95,25 @@ class Sidecar:
             log.info("sidecar stopped")
 
 
+# The collector's youngest generation is collected every this many allocations (Python's default is 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_collector() -> None:
+    """After start-up: what start-up made is frozen out of the collector's passes, and its youngest
+    generation runs every GC_YOUNG_THRESHOLD allocations. An exchange's objects hold no cycles (reference
+    counting frees them); at 700, with 64 connections, the passes over the live connections cost about a
+    tenth of the relay's CPU (README, "Speed"). Cycles are still collected, less often."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 async def serve(config: SidecarConfig) -> int:
     sidecar = Sidecar(config)
     sidecar.start()
+    settle_collector()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)

@@ -332,3 +332,29 @@ def test_a_late_second_sigterm_after_a_complete_drain_still_exits_0(run_app: Any
         time.sleep(0.0005)
     assert proc.wait(10) == 0, f"exit {proc.returncode} after {sent} late SIGTERMs"
     assert receiver.counted() == (1, 0)
+
+
+def test_settle_collector_freezes_start_up_and_spaces_the_young_passes() -> None:
+    import gc
+    import weakref
+
+    from sidecar.main import GC_YOUNG_THRESHOLD, settle_collector
+
+    before = gc.get_threshold()
+    try:
+        settle_collector()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0  # start-up's objects are out of the passes
+        # A cycle made afterwards is still collected.
+        class Node:
+            other: Any = None
+
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

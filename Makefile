@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint bench browser clean pod-image pod-test pod-test-v2
+.PHONY: demo test test-compiled lint bench browser clean pod-image pod-test pod-test-v2
 
 # The demo installs only what it runs (`.[demo]`); the tests install everything (`.[test]`).
 demo: $(DEMO_STAMP)
@@ -21,6 +21,11 @@ test: $(STAMP) browser
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# The sidecar's hot path compiled by mypyc, as the image has it (build/compiled), and the sidecar's tests run
+# against it (.ci/run runs this after `make test`). Needs a C compiler and Python's headers.
+test-compiled: $(STAMP)
+	$(PY) -m bench.compiled --test
 
 bench: $(STAMP)
 	bash bench/run-all.sh

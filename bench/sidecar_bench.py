@@ -5,7 +5,8 @@ The same nginx backend sits behind every target; wrk drives each in turn,
 round after round (A B C D A B C D ...) so that noise spreads over all, at 1,
 16 and 64 connections and with a 1 MiB file. Prints medians across rounds,
 the sidecar's ratios to the others and the targets of issues 2 (against the
-IOStream relay) and 17 (against nginx).
+IOStream relay) and 17 (against nginx). `sidecar` is compiled as the image's
+is (bench/compiled.py builds it once); `pysidecar` is the same code as Python.
 Run: `python -m bench.sidecar_bench [--duration 5 --rounds 3 | --quick]`.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import procstat
+from bench import compiled, procstat
 from bench.comparison import (
     Run,
     Scenario,
@@ -34,7 +35,8 @@ from bench.comparison import (
     render_ratios,
     render_table,
 )
-from bench.fleet import Fleet
+from bench.compiled import CompileError
+from bench.fleet import ROOT, Fleet
 from bench.hotspots import hotspots
 from bench.hotspots import render as render_hotspots
 from bench.stack import (
@@ -55,8 +57,9 @@ from bench.wrk import WrkError, run_wrk, wrk_available
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
 # relay: the bare Tornado IOStream relay; arelay, uvrelay: a bare relay on asyncio transports, on the default
-# loop and on uvloop's (the floor of a relay below IOStream, issue 17).
-TARGETS = ("direct", "nginx", "relay", "arelay", "uvrelay", "sidecar")
+# loop and on uvloop's (the floor of a relay below IOStream, issue 17). sidecar: as the image runs it, its hot
+# path compiled by mypyc (bench.compiled); pysidecar: the same code as Python (a `pip install` or a checkout).
+TARGETS = ("direct", "nginx", "relay", "arelay", "uvrelay", "sidecar", "pysidecar")
 
 
 def scenarios(file_connections: int) -> list[Scenario]:
@@ -157,18 +160,25 @@ def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: b
             services[name] = start_bare_relay(fleet, cores, backend)
         elif name in ("arelay", "uvrelay"):
             services[name] = start_asyncio_relay(fleet, cores, backend, uvloop=name == "uvrelay")
-        elif name == "sidecar":
-            receiver = start_receiver(fleet, cores) if telemetry else None
+        elif name in ("sidecar", "pysidecar"):
+            if receiver is None and telemetry:
+                receiver = start_receiver(fleet, cores)
+            tree = ROOT
+            if name == "sidecar":  # as the image runs it: its hot path compiled by mypyc
+                try:
+                    tree = compiled.build()
+                except CompileError as exc:
+                    notes.append(f"sidecar: not compiled, it runs as Python here: {exc}")
             try:
-                services[name] = start_sidecar(fleet, cores, backend, receiver, stats_interval)
+                services[name] = start_sidecar(fleet, cores, backend, receiver, stats_interval, name=name, tree=tree)
             except StartError as exc:
-                notes.append(f"sidecar left out: {exc}")
+                notes.append(f"{name} left out: {exc}")
                 continue
             if receiver is None:
-                notes.append("sidecar: reporting off (--no-telemetry)")
+                notes.append(f"{name}: reporting off (--no-telemetry)")
             else:
                 fallback = "" if receiver.name == "dashboard" else " (the real dashboard did not start)"
-                notes.append(f"sidecar reports every {stats_interval:g}s to the {receiver.name} "
+                notes.append(f"{name} reports every {stats_interval:g}s to the {receiver.name} "
                              f"on 127.0.0.1:{receiver.port}{fallback}")
     placements = [(backend.pid, cores.backend)]
     placements += [(s.pid, cores.proxy) for name, s in services.items() if name != "direct"]
@@ -247,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     except WrkError as exc:
                         raise SystemExit(f"{name}, {sc.name}: {exc}") from None
                     runs.append(run)
-                    print(f"  round {round_no} {sc.name:<10} {name:<8} {run.rps:>9.0f} req/s  "
+                    print(f"  round {round_no} {sc.name:<10} {name:<9} {run.rps:>9.0f} req/s  "
                           f"p50 {run.p50 * 1e6:>8.0f}us  errors {run.errors}", flush=True)
         table = medians(runs)
         found = checks(plan, table)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.fleet import Fleet, python_argv
+from bench.fleet import ROOT, Fleet, python_argv
 
 HERE = Path(__file__).resolve().parent
 FILE_BYTES = 1024 * 1024
@@ -155,16 +155,18 @@ def start_receiver(fleet: Fleet, cores: Cores, prefer_dashboard: bool = True, da
 
 
 def start_sidecar(fleet: Fleet, cores: Cores, backend: Service, receiver: Service | None,
-                  stats_interval: float = 1.0, extra: Sequence[str] = ()) -> Service:
-    """The sidecar with telemetry on (reporting to `receiver`), or with reporting off when it is None."""
+                  stats_interval: float = 1.0, extra: Sequence[str] = (), name: str = "sidecar",
+                  tree: Path = ROOT) -> Service:
+    """The sidecar with telemetry on (reporting to `receiver`), or with reporting off when it is None; run
+    from `tree` (bench.compiled's tree runs its compiled modules), as the pod `bench-<name>-0-x1y2z`."""
     port, admin = free_port(), free_port()
     dashboard = f"http://127.0.0.1:{receiver.port}" if receiver else ""
-    proc = fleet.start("sidecar", python_argv(
+    proc = fleet.start(name, python_argv(
         "app", "--mode", "sidecar", "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin),
-        "--target-port", str(backend.port), "--dashboard", dashboard, "--pod", "bench-sidecar-0-x1y2z",
-        "--stats-interval", str(stats_interval), *extra), cores.proxy, env=_app_env())
-    wait_for_port(port, proc, fleet, "sidecar")
-    return Service("sidecar", port, proc.pid)
+        "--target-port", str(backend.port), "--dashboard", dashboard, "--pod", f"bench-{name}-0-x1y2z",
+        "--stats-interval", str(stats_interval), *extra), cores.proxy, env=_app_env(), cwd=tree)
+    wait_for_port(port, proc, fleet, name)
+    return Service(name, port, proc.pid)
 
 
 def received(receiver: Service) -> str:

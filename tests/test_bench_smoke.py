@@ -162,7 +162,7 @@ def test_sidecar_bench_quick_run_measures_every_target(tmp_path: Path) -> None:
     done = run_script("bench.sidecar_bench", "--quick", "--json", str(out), timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     medians_ = json.loads(out.read_text())["medians"]
-    expected = {"direct", "nginx", "relay"} | ({"sidecar"} if SIDECAR_BUILT else set())
+    expected = {"direct", "nginx", "relay"} | ({"sidecar", "pysidecar"} if SIDECAR_BUILT else set())
     assert set(medians_) == {"c1", "c16", "c64", "1MiB c4"}
     for scenario, row in medians_.items():
         assert expected <= set(row), (scenario, done.stdout)

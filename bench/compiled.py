@@ -1,0 +1,125 @@
+"""The project as the image runs it: a copy in build/compiled/ whose hot path is compiled by mypyc.
+
+The sources are copied there and setup.py builds, in place and with
+`MOTHERSHIP_COMPILE=1`, the modules pyproject.toml lists under
+`[tool.mothership] compiled`, exactly as the image's wheel does. The copy is
+kept and rebuilt only when a source changed (a digest of them is kept
+beside it). `bench.sidecar_bench` runs its `sidecar` target from this tree
+(`pysidecar` is the same code as Python), and `--test` runs the sidecar's
+tests against the compiled modules (`make test-compiled`, in CI).
+
+    python -m bench.compiled            # build (or reuse) build/compiled, print where
+    python -m bench.compiled --test     # then run the sidecar's tests in it
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TREE = ROOT / "build" / "compiled"
+COPIED = ("app", "sidecar", "static", "templates", "tests", "bench", "setup.py", "pyproject.toml", "README.md",
+          "MANIFEST.in")
+# The tests that exercise the compiled modules: the relay, every protocol's framing and tracker, the
+# telemetry per exchange, and the sidecar process end to end (with real peers: curl, grpcio, hypercorn).
+SIDECAR_TESTS = (
+    "test_http1.py", "test_chunked.py", "test_framing.py", "test_heads.py", "test_exchange.py",
+    "test_exchange_metrics.py", "test_buffer.py", "test_summary.py", "test_histogram.py", "test_routes.py",
+    "test_detect.py", "test_first_bytes.py", "test_opaque.py", "test_passthrough.py", "test_sides.py",
+    "test_proxy.py", "test_http2_blocks.py", "test_http2_frames.py", "test_http2_grpc.py", "test_http2_tracker.py",
+    "test_protocols_grpc.py", "test_protocols_h2c.py", "test_faults.py", "test_hostile_sidecar.py",
+    "test_sidecar_main.py", "test_tls_hello.py", "test_admin.py",
+)
+
+
+class CompileError(RuntimeError):
+    """mypyc, or the C compiler after it, failed (or is missing)."""
+
+
+def compiled_modules() -> list[str]:
+    """pyproject.toml's list: source paths relative to the repository."""
+    modules: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mothership"]["compiled"]
+    return modules
+
+
+def _sources() -> Iterator[Path]:
+    for name in COPIED:
+        path = ROOT / name
+        if path.is_file():
+            yield path
+        else:
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def digest() -> str:
+    """Of every copied file's path and bytes, and of the interpreter: what the build depends on."""
+    h = hashlib.sha256(sys.version.encode())
+    for path in _sources():
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def is_compiled(tree: Path, module: str) -> bool:
+    """Whether `module` (a source path) has its extension beside it in `tree`."""
+    source = tree / module
+    return any(source.parent.glob(f"{source.stem}.*.so"))
+
+
+def build(python: str = sys.executable, quiet: bool = True) -> Path:
+    """The compiled tree, built unless it is up to date; CompileError says why it could not be."""
+    stamp = TREE / ".digest"
+    wanted = digest()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return TREE
+    shutil.rmtree(TREE, ignore_errors=True)
+    TREE.mkdir(parents=True)
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, TREE / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, TREE / name)
+    env = {**os.environ, "MOTHERSHIP_COMPILE": "1"}
+    done = subprocess.run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=TREE, env=env,
+                          capture_output=quiet, text=True, check=False)
+    missing = [m for m in compiled_modules() if not is_compiled(TREE, m)]
+    if done.returncode != 0 or missing:
+        tail = "\n".join((done.stderr or done.stdout or "").strip().splitlines()[-15:])
+        raise CompileError(f"mypyc build in {TREE} failed (exit {done.returncode}; not compiled: "
+                           f"{', '.join(missing) or 'none'}):\n{tail}")
+    stamp.write_text(wanted)
+    return TREE
+
+
+def run_tests(tree: Path, extra: Sequence[str] = ()) -> int:
+    """pytest on SIDECAR_TESTS inside the compiled tree, where its modules shadow nothing but themselves."""
+    tests = [f"tests/{name}" for name in SIDECAR_TESTS]
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, *extra],
+                          cwd=tree, check=False).returncode
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.compiled", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--test", action="store_true", help="run the sidecar's tests against the compiled tree")
+    parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
+    args = parser.parse_args(argv)
+    try:
+        tree = build(quiet=False)
+    except CompileError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"compiled: {len(compiled_modules())} modules in {tree}")
+    return run_tests(tree, args.pytest_args) if args.test else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

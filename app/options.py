@@ -14,11 +14,13 @@ import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from app import __version__
-from app.dashboard.alerts.objectives import Objective, ObjectiveError, load_objectives, parse_latency, parse_success
+
+if TYPE_CHECKING:  # the dashboard's: imported where its flags are read (below), so a sidecar never loads it
+    from app.dashboard.alerts.objectives import Objective
 
 MODES = ("sidecar", "dashboard", "demo", "inject")
 # The sidecar image `inject` puts in pods unless told otherwise: this version's.
@@ -256,6 +258,20 @@ def _hosts(text: str) -> tuple[str, ...]:
     return entries
 
 
+# The objectives' parsers live with the dashboard's alerts; imported when a dashboard flag is read, as the
+# sidecar, which reads this module too, has no use for them (issue 17: its memory).
+def _success(text: str) -> float:
+    from app.dashboard.alerts.objectives import parse_success
+
+    return parse_success(text)
+
+
+def _latency(text: str) -> float:
+    from app.dashboard.alerts.objectives import parse_latency
+
+    return parse_latency(text)
+
+
 def _data_path(text: str) -> str:
     if not text.strip():
         raise ValueError("must be a file path or :memory:")
@@ -322,8 +338,8 @@ DASHBOARD_FLAGS = (
     Flag("drop_after", ("DROP_AFTER",), _duration, "a pod silent this long is dropped (10m)"),
     Flag("max_body_bytes", ("MAX_BODY_BYTES",), _positive_int, "largest POST body accepted (4 MiB)"),
     Flag("allowed_origins", ("ALLOWED_ORIGINS",), _origins, "extra Origins allowed on /ws, comma-separated"),
-    Flag("objective_success", ("OBJECTIVE_SUCCESS",), parse_success, "percent of exchanges that must succeed (99.9)"),
-    Flag("objective_p99", ("OBJECTIVE_P99",), parse_latency, "time within which 99 in 100 exchanges must finish (1s)"),
+    Flag("objective_success", ("OBJECTIVE_SUCCESS",), _success, "percent of exchanges that must succeed (99.9)"),
+    Flag("objective_p99", ("OBJECTIVE_P99",), _latency, "time within which 99 in 100 exchanges must finish (1s)"),
     Flag("objectives", ("OBJECTIVES",), _data_path, "JSON file of per-app objectives"),
     Flag("alertmanager", ("ALERTMANAGER_URL",), _url, "Alertmanager base URL; alerts go to its v2 API"),
     Flag("alert_webhook", ("ALERT_WEBHOOK",), _url, "URL that gets alerts as Alertmanager's webhook message"),
@@ -454,6 +470,8 @@ def _complete_sidecar(config: SidecarConfig) -> SidecarConfig:
 
 
 def _complete_dashboard(config: DashboardConfig) -> DashboardConfig:
+    from app.dashboard.alerts.objectives import Objective, ObjectiveError, load_objectives
+
     default = Objective(success=config.objective_success, p99_ms=config.objective_p99)
     try:
         apps = load_objectives(config.objectives, default).apps

@@ -91,3 +91,18 @@ def set_affinity(pids: Iterable[int], cores: Iterable[int]) -> None:
                 os.sched_setaffinity(tid, allowed)
             except OSError:
                 continue  # the thread ended meanwhile
+
+
+def memory_parts(pid: int) -> tuple[int, int]:
+    """(anonymous, file-backed) resident bytes of one process, from /proc/PID/smaps_rollup: the heap, stacks
+    and arenas it wrote, against the shared libraries and code it mapped; (0, 0) if it is gone."""
+    fields: dict[str, int] = {}
+    try:
+        for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("Rss", "Anonymous"):
+                fields[name] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    anonymous = fields.get("Anonymous", 0)
+    return anonymous, max(0, fields.get("Rss", 0) - anonymous)

@@ -77,6 +77,14 @@ def test_wrk_report_is_read_with_its_units() -> None:
     assert (report.socket_errors, report.bad_status, report.errors) == (3, 1500, 1503)
 
 
+def test_memory_parts_split_a_process_rss_into_anonymous_and_file_backed() -> None:
+    anonymous, file = procstat.memory_parts(os.getpid())
+    rss = procstat.rss_bytes([os.getpid()])
+    assert anonymous > 1_000_000 and file > 1_000_000  # our heap; the interpreter and libraries mapped in
+    assert abs(anonymous + file - rss) < rss * 0.1
+    assert procstat.memory_parts(2**22 + 1) == (0, 0)  # no such process
+
+
 def test_wrk_report_without_the_latency_distribution_is_refused() -> None:
     without = "\n".join(line for line in WRK_REPORT.splitlines() if "%  " not in line and "%    " not in line)
     with pytest.raises(WrkError, match="latency distribution"):
@@ -174,6 +182,18 @@ def test_sidecar_bench_quick_run_measures_every_target(tmp_path: Path) -> None:
     assert medians_["1MiB c4"]["relay"]["bytes_per_second"] > 50e6  # 1 MiB bodies really passed
     assert "median added" in done.stdout or not SIDECAR_BUILT
     assert "cpu s/1k req" in done.stdout
+
+
+@pytest.mark.slow
+def test_rss_bench_quick_run_reads_both_memories_in_every_phase() -> None:
+    require("wrk", "nginx")
+    done = run_script("bench.rss_bench", "--quick", timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for phase in ("idle", "c16", "after"):
+        line = next((row for row in done.stdout.splitlines() if row.startswith(phase + " ")), "")
+        figures = [float(x) for x in re.findall(r"([\d.]+) MB \(", line)]
+        assert len(figures) == 2 and all(10 < mb < 200 for mb in figures), (phase, done.stdout)
+    assert re.search(r"/metrics scraped [1-9]\d* times", done.stdout), done.stdout
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""No import circles among the modules of app/ and sidecar/ (STYLE.md: "no import circles").
+"""No import circles among the modules of app/ and sidecar/ (STYLE.md: "no import circles"), and none of the
+dashboard's modules in a running sidecar.
 
 Imports are read from the source with `ast`, those under `if TYPE_CHECKING:` and inside
 functions included: a type-only or a deferred import that closes a circle still says that
@@ -10,10 +11,13 @@ the list cannot go stale).
 from __future__ import annotations
 
 import ast
+import time
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, sample_app
 
 PACKAGES = ("app", "sidecar")
 
@@ -134,3 +138,32 @@ def test_circles_are_found_through_type_only_deferred_and_relative_imports(tmp_p
     assert circles(graph) == [["pkg.a", "pkg.b"], ["pkg.d", "pkg.sub.c"]]
     graph["pkg.a"].discard("pkg.b")
     assert circles(graph) == [["pkg.d", "pkg.sub.c"]]
+
+
+# Modules no sidecar needs: each one imported is resident memory in every pod (issue 17).
+NOT_IN_SIDECAR = ("app.dashboard", "app.demo", "app.inject")
+
+
+def imported_at_run_time(log: str) -> set[str]:
+    """The modules a process imported, from the lines PYTHONPROFILEIMPORTTIME (`-X importtime`) writes."""
+    return {line.rpartition("|")[2].strip() for line in log.splitlines() if line.startswith("import time:")}
+
+
+def test_a_working_sidecar_imports_no_dashboard_demo_or_inject_module(run_app: Any) -> None:
+    """`python -m app --mode sidecar`, relaying, reporting (to a dashboard that refuses), sampling, probed and
+    scraped: every module it imported over its life, lazy ones included, is read from `-X importtime`."""
+    port, admin, dashboard = free_port(), free_port(), free_port()
+    with sample_app() as (_, target):
+        sidecar = run_app(["--mode", "sidecar", "--host", "127.0.0.1", "--port", str(port), "--admin-port",
+                           str(admin), "--target-port", str(target), "--dashboard", f"http://127.0.0.1:{dashboard}",
+                           "--pod", "shop-1-x", "--stats-interval", "0.2", "--resources-interval", "0.2"],
+                          wait_ports=[port, admin], env={"PYTHONPROFILEIMPORTTIME": "1"})
+        for url in (f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{admin}/metrics",
+                    f"http://127.0.0.1:{admin}/readyz"):
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                assert reply.status == 200, url
+        time.sleep(0.6)  # a few reporting and sampling rounds
+        assert sidecar.stop() == 0, sidecar.output
+    modules = imported_at_run_time(sidecar.output)
+    assert {"sidecar.proxy", "sidecar.report.client", "prometheus_client.exposition"} <= modules, sidecar.output
+    assert sorted(m for m in modules if m.startswith(NOT_IN_SIDECAR)) == []

@@ -155,25 +155,54 @@ def _instructions() -> list[tuple[str, str]]:
     return lines
 
 
+def _stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each stage, its FROM first."""
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, rest in _instructions():
+        if keyword == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((keyword, rest))
+    return stages
+
+
+def _runs(stage: list[tuple[str, str]]) -> str:
+    return " ".join(rest for keyword, rest in stage if keyword == "RUN")
+
+
 def test_containerfile_builds_from_python_and_runs_as_an_arbitrary_uid() -> None:
     instructions = _instructions()
     defaults = dict(rest.split("=", 1) for keyword, rest in instructions if keyword == "ARG" and "=" in rest)
-    (base,) = [rest for keyword, rest in instructions if keyword == "FROM"]
-    assert base == "${BASE_IMAGE}" and "python:3.11" in defaults["BASE_IMAGE"]  # the pod tests give their own base
-    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
-    assert "pip install ." in runs
+    final = _stages()[-1]
+    assert final[0][1] == "${BASE_IMAGE}" and "python:3.11" in defaults["BASE_IMAGE"]  # the pod tests give their own
+    runs = _runs(final)
+    assert "pip install /tmp/dist/mothership-" in runs  # the wheel the builder compiled
     assert "chgrp -R 0" in runs and "chmod -R g=u" in runs  # group 0 owns what an arbitrary UID needs
-    users = [rest for keyword, rest in instructions if keyword == "USER"]
+    users = [rest for keyword, rest in final if keyword == "USER"]
     assert users and users[-1].isdigit() and int(users[-1]) != 0
-    exposed = {int(p) for keyword, rest in instructions if keyword == "EXPOSE" for p in rest.split()}
+    exposed = {int(p) for keyword, rest in final if keyword == "EXPOSE" for p in rest.split()}
     template = yaml.safe_load((ROOT / "openshift-template.yaml").read_text())
     ports = {int(p["containerPort"]) for o in template["objects"] if o["kind"] == "Deployment"
              for c in o["spec"]["template"]["spec"]["containers"] if c["name"] != "app" for p in c["ports"]}
     assert ports <= exposed
-    (command,) = [rest for keyword, rest in instructions if keyword == "CMD"]
-    workdir = [rest for keyword, rest in instructions if keyword == "WORKDIR"][-1]
+    (command,) = [rest for keyword, rest in final if keyword == "CMD"]
+    workdir = [rest for keyword, rest in final if keyword == "WORKDIR"][-1]
     script = yaml.safe_load(command)[0]  # exec form: a JSON list
     assert script.startswith(workdir + "/") and (ROOT / Path(script).name).exists()
+
+
+def test_containerfile_compiles_the_sidecar_in_a_builder_stage_and_ships_no_compiler() -> None:
+    """The builder compiles (mypyc needs mypy, hence no build isolation); the final stage
+    takes only its wheel, and no source in the working directory shadows the compiled modules."""
+    defaults = dict(rest.split("=", 1) for keyword, rest in _instructions() if keyword == "ARG" and "=" in rest)
+    builder, final = _stages()
+    assert builder[0][1] == "${BUILDER_IMAGE} AS builder" and defaults["BUILDER_IMAGE"].endswith("/python:3.11")
+    assert "MOTHERSHIP_COMPILE=1 pip wheel --no-build-isolation --no-deps" in _runs(builder)
+    assert "mypy" in _runs(builder)
+    copies = [rest for keyword, rest in final if keyword == "COPY"]
+    assert "--from=builder /dist/ /tmp/dist/" in copies
+    assert all(rest.startswith("--from=") or rest.split()[0] == "app.sh" for rest in copies), copies
+    assert not any(word in _runs(final) for word in ("gcc", "apt-get", "mypy", "MOTHERSHIP_COMPILE"))
 
 
 @pytest.mark.slow
@@ -182,7 +211,7 @@ def test_containerfile_copies_everything_the_package_needs(tmp_path: Path) -> No
     context = tmp_path / "context"
     context.mkdir()
     for keyword, rest in _instructions():
-        if keyword != "COPY":
+        if keyword != "COPY" or rest.startswith("--from="):  # from another stage, not the context
             continue
         *sources, target = rest.split()
         for source in sources:

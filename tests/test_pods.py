@@ -10,7 +10,9 @@ app's pod, checks that its final batch arrived, and takes it down.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -260,6 +262,41 @@ def test_the_probes_answer(run: PodRun) -> None:
     for name in (run.sidecar_container, run.app_container):
         check = podman("healthcheck", "run", name, check=False)
         assert check.returncode == 0, f"{name}: {check.stdout}{check.stderr}"
+
+
+# One `podman exec` for what the image holds: in the emulated VM each Python start costs seconds.
+INSIDE = """
+import importlib.util, json, shutil, sidecar.connection
+print(json.dumps({
+    "connection": sidecar.connection.__file__,
+    "compilers": [c for c in ("gcc", "cc", "x86_64-linux-gnu-gcc", "clang") if shutil.which(c)],
+    "mypy": importlib.util.find_spec("mypy") is not None,
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def inside_sidecar(run: PodRun) -> dict[str, Any]:
+    """What Python finds in the running sidecar's container, from its working directory as the sidecar does."""
+    return dict(json.loads(podman("exec", run.sidecar_container, "python", "-c", INSIDE).stdout))
+
+
+def test_the_sidecar_runs_compiled(run: PodRun, inside_sidecar: dict[str, Any]) -> None:
+    """The image's sidecar is the one mypyc compiled in the Containerfile's builder stage: its
+    hot path imports as extension modules (no source copy shadows them), and the running
+    sidecar process has mypyc's library loaded, which holds the code of every compiled module
+    (one module of it imports another inside the library, not through the module's own `.so`)."""
+    assert re.search(r"/sidecar/connection\.cpython-[^/]+\.so$", inside_sidecar["connection"]), inside_sidecar
+    host_pid = podman("inspect", run.sidecar_container, "--format", "{{.State.Pid}}").stdout.strip()
+    maps = Path(f"/proc/{host_pid}/maps").read_text()
+    assert re.search(r"/(site|dist)-packages/[0-9a-f]+__mypyc\.cpython-[^/]+\.so$", maps, re.M), \
+        "the running sidecar has no mypyc-compiled code loaded"
+
+
+def test_the_image_has_no_compiler(inside_sidecar: dict[str, Any]) -> None:
+    """The compiler and mypy stayed in the builder stage."""
+    assert inside_sidecar["compilers"] == [], inside_sidecar
+    assert inside_sidecar["mypy"] is False
 
 
 def exit_code(name: str) -> int:

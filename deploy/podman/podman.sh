@@ -1,9 +1,11 @@
 # Sourced by the scripts here: podman with this directory's containers.conf
-# (the machine's /etc/containers is left alone) and the names of the images.
+# (the machine's /etc/containers is left alone) and the names of the images
+# (BUILDER_IMAGE: the base of the Containerfile's builder stage, which compiles).
 # shellcheck shell=bash
 PODMAN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$PODMAN_DIR/containers.conf}"
 BASE_IMAGE="${BASE_IMAGE:-localhost/mothership-base:bookworm}"
+BUILDER_IMAGE="${BUILDER_IMAGE:-localhost/mothership-builder:bookworm}"
 IMAGE="${IMAGE:-localhost/mothership:latest}"
 
 # The machine's own Debian mirror: the first `URIs:` of its deb822 sources,

@@ -1,42 +1,45 @@
 """The sidecar's resident memory beside the bare uvloop relay's, in one run: idle, under wrk load, and after.
 
-Both stand in front of the same nginx backend, pinned as `bench.sidecar_bench`
-pins them; the sidecar reports every second to a real dashboard and its
-`/metrics` is scraped every second, as Prometheus would. For each, the RSS and
-its parts (anonymous: heap, arenas, stacks; file-backed: the interpreter, shared
-libraries and extension modules mapped in) are read from
+The targets are `bench.sidecar_bench`'s, started and pinned as it starts them:
+`uvrelay` (the bare relay on asyncio transports and uvloop), `sidecar` (its hot
+path compiled by mypyc, as the image runs it) and `pysidecar` (the same code as
+Python), both reporting every second to a real dashboard, their `/metrics`
+scraped every second as Prometheus would. Beside them `libraries` is a process
+that imports the libraries the sidecar runs on (asyncio, uvloop, Tornado,
+prometheus-client, psutil) and makes a uvloop loop, and nothing of ours: the
+floor of that design.
+For each, the RSS and its parts (anonymous: heap, arenas, stacks; file-backed:
+the interpreter, shared libraries and extension modules mapped in) are read from
 /proc/PID/smaps_rollup: idle after start-up, at the largest RSS seen under each
 load (sampled every 100 ms) and idle again after it. Our modules are compiled to
-bytecode first, as `pip install` compiles an installed package's (see `with_bytecode`).
+bytecode first, as `pip install` compiles an installed package's (`with_bytecode`).
 Run: `python -m bench.rss_bench [--duration 10] [--connections 16 64] [--quick]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from bench import procstat
+from bench import compiled, procstat
 from bench.fleet import ROOT, Fleet
-from bench.stack import (
-    Cores,
-    Service,
-    free_port,
-    nginx_available,
-    start_asyncio_relay,
-    start_backend,
-    start_receiver,
-    start_sidecar,
-)
+from bench.sidecar_bench import start_targets
+from bench.stack import Cores, Service, nginx_available
 from bench.wrk import run_wrk, wrk_available
 
 MB = 1e6
-SCRAPE_EVERY = 1.0  # seconds between two scrapes of the sidecar's /metrics under load
+SCRAPE_EVERY = 1.0  # seconds between two scrapes of a sidecar's /metrics under load
+SIDECARS = ("sidecar", "pysidecar")
+# The libraries the sidecar imports before any module of ours (uvloop as the loop it runs on).
+LIBRARIES = ("import asyncio, signal, uvloop, tornado.httpserver, tornado.web, tornado.tcpclient, "
+             "prometheus_client, psutil; uvloop.new_event_loop(); signal.sigwait({signal.SIGTERM})")
 
 
 @dataclass(frozen=True)
@@ -94,36 +97,53 @@ class Scraper:
         self.scrapes += 1
 
 
-def with_bytecode() -> None:
+def admin_port(log: str) -> int:
+    """The sidecar's admin port, from its start-up line (`..., admin :9901, ...`)."""
+    found = re.search(r"admin :(\d+)", log)
+    if found is None:
+        raise SystemExit(f"the sidecar's log does not name its admin port:\n{log}")
+    return int(found.group(1))
+
+
+def compiled_tree() -> list[Path]:
+    """bench.compiled's tree, built if it is not up to date (start_targets then finds it so); none if it cannot
+    be built (start_targets then runs `sidecar` as Python and says so)."""
+    try:
+        return [compiled.build()]
+    except compiled.CompileError:
+        return []
+
+
+def with_bytecode(*trees: Path) -> None:
     """Compile app/, sidecar/ and bench/ to bytecode in their __pycache__ folders (ignored by git), so the
     processes started read it. This machine's shell sets PYTHONDONTWRITEBYTECODE and a checkout has no
     __pycache__, so each process would compile our modules from source at start, and the compiler's memory
     stays in its heap (1-1.5 MB of the sidecar's RSS here); a pod runs what `pip install` compiled."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "app", "sidecar", "bench"], cwd=ROOT, check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=120)
+    for tree in trees:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "app", "sidecar", "bench"], cwd=tree, check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=120)
 
 
-def render(rows: Sequence[Row], phases: Sequence[str]) -> str:
-    """One line per phase: each target's RSS (anonymous + file-backed), and the sidecar's excess."""
+def render(rows: Sequence[Row], targets: Sequence[str], phases: Sequence[str]) -> str:
+    """One line per phase: each target's RSS (anonymous + file-backed); then the requests/s of each run."""
     by = {(r.target, r.phase): r for r in rows}
-    lines = [f"{'':<8} {'uvrelay RSS (anon + file)':>28} {'sidecar RSS (anon + file)':>28} {'sidecar - uvrelay':>18}"]
+    lines = [f"{'':<6}" + "".join(f"{t + ' RSS (anon + file)':>29}" for t in targets)]
     for phase in phases:
         cells = []
-        for target in ("uvrelay", "sidecar"):
+        for target in targets:
             row = by.get((target, phase))
-            cells.append(f"{row.memory.rss / MB:6.1f} MB ({row.memory.anonymous / MB:5.1f} + "
+            cells.append(f"{row.memory.rss / MB:5.1f} MB ({row.memory.anonymous / MB:4.1f} + "
                          f"{row.memory.file / MB:4.1f})" if row else "-")
-        relay, sidecar = by.get(("uvrelay", phase)), by.get(("sidecar", phase))
-        excess = f"{(sidecar.memory.rss - relay.memory.rss) / MB:+.1f} MB" if relay and sidecar else "-"
-        lines.append(f"{phase:<8} {cells[0]:>28} {cells[1]:>28} {excess:>18}")
-    rates = [f"{r.target} {r.phase} {r.rps:.0f} req/s" for r in rows if r.rps is not None]
+        lines.append(f"{phase:<6}" + "".join(f"{cell:>29}" for cell in cells))
+    rates = [f"{r.target} {r.phase} {r.rps:.0f}" for r in rows if r.rps is not None]
     if rates:
-        lines.append("(" + ", ".join(rates) + ")")
+        lines.append("(req/s: " + ", ".join(rates) + ")")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.rss_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.rss_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run (10)")
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64], help="wrk connections (16 64)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds idle before each idle reading (3)")
@@ -141,33 +161,32 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with Fleet() as fleet:
         if not args.from_source:
-            with_bytecode()
-        backend = start_backend(fleet, cores)
-        relay = start_asyncio_relay(fleet, cores, backend, uvloop=True)
-        receiver = start_receiver(fleet, cores)
-        admin_port = free_port()  # the later --admin-port wins: the bench scrapes it
-        sidecar = start_sidecar(fleet, cores, backend, receiver, 1.0, ("--admin-port", str(admin_port)))
-        scrape = Scraper(admin_port)
+            with_bytecode(ROOT, *compiled_tree())
+        lineup = start_targets(fleet, ["uvrelay", *SIDECARS], cores, True, 1.0)
+        services = lineup.services
+        floor = fleet.start("libraries", [sys.executable, "-c", LIBRARIES], cores.proxy)
+        services["libraries"] = Service("libraries", 0, floor.pid)
+        scrapers = {name: Scraper(admin_port(fleet.log_tail(name, 50))) for name in SIDECARS if name in services}
         print(f"{cores.describe()}; {'our modules compiled from source' if args.from_source else 'bytecode'}; "
-              f"the sidecar reports every 1s to the {receiver.name}, "
-              f"/metrics scraped every {SCRAPE_EVERY:g}s", flush=True)
-        services = {"uvrelay": relay, "sidecar": sidecar}
+              f"/metrics scraped every {SCRAPE_EVERY:g}s\n{lineup.notes}", flush=True)
         time.sleep(args.settle)
-        scrape()
+        for scrape in scrapers.values():
+            scrape()
         for name, service in services.items():
             rows.append(Row(name, "idle", Memory.of(service.pid)))
         for connections in args.connections:
             for name, service in services.items():
-                memory, rps = largest_under_load(service, connections, args.duration, cores,
-                                                 scrape if name == "sidecar" else None)
+                if name == "libraries":
+                    continue  # it serves nothing: its idle figure is the floor
+                memory, rps = largest_under_load(service, connections, args.duration, cores, scrapers.get(name))
                 rows.append(Row(name, f"c{connections}", memory, rps))
         time.sleep(args.settle)
         for name, service in services.items():
             if not procstat.alive(service.pid):
                 raise SystemExit(f"{name} died during the benchmark:\n{fleet.log_tail(name)}")
             rows.append(Row(name, "after", Memory.of(service.pid)))
-    print(render(rows, phases))
-    print(f"/metrics scraped {scrape.scrapes} times")
+    print(render(rows, list(services), phases))
+    print("/metrics scraped " + ", ".join(f"{name}'s {s.scrapes} times" for name, s in scrapers.items()))
     return 0
 
 

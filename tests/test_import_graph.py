@@ -140,8 +140,9 @@ def test_circles_are_found_through_type_only_deferred_and_relative_imports(tmp_p
     assert circles(graph) == [["pkg.d", "pkg.sub.c"]]
 
 
-# Modules no sidecar needs: each one imported is resident memory in every pod (issue 17).
-NOT_IN_SIDECAR = ("app.dashboard", "app.demo", "app.inject")
+# Modules no sidecar needs: each one imported is resident memory in every pod (issue 17). ujson is the
+# dashboard's: in a sidecar it would map libstdc++ (1.3 MB) for two small encodes a second.
+NOT_IN_SIDECAR = ("app.dashboard", "app.demo", "app.inject", "ujson")
 
 
 def imported_at_run_time(log: str) -> set[str]:
@@ -149,7 +150,7 @@ def imported_at_run_time(log: str) -> set[str]:
     return {line.rpartition("|")[2].strip() for line in log.splitlines() if line.startswith("import time:")}
 
 
-def test_a_working_sidecar_imports_no_dashboard_demo_or_inject_module(run_app: Any) -> None:
+def test_a_working_sidecar_imports_no_dashboard_demo_or_inject_module_nor_ujson(run_app: Any) -> None:
     """`python -m app --mode sidecar`, relaying, reporting (to a dashboard that refuses), sampling, probed and
     scraped: every module it imported over its life, lazy ones included, is read from `-X importtime`."""
     port, admin, dashboard = free_port(), free_port(), free_port()

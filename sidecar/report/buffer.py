@@ -12,13 +12,12 @@ in the next batch's `dropped`. Pure: no I/O, no clock, no Tornado.
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import ujson
 
 from app.core.summary import SummaryBuilder
 from app.core.wire import MAX_SAMPLES, Sample
@@ -168,9 +167,11 @@ class SampleBuffer:
         head: dict[str, Any] = {"pod": self.pod, "app": self.app}
         if self.namespace:
             head["namespace"] = self.namespace
-        body = ujson.dumps({
+        # The standard library's encoder (C): ujson would map libstdc++ into every sidecar for this one
+        # call a batch (about 3 ms for 1,000 samples against ujson's 1; issue 17, its memory).
+        body = json.dumps({
             **head, "batch": batch_id, "dropped": dropped, "stats": samples, "summary": cells,
-        }, escape_forward_slashes=False).encode()
+        }, separators=(",", ":")).encode()
         batch = Batch(id=batch_id, body=body, exchanges=sum(cell["count"] for cell in cells),
                       samples=len(samples), dropped=dropped)
         self._sealed.append(batch)

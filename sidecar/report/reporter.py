@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
 from collections.abc import Callable
-
-import ujson
 
 from app.options import SidecarConfig
 from sidecar.metrics import SidecarMetrics
@@ -227,7 +226,7 @@ class Reporter:
                 log.exception("resource sampling failed")
                 resource = None
             if resource is not None and self.enabled and (self._resource_post is None or self._resource_post.done()):
-                body = ujson.dumps({**self._identity, "resource": resource}, escape_forward_slashes=False).encode()
+                body = json.dumps({**self._identity, "resource": resource}, separators=(",", ":")).encode()
                 self._resource_post = asyncio.ensure_future(self._post_resources(body))
             next_at += self.config.resources_interval
             now = loop.time()

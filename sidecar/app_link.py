@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any, cast
 
 from sidecar.first_bytes import FirstBytes
 from sidecar.sides import CONNECTING, Side
@@ -38,8 +39,8 @@ class AppLink(FirstBytes):
         loop = asyncio.get_running_loop()
         try:
             family, address = (await server.resolver.resolve(config.target_host, config.target_port))[0]
-            await asyncio.wait_for(loop.create_connection(lambda: side, address[0], address[1], family=family),
-                                   config.connect_timeout)
+            made = loop.create_connection(lambda: cast(Any, side), address[0], address[1], family=family)
+            await asyncio.wait_for(made, config.connect_timeout)
         except (TimeoutError, OSError) as exc:
             self._connecting = None
             self.connect_error = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_unavailable"

@@ -38,6 +38,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
@@ -132,7 +133,8 @@ class SidecarServer:
 
     async def _serve(self, sock: socket.socket, backlog: int) -> None:
         # create_server listens again, with the backlog asked for (its own default is 100).
-        listener = await asyncio.get_running_loop().create_server(self._accept, sock=sock, backlog=backlog)
+        accept: Any = self._accept  # makes a Side: a protocol by its methods (sidecar.sides)
+        listener = await asyncio.get_running_loop().create_server(accept, sock=sock, backlog=backlog)
         if self._stopped:
             listener.close()
         else:

@@ -27,9 +27,13 @@ WAITING: Final = 2  # the relay holds what came (behind an Upgrade, after a refu
 CONNECTING: Final = 4  # bytes for the app wait for its connection
 
 
-class Side(asyncio.Protocol):
+class Side:
     """One end's transport and the handlers of what it reads; `peer` is the other end, whose reading its
-    write buffer's fill pauses and resumes."""
+    write buffer's fill pauses and resumes.
+
+    An asyncio protocol by its methods, not by inheritance: both loops only call them, and a class with
+    a Python base (asyncio.Protocol) is one mypyc cannot compile to a native class. So the loops are
+    handed it typed as `Any` (`sidecar.proxy`, `sidecar.app_link`)."""
 
     __slots__ = ("_on_eof", "_on_error", "_on_lost", "_on_made", "holds", "on_data", "peer", "transport")
 

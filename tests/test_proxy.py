@@ -128,14 +128,15 @@ async def test_keep_alive_gives_one_sample_per_request(io_loop: Any, backend: An
             for _ in range(3):
                 sock.sendall(GET)
                 got.append(read_all(sock, len(OK)))
-                time.sleep(0.02)
+                time.sleep(0.2)
             return got
 
     assert await in_thread(three_on_one_connection) == [OK] * 3
     samples = await proxy.wait_samples(3)
     assert [s["response"]["status"] for s in samples] == [200] * 3
-    # Each exchange is timed on its own: none includes the pauses between them.
-    assert all(s["time"] < 20 for s in samples)
+    # Each exchange is timed on its own: none includes the pauses between them. (The pauses are long
+    # enough that load on the machine does not make an exchange itself take as long: 20 ms did once.)
+    assert all(s["time"] < 200 for s in samples)
     assert samples[0]["started"] < samples[1]["started"] < samples[2]["started"]
     assert len(app.peers) == 1
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core.wire import Sample, parse_stats
-from sidecar.report.buffer import SampleBuffer, estimate_bytes
+from sidecar.report.buffer import SampleBuffer, encode_body, estimate_bytes
 
 
 def make_sample(i: int = 0, *, route: str = "/users/{id}", status: int = 200, started: float | None = None,
@@ -34,6 +34,16 @@ def decode(body: bytes) -> dict[str, Any]:
     data = ujson.loads(body)
     assert isinstance(data, dict)
     return data
+
+
+@pytest.mark.parametrize("samples", [0, 1, 3])
+def test_a_body_encoded_piece_by_piece_is_the_json_of_the_whole(samples: int) -> None:
+    head = {"pod": "shop-1-abcde", "app": "shop", "namespace": "ünï/cöde", "batch": "b1", "dropped": 2}
+    stats = [make_sample(i, route="/a/\"{id}\"") for i in range(samples)]
+    cells = [{"second": 1, "count": 3, "histogram": [1, 2]}, {"second": 2, "count": 1}][:samples]
+    body = encode_body(head, stats, cells)
+    assert decode(body) == {**head, "stats": stats, "summary": cells}
+    assert body.isascii() and b": " not in body and b", " not in body  # compact, as ujson's was
 
 
 def test_nothing_to_seal_means_no_batch() -> None:

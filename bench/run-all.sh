@@ -12,6 +12,7 @@ PY=${PYTHON:-.venv/bin/python}
 scripts=(
   "sidecar_bench --duration 3 --rounds 3"
   "soak --minutes 1 --interval 5"
+  "rss_bench --duration 5"
   "dashboard_bench --pods 500,2000 --duration 8 --warmup 3"
   "page_bench --duration 30"
   "sampler_bench --samples 200"

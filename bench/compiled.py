@@ -99,6 +99,17 @@ def build(python: str = sys.executable, quiet: bool = True) -> Path:
     return TREE
 
 
+def sidecar_tree(python: bool = False) -> tuple[Path, str]:
+    """Where a bench runs the sidecar from, and a note for its output: the compiled tree (as the image runs
+    it), or the checkout itself (as Python) when asked or when the tree cannot be built."""
+    if python:
+        return ROOT, "the sidecar runs as Python (--python)"
+    try:
+        return build(), f"the sidecar runs compiled by mypyc, as the image does ({TREE})"
+    except CompileError as exc:
+        return ROOT, f"the sidecar is not compiled, it runs as Python here: {exc}"
+
+
 def run_tests(tree: Path, extra: Sequence[str] = ()) -> int:
     """pytest on SIDECAR_TESTS inside the compiled tree, where its modules shadow nothing but themselves."""
     tests = [f"tests/{name}" for name in SIDECAR_TESTS]

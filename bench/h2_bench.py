@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import procstat
+from bench import compiled, procstat
 from bench.fleet import Fleet
 from bench.stack import (
     Cores,
@@ -143,9 +143,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="seconds per run (5)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every target in turn (3)")
+    parser.add_argument("--python", action="store_true", help="run the sidecar as Python, not compiled as the image")
     args = parser.parse_args(argv)
     cores = Cores.plan()
     runs: dict[tuple[str, str], list[Result]] = {}
+    tree, note = compiled.sidecar_tree(args.python)
+    print(f"# {note}", flush=True)
     with Fleet() as fleet:
         h2_backend = start_nghttpd(fleet, cores)
         h1_backend = start_backend(fleet, cores)
@@ -153,12 +156,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         targets = {
             "direct": (h2_backend, False),
             "relay": (start_bare_relay(fleet, cores, h2_backend), True),
-            "sidecar": (start_sidecar(fleet, cores, h2_backend, receiver), True),
+            "sidecar": (start_sidecar(fleet, cores, h2_backend, receiver, tree=tree), True),
         }
         h1_targets = {
-            "sidecar h1": (start_sidecar(fleet, cores, h1_backend, receiver), True),
-            "sidecar h1 forced": (start_sidecar(fleet, cores, h1_backend, receiver, extra=("--protocol", "http1")),
-                                  True),
+            "sidecar h1": (start_sidecar(fleet, cores, h1_backend, receiver, tree=tree), True),
+            "sidecar h1 forced": (start_sidecar(fleet, cores, h1_backend, receiver, extra=("--protocol", "http1"),
+                                                        tree=tree), True),
             "direct h1": (h1_backend, False),
         }
         print(f"# h2_bench: {args.rounds} rounds x {args.seconds} s; {cores.describe()}", flush=True)

@@ -35,8 +35,7 @@ from bench.comparison import (
     render_ratios,
     render_table,
 )
-from bench.compiled import CompileError
-from bench.fleet import ROOT, Fleet
+from bench.fleet import Fleet
 from bench.hotspots import hotspots
 from bench.hotspots import render as render_hotspots
 from bench.stack import (
@@ -163,12 +162,8 @@ def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: b
         elif name in ("sidecar", "pysidecar"):
             if receiver is None and telemetry:
                 receiver = start_receiver(fleet, cores)
-            tree = ROOT
-            if name == "sidecar":  # as the image runs it: its hot path compiled by mypyc
-                try:
-                    tree = compiled.build()
-                except CompileError as exc:
-                    notes.append(f"sidecar: not compiled, it runs as Python here: {exc}")
+            tree, note = compiled.sidecar_tree(python=name == "pysidecar")
+            notes.append(f"{name}: {note}")
             try:
                 services[name] = start_sidecar(fleet, cores, backend, receiver, stats_interval, name=name, tree=tree)
             except StartError as exc:

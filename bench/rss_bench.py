@@ -105,15 +105,6 @@ def admin_port(log: str) -> int:
     return int(found.group(1))
 
 
-def compiled_tree() -> list[Path]:
-    """bench.compiled's tree, built if it is not up to date (start_targets then finds it so); none if it cannot
-    be built (start_targets then runs `sidecar` as Python and says so)."""
-    try:
-        return [compiled.build()]
-    except compiled.CompileError:
-        return []
-
-
 def with_bytecode(*trees: Path) -> None:
     """Compile app/, sidecar/ and bench/ to bytecode in their __pycache__ folders (ignored by git), so the
     processes started read it. This machine's shell sets PYTHONDONTWRITEBYTECODE and a checkout has no
@@ -161,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with Fleet() as fleet:
         if not args.from_source:
-            with_bytecode(ROOT, *compiled_tree())
+            with_bytecode(*{ROOT, compiled.sidecar_tree()[0]})  # built now, so start_targets finds it built
         lineup = start_targets(fleet, ["uvrelay", *SIDECARS], cores, True, 1.0)
         services = lineup.services
         floor = fleet.start("libraries", [sys.executable, "-c", LIBRARIES], cores.proxy)

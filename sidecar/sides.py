@@ -27,6 +27,10 @@ WAITING: Final = 2  # the relay holds what came (behind an Upgrade, after a refu
 CONNECTING: Final = 4  # bytes for the app wait for its connection
 
 
+def _ignored(*args: object) -> None:
+    """What a lost side does with anything: nothing."""
+
+
 class Side:
     """One end's transport and the handlers of what it reads; `peer` is the other end, whose reading its
     write buffer's fill pauses and resumes.
@@ -79,6 +83,12 @@ class Side:
             self._on_lost(exc)
         except Exception:
             self._on_error()
+        # Nothing calls a lost side again. Its handlers are the connection's bound methods, and the
+        # connection holds its sides: dropped, that cycle is gone and the connection is freed at once,
+        # not at the collector's next pass (which the sidecar spaces out: sidecar.main).
+        self.on_data = self._on_eof = self._on_error = _ignored
+        self._on_made = self._on_lost = _ignored
+        self.peer = None
 
     def pause_writing(self) -> None:
         peer = self.peer

@@ -19,7 +19,8 @@ DEMO: list[str] = ["grpcio>=1.60"]
 def _compiled() -> list:
     """With MOTHERSHIP_COMPILE=1, the sidecar's hot path compiled to C by mypyc (pyproject.toml's
     [tool.mothership] compiled); else nothing: the same modules run as Python. The build then needs mypy,
-    a C compiler and Python's headers (`pip install --no-build-isolation`, with mypy installed)."""
+    a C compiler and Python's headers (`pip install --no-build-isolation`, with mypy installed), and the
+    package's dependencies and type stubs installed too: mypyc type-checks what it compiles, strictly."""
     if os.environ.get("MOTHERSHIP_COMPILE", "") not in ("1", "true", "yes"):
         return []
     from mypyc.build import mypycify  # only here: a plain install does not need mypy

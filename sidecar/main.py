@@ -103,9 +103,8 @@ def settle_collector() -> None:
     """After start-up: what start-up made is frozen out of the collector's passes, and its youngest
     generation runs every GC_YOUNG_THRESHOLD allocations. An exchange's objects hold no cycles (reference
     counting frees them); at 700, with 64 connections, the passes over the live connections cost about a
-    tenth of the relay's CPU (README, "Speed"). Cycles are still collected, less often: a closed
-    connection (it and its sides refer to each other) waits for the next pass, at most that many
-    allocations away."""
+    tenth of the relay's CPU (README, "Speed"). Cycles are still collected, less often; a closed
+    connection leaves none (its sides drop their handlers when lost: sidecar.sides)."""
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()

@@ -338,12 +338,12 @@ def test_settle_collector_freezes_start_up_and_spaces_the_young_passes() -> None
     import gc
     import weakref
 
-    from sidecar.main import GC_YOUNG_THRESHOLD, settle_collector
+    from sidecar.main import GC_MIDDLE_THRESHOLD, GC_OLD_THRESHOLD, GC_YOUNG_THRESHOLD, settle_collector
 
     before = gc.get_threshold()
     try:
         settle_collector()
-        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, GC_MIDDLE_THRESHOLD, GC_OLD_THRESHOLD)
         assert gc.get_freeze_count() > 0  # start-up's objects are out of the passes
         # A cycle made afterwards is still collected.
         class Node:

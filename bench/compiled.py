@@ -80,13 +80,10 @@ def build(python: str = sys.executable, quiet: bool = True) -> Path:
     if stamp.exists() and stamp.read_text() == wanted:
         return TREE
     shutil.rmtree(TREE, ignore_errors=True)
-    TREE.mkdir(parents=True)
-    for name in COPIED:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, TREE / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, TREE / name)
+    for source in _sources():  # what the digest covers, and nothing else
+        copy = TREE / source.relative_to(ROOT)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, copy)
     env = {**os.environ, "MOTHERSHIP_COMPILE": "1"}
     done = subprocess.run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=TREE, env=env,
                           capture_output=quiet, text=True, check=False)

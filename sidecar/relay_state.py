@@ -54,7 +54,8 @@ class RelayState:
     _ended: int  # connection.CLIENT_ENDED or APP_ENDED: that side shut its sending side (half-close); 0: neither
 
     # What one part calls of another further down the line of inheritance (RelayState <- PassThrough <-
-    # FirstBytes <- AppLink <- ProxiedConnection: one line, as mypyc compiles it). Each is defined below.
+    # FirstBytes <- AppLink <- ProxiedConnection: one line, as mypyc compiles it), defined in a part below
+    # some of their callers.
 
     def _handlers(self) -> tuple[Callable[[bytes], None], Callable[[bytes], None]]:
         raise NotImplementedError
@@ -65,28 +66,16 @@ class RelayState:
     def _want_app(self, data: bytes, now: float) -> None:
         raise NotImplementedError
 
-    def _forward_pending(self, data: bytes) -> None:
-        raise NotImplementedError
-
     def _unreachable(self) -> None:
         raise NotImplementedError
 
-    def _unreachable_observed(self) -> None:
-        raise NotImplementedError
-
     def _client_http1(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def _client_observed(self, data: bytes) -> None:
         raise NotImplementedError
 
     def _app_eof(self) -> None:
         raise NotImplementedError
 
     def _app_lost(self, exc: Exception | None) -> None:
-        raise NotImplementedError
-
-    def _app_observed(self, data: bytes) -> None:
         raise NotImplementedError
 
     def _failed(self) -> None:

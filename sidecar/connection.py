@@ -65,16 +65,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LINGER: Final = 3  # mode: an error response went out; what the client still sends is read and dropped
-CLIENT_ENDED, APP_ENDED = 1, 2  # which side shut its sending side first (half-close)
-LINGER_SECONDS = 2.0  # after an error response, how long to read and drop what the client still sends
-LINGER_BYTES = 1 << 20
+CLIENT_ENDED: Final = 1  # which side shut its sending side first (half-close)
+APP_ENDED: Final = 2
+LINGER_SECONDS: Final = 2.0  # after an error response, how long to read and drop what the client still sends
+LINGER_BYTES: Final = 1 << 20
 # Bytes read from a client while the relay holds them (behind an Upgrade, after a refusal) before it
 # stops reading that client: what Tornado's IOStream buffered at most.
 WAIT_LIMIT: Final = 4 * CHUNK
 REASONS = {400: "Bad Request", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
            502: "Bad Gateway", 504: "Gateway Timeout"}
 
-monotonic = time.monotonic
+monotonic: Final = time.monotonic  # a static, not a lookup in the module's namespace, once compiled
 
 
 class ProxiedConnection(AppLink):

@@ -14,6 +14,7 @@ import re
 from typing import Final
 
 from app.core import routes
+from app.core.sample import Record
 from app.core.wire import MAX_TEXT, PROTOCOLS, Sample
 
 
@@ -106,7 +107,8 @@ def method_name(method: bytes) -> str:
 
 
 class SampleMaker:
-    """Makes samples; remembers each raw path's (endpoint, route, file) to keep templating off the hot path.
+    """Makes samples (`record`; calling it makes a wire sample); remembers each raw path's (endpoint, route,
+    file) to keep templating off the hot path.
 
     The route remembered is the template; the cap (the busiest routes, `RouteCap`) is asked on every
     exchange, since it counts them and its answer for a route can change.
@@ -133,6 +135,10 @@ class SampleMaker:
         return known
 
     def __call__(self, ex: Exchange) -> Sample:
+        return self.record(ex).to_sample()
+
+    def record(self, ex: Exchange) -> Record:
+        """The exchange's sample, as a record (the sidecar's hot path: once per exchange)."""
         if ex.protocol:  # HTTP/2, gRPC or opaque; HTTP/1 pays for this test only
             return self._other(ex)
         raw_path, mark, raw_query = ex.target.partition(b"?")
@@ -140,7 +146,7 @@ class SampleMaker:
         route = self.route_cap(route)
         if mark and self.record_query:
             endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
-        return self._sample(ex, endpoint, route, METHODS.get(ex.method, OTHER_METHOD), static,
+        return self._record(ex, endpoint, route, METHODS.get(ex.method, OTHER_METHOD), static,
                             ex.user_agent.startswith(PROBE_AGENT), "http/1.1" if ex.version else "http/1.0")
 
     def _name(self, protocol: str, target: bytes) -> tuple[str, str]:
@@ -157,28 +163,18 @@ class SampleMaker:
         self._names[protocol, target] = (endpoint, route)
         return endpoint, route
 
-    def _sample(self, ex: Exchange, endpoint: str, route: str, method: str, static: bool, probe: bool,
-                protocol: str) -> Sample:
-        t_end = ex.t_end or ex.t_start
+    def _record(self, ex: Exchange, endpoint: str, route: str, method: str, static: bool, probe: bool,
+                protocol: str) -> Record:
+        t_start = ex.t_start
+        t_end = ex.t_end or t_start
         t_first = ex.t_first
-        return {
-            "endpoint": endpoint,
-            "route": route,
-            "method": method,
-            "response": {"status": ex.status, "message": ex.reason},
-            "time": (t_end - ex.t_start) * 1000.0,
-            "ttfb": None if t_first is None else (t_first - ex.t_start) * 1000.0,
-            "started": (ex.t_start + self.clock_offset) * 1000.0,
-            "file": static,
-            "bytes_in": ex.bytes_in,
-            "bytes_out": ex.bytes_out,
-            "probe": probe,
-            "error": ex.error,
-            "protocol": protocol,
-        }
+        return Record(endpoint, route, method, ex.status, ex.reason, (t_end - t_start) * 1000.0,
+                      None if t_first is None else (t_first - t_start) * 1000.0,
+                      (t_start + self.clock_offset) * 1000.0, static, ex.bytes_in, ex.bytes_out, probe, ex.error,
+                      protocol)
 
-    def _other(self, ex: Exchange) -> Sample:
-        """The sample of an HTTP/2 stream, a gRPC call or an opaque connection."""
+    def _other(self, ex: Exchange) -> Record:
+        """The record of an HTTP/2 stream, a gRPC call or an opaque connection."""
         protocol = ex.protocol
         method = METHODS.get(ex.method, OTHER_METHOD)
         static = probe = False
@@ -199,12 +195,11 @@ class SampleMaker:
             if mark and self.record_query:
                 endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
             probe = ex.user_agent.startswith(PROBE_AGENT)
-        sample = self._sample(ex, endpoint, route, method, static, probe, protocol if protocol in PROTOCOLS else "tcp")
+        record = self._record(ex, endpoint, route, method, static, probe, protocol if protocol in PROTOCOLS else "tcp")
         if protocol == "grpc":
-            sample["grpc_status"] = ex.grpc_status
-            sample["grpc_message"] = ex.grpc_message[:MAX_TEXT]
+            record.grpc_status = ex.grpc_status
+            record.grpc_message = ex.grpc_message[:MAX_TEXT]
         elif protocol == "tls" and ex.alpn:
-            sample["alpn"] = ex.alpn[:MAX_TEXT]
-        if ex.untracked:
-            sample["untracked"] = True
-        return sample
+            record.alpn = ex.alpn[:MAX_TEXT]
+        record.untracked = ex.untracked
+        return record

@@ -12,15 +12,17 @@ server-speaks-first protocol, relayed as opaque; a client silent for
 from __future__ import annotations
 
 import time
+from typing import Final
 
 from sidecar import detect
 from sidecar.opaque import OpaqueTracker
 from sidecar.passthrough import OBSERVED, PassThrough
 
 # How a connection relays: still reading the client's first bytes, framing HTTP/1, or passing bytes as they come.
-DETECT, HTTP1 = 0, 1
+DETECT: Final = 0
+HTTP1: Final = 1
 
-monotonic = time.monotonic
+monotonic: Final = time.monotonic  # a static, not a lookup in the module's namespace, once compiled
 
 
 class FirstBytes(PassThrough):

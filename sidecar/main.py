@@ -19,7 +19,7 @@ from collections.abc import Callable
 from tornado.httpserver import HTTPServer
 from tornado.netutil import Resolver
 
-from app.core.wire import Sample
+from app.core.sample import Record
 from app.options import SidecarConfig, display_url
 from sidecar.admin import AdminState, make_admin_app
 from sidecar.metrics import SidecarMetrics
@@ -48,19 +48,19 @@ class Sidecar:
         self.reporter = Reporter(config, self.buffer, self.sampler, self.metrics)
         # With nowhere to send them, exchanges only feed /metrics: a buffer
         # that is never sealed would just fill up and count drops.
-        self._add = self.buffer.add  # bound once: on_sample runs once per exchange
-        self._observe = self.metrics.observe
-        self.server = SidecarServer(config, self.on_sample if config.dashboard else self.metrics.observe)
+        self._add = self.buffer.add_record  # bound once: on_record runs once per exchange
+        self._observe = self.metrics.observe_record
+        self.server = SidecarServer(config, on_record=self.on_record if config.dashboard else self._observe)
         self.admin_state = AdminState(config.target_host, config.target_port)
         self.admin = HTTPServer(make_admin_app(self.metrics.registry, self.admin_state))
         self.metrics.watch(buffer=self.buffer, proxy=lambda: self.server.counters,
                            resources=lambda: self.sampler.latest)
 
-    def on_sample(self, sample: Sample) -> None:
+    def on_record(self, record: Record) -> None:
         """Called by the proxy once per finished exchange, on its hot path (it
         catches, counts and logs what this raises)."""
-        self._add(sample)
-        self._observe(sample)
+        self._add(record)
+        self._observe(record)
 
     def start(self) -> None:
         config = self.config

@@ -21,6 +21,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from app import __version__
+from app.core.sample import Record
 from app.core.wire import Sample
 from sidecar.exchange_metrics import MAX_ROUTES, ExchangeMetrics
 from sidecar.report.buffer import SampleBuffer
@@ -64,7 +65,8 @@ class SidecarMetrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.exchanges = ExchangeMetrics(max_routes)
         self.registry.register(self.exchanges)
-        # The hot path: the proxy calls this once per exchange.
+        # The hot path: the proxy calls observe_record once per exchange; observe takes a wire sample.
+        self.observe_record: Callable[[Record], None] = self.exchanges.observe_record
         self.observe: Callable[[Sample], None] = self.exchanges.observe
         self.posts = Counter("mothership_reporter_posts", "POSTs the dashboard acknowledged (2xx).",
                              ("endpoint",), registry=self.registry)

@@ -3,11 +3,12 @@
 Each client connection becomes a `sidecar.connection.ProxiedConnection`
 (its own connection to the app, the relay and the framing);
 `sidecar.exchange.SampleMaker` turns each exchange it finishes into a sample
-handed to `on_sample`, in batches a few milliseconds later (REPORT_DELAY) or
-when its connection closes, whichever comes first.
+handed to `on_record` (as a `Record`; the sidecar's way) or `on_sample` (as
+a wire sample), in batches a few milliseconds later (REPORT_DELAY) or when
+its connection closes, whichever comes first.
 
 Public surface:
-    server = SidecarServer(config, on_sample)
+    server = SidecarServer(config, on_sample) / SidecarServer(config, on_record=on_record)
     server.listen(port, address, backlog) / server.add_sockets(sockets, backlog)
                                   serve (from within the running loop; as Tornado's TCPServer)
     server.stop()                 stop accepting connections
@@ -23,7 +24,7 @@ Public surface:
         client_closed     exchanges the client abandoned
         bad_requests      requests refused with 400 or 431
         timeouts          {"idle" | "header" | "body": n} connections closed
-        sample_errors     exceptions raised by on_sample (logged, swallowed)
+        sample_errors     exceptions raised by on_record / on_sample (logged, swallowed)
         protocols         {"http1" | "h2" | "tls" | "tcp": n} connections by how they were relayed
                           (an h2c upgrade counts under http1 and h2)
         opaque            {reason: n} connections relayed as opaque, by why (OPAQUE_REASONS)
@@ -38,12 +39,13 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from app.core.routes import RouteCap
+from app.core.sample import Record
 from app.core.wire import Sample
 from app.options import SidecarConfig
 from sidecar.connection import ProxiedConnection
@@ -66,7 +68,7 @@ UPSTREAM_ERRORS = ("upstream_unavailable", "upstream_timeout", "upstream_reset")
 # detect_timeout, an app that spoke first, or --protocol opaque.
 OPAQUE_REASONS = ("tls", "not_http", "client_silent", "server_first", "forced")
 
-monotonic = time.monotonic
+monotonic: Final = time.monotonic  # a static, not a lookup in the module's namespace, once compiled
 
 
 @dataclass
@@ -100,9 +102,14 @@ class ProxyCounters:
 class SidecarServer:
     """Accepts clients, relays each to config.target_host:target_port, and reports every exchange."""
 
-    def __init__(self, config: SidecarConfig, on_sample: Callable[[Sample], None]) -> None:
+    def __init__(self, config: SidecarConfig, on_sample: Callable[[Sample], None] | None = None, *,
+                 on_record: Callable[[Record], None] | None = None) -> None:
         self.config = config
-        self.on_sample = on_sample
+        if on_record is None:
+            if on_sample is None:
+                raise ValueError("SidecarServer needs on_sample or on_record")
+            on_record = _as_samples(on_sample)
+        self.on_record = on_record
         self.counters = ProxyCounters()
         self._connections = self.counters.connections
         self.draining = False
@@ -217,16 +224,16 @@ class SidecarServer:
             self._report_timer = loop.call_later(REPORT_DELAY, self.report)
 
     def report(self) -> None:
-        """Hand every finished exchange's sample to on_sample now."""
+        """Hand every finished exchange's sample over now."""
         if self._report_timer is not None:
             self._report_timer.cancel()
             self._report_timer = None
         batch = self._unreported[:]
         self._unreported.clear()
-        make, on_sample, counters = self.samples, self.on_sample, self.counters
+        make, on_record, counters = self.samples.record, self.on_record, self.counters
         for ex in batch:
             try:
-                on_sample(make(ex))
+                on_record(make(ex))
             except Exception:
                 counters.sample_errors += 1
                 n = counters.sample_errors
@@ -250,3 +257,10 @@ class SidecarServer:
                 elif now > deadline:
                     del self.flushing[side]
                     side.shut(False)
+
+
+def _as_samples(on_sample: Callable[[Sample], None]) -> Callable[[Record], None]:
+    """What hands a record to a callback that takes wire samples."""
+    def take(record: Record) -> None:
+        on_sample(record.to_sample())
+    return take

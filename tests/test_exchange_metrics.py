@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from typing import Any
 
 from hypothesis import given, settings
@@ -20,6 +22,8 @@ from sidecar.exchange_metrics import (
     RPC_DURATION,
     SIZE_BUCKETS,
     ExchangeMetrics,
+    duration_bucket,
+    size_bucket,
 )
 
 LABELS = ("route", "method", "status_class")
@@ -253,3 +257,11 @@ def test_opaque_connections_are_counted_apart_from_http() -> None:
     assert registry.get_sample_value("mothership_opaque_bytes_total", {"protocol": "tcp", "direction": "sent"}) == 20
     # Prometheus's own parser reads it all.
     assert {"mothership_opaque_connections", "mothership_opaque_bytes"} <= set(families(registry))
+
+
+def test_the_bucket_loops_agree_with_bisect_on_every_edge() -> None:
+    durations = [b + d for b in DURATION_BUCKETS for d in (-1e-9, 0.0, 1e-9)] + [-1.0, 0.0, 1e9, math.inf]
+    for seconds in durations:
+        assert duration_bucket(seconds) == bisect_left(DURATION_BUCKETS, seconds), seconds
+    for size in [int(b) + d for b in SIZE_BUCKETS for d in (-1, 0, 1)] + [-5, 0, 1, 1 << 40]:
+        assert size_bucket(size) == bisect_left(SIZE_BUCKETS, size), size

@@ -7,7 +7,16 @@ import random
 
 import pytest
 
-from app.core.histogram import BOUNDS_MS, LOWEST_MS, OVERFLOW, Histogram, bucket_by_log, bucket_of, bucket_range
+from app.core.histogram import (
+    _FIRSTS_ABOVE,
+    BOUNDS_MS,
+    LOWEST_MS,
+    OVERFLOW,
+    Histogram,
+    bucket_by_log,
+    bucket_of,
+    bucket_range,
+)
 
 
 def around(x: float, ulps: int) -> list[float]:
@@ -47,6 +56,15 @@ def test_same_bucket_as_the_formula_everywhere_else() -> None:
     values += [float(n) for n in range(0, 130_000, 7)]
     for x in values:
         assert bucket_of(x) == bucket_by_log(x), x
+
+
+def test_same_bucket_as_the_formula_on_either_side_of_every_edge() -> None:
+    # Where bucket_of's guess from the logarithm must be moved: each bucket's first value above, the float
+    # just below it, and the bound itself.
+    edges = [*_FIRSTS_ABOVE, *BOUNDS_MS]
+    for edge in edges:
+        for x in (math.nextafter(edge, 0.0), edge, math.nextafter(edge, math.inf)):
+            assert bucket_of(x) == bucket_by_log(x), x
 
 
 def test_what_the_formula_refuses_is_refused_alike() -> None:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import math
 import struct
-from bisect import bisect_right
 from collections.abc import Iterable, Mapping
+from typing import Final
 
-LOWEST_MS = 0.05
-GROWTH = 2 ** 0.25
+LOWEST_MS: Final = 0.05
+GROWTH: Final = 2 ** 0.25
 BOUNDS_MS: tuple[float, ...] = tuple(
     LOWEST_MS * GROWTH**i for i in range(math.ceil(math.log(120_000 / LOWEST_MS, GROWTH)) + 1)
 )
-OVERFLOW = len(BOUNDS_MS)  # index of the bucket above the last bound
-_LOG_GROWTH = math.log(GROWTH)
+OVERFLOW: Final = len(BOUNDS_MS)  # index of the bucket above the last bound
+_LOG_GROWTH: Final = math.log(GROWTH)
 
 
 def bucket_by_log(ms: float) -> int:
@@ -51,16 +51,24 @@ def _first_above(index: int) -> float:
 
 # Where each bucket ends, exactly as the formula draws it (the 1e-9 slack
 # included): `bucket_of` bisects these instead of taking a logarithm.
-_FIRSTS_ABOVE: tuple[float, ...] = tuple(_first_above(i) for i in range(OVERFLOW))
-_LAST = _FIRSTS_ABOVE[-1]
+# (Final: compiled, these are statics, not lookups in the module's namespace on every call.)
+_FIRSTS_ABOVE: Final[tuple[float, ...]] = tuple([_first_above(i) for i in range(OVERFLOW)])
+_LAST: Final = _FIRSTS_ABOVE[-1]
 
 
 def bucket_of(ms: float) -> int:
-    """Index of the bucket (upper-bound inclusive) that holds `ms`; the same as `bucket_by_log`, faster."""
+    """Index of the bucket (upper-bound inclusive) that holds `ms`; the same as `bucket_by_log`, faster:
+    the logarithm's guess, moved to where `_FIRSTS_ABOVE` says (`bisect_right` of it, in a step or two)."""
     if ms <= LOWEST_MS:
         return 0
     if ms < _LAST:
-        return bisect_right(_FIRSTS_ABOVE, ms)
+        index = min(int(math.log(ms / LOWEST_MS) / _LOG_GROWTH), OVERFLOW - 1)
+        firsts = _FIRSTS_ABOVE
+        while index > 0 and firsts[index - 1] > ms:
+            index -= 1
+        while firsts[index] <= ms:
+            index += 1
+        return index
     return bucket_by_log(ms)  # the overflow bucket, and what the formula refuses (inf, nan)
 
 

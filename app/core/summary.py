@@ -22,12 +22,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from app.core.histogram import Histogram
-from app.core.sample import FAILURE_ERRORS, Sample, status_class
+from app.core.sample import FAILURE_ERRORS, Record, Sample, status_class
 
 CellKey = tuple[int, str, str, str]  # (epoch second, route, method, protocol or "")
-# Status code -> class, made once: `Cell.add` runs once per exchange. Codes
-# outside 100-599 (and non-integers) are left to `status_class` itself.
-_STATUS_CLASS: dict[int, str] = {code: status_class(code) for code in range(100, 600)}
 
 
 class Cell:
@@ -48,20 +45,22 @@ class Cell:
         return self.hist.count
 
     def add(self, sample: Sample) -> None:
-        code = sample["response"]["status"]
-        klass = _STATUS_CLASS.get(code) if type(code) is int else None
-        if klass is None:
-            klass = status_class(code)
+        self.add_record(Record.from_sample(sample))
+
+    def add_record(self, record: Record) -> None:
+        """One more exchange (this runs once per exchange in a sidecar)."""
+        code = record.status
+        klass = status_class(code)
         status = self.status
         status[klass] = status.get(klass, 0) + 1
-        if code >= 500 or sample.get("error") in FAILURE_ERRORS:  # `is_failure`, spelled out
+        if code >= 500 or record.error in FAILURE_ERRORS:  # `is_failure`, spelled out
             self.failures += 1
-        self.hist.add(sample["time"])
-        self.bytes_in += sample.get("bytes_in") or 0
-        self.bytes_out += sample.get("bytes_out") or 0
+        self.hist.add(record.time)
+        self.bytes_in += record.bytes_in
+        self.bytes_out += record.bytes_out
         grpc = self.grpc
         if grpc is not None:  # a gRPC cell (other protocols pay for this test only)
-            grpc_code = sample.get("grpc_status")
+            grpc_code = record.grpc_status
             if grpc_code is not None:
                 grpc[grpc_code] = grpc.get(grpc_code, 0) + 1
 
@@ -115,12 +114,15 @@ class SummaryBuilder:
         self.cells: dict[CellKey, Cell] = {}
 
     def add(self, sample: Sample) -> None:
-        protocol = sample.get("protocol", "")
-        key = (int(sample["started"] // 1000), sample["route"], sample["method"], protocol)
+        self.add_record(Record.from_sample(sample))
+
+    def add_record(self, record: Record) -> None:
+        protocol = record.protocol
+        key = (int(record.started // 1000), record.route, record.method, protocol)
         cell = self.cells.get(key)
         if cell is None:
             cell = self.cells[key] = Cell(protocol == "grpc")
-        cell.add(sample)
+        cell.add_record(record)
 
     def __len__(self) -> int:
         return len(self.cells)

@@ -13,10 +13,14 @@ from typing import Final
 from sidecar.http1.framing import TCHAR, Refusal
 
 MAX_CHUNK_LINE: Final = 4096  # chunk-size line with extensions
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
-_TRAILER_LINE = re.compile(TCHAR + rb"+:[^\x00-\x08\x0a-\x1f\x7f]*")
+_CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+_TRAILER_LINE: Final = re.compile(TCHAR + rb"+:[^\x00-\x08\x0a-\x1f\x7f]*")
 
-_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+_SIZE: Final = 0  # states (Final: constants once compiled)
+_DATA: Final = 1
+_DATA_END: Final = 2
+_TRAILER: Final = 3
+_DONE: Final = 4
 
 
 class ChunkedBody:

@@ -24,7 +24,7 @@ MEMO_ENTRIES: Final = 512  # per direction; the memo starts afresh when full
 _FIELD_LINE = TCHAR + rb"+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n"
 # The whole request head, checked at once: strict request-line, field lines
 # without obs-fold, without whitespace before the colon, CRLF only.
-_REQUEST_HEAD = re.compile(
+_REQUEST_HEAD: Final = re.compile(
     rb"(?:\r\n)*(" + TCHAR + rb"+) ([^\x00-\x20\x7f]+) HTTP/1\.([01])\r\n(?:" + _FIELD_LINE + rb")*\r\n"
 )
 # For a head still arriving: its first line, and the method before it is complete.
@@ -32,18 +32,18 @@ REQUEST_LINE: Final = re.compile(TCHAR + rb"+ [^\x00-\x20\x7f]+ HTTP/1\.[01]\r")
 METHOD: Final = re.compile(TCHAR + rb"*")
 # Only the fields framing and sampling need; names match in any case and are
 # told apart by their length (10 is Connection or User-Agent).
-_REQUEST_FIELDS = re.compile(
+_REQUEST_FIELDS: Final = re.compile(
     rb"\n((?i:content-length|transfer-encoding|connection|upgrade|user-agent)):[ \t]*([^\r\n]*)")
 # Responses come from the application the sidecar serves: read leniently
 # (bare LF, space before the colon, no reason phrase), as clients do.
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?:[ \t]([^\r\n]*))?\r?\n")
-_RESPONSE_FIELDS = re.compile(rb"\n((?i:content-length|transfer-encoding|connection))[ \t]*:[ \t]*([^\r\n]*)")
+_STATUS_LINE: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?:[ \t]([^\r\n]*))?\r?\n")
+_RESPONSE_FIELDS: Final = re.compile(rb"\n((?i:content-length|transfer-encoding|connection))[ \t]*:[ \t]*([^\r\n]*)")
 
 # method, target, version, keep_alive, upgrade (the protocols asked for, or b""), user agent, body framing
 RequestHead = tuple[bytes, bytes, int, bool, bytes, bytes, int]
 ResponseHead = tuple[int, str, int, bool]  # status, reason, body framing (unless HEAD or CONNECT), keep-alive
-request_memo: dict[bytes, RequestHead] = {}
-response_memo: dict[bytes, ResponseHead | None] = {}
+request_memo: Final[dict[bytes, RequestHead]] = {}
+response_memo: Final[dict[bytes, ResponseHead | None]] = {}
 # A response's framing depends on these methods: their parses are not remembered.
 METHODS_FRAMING_RESPONSES: Final = frozenset((b"HEAD", b"CONNECT"))
 

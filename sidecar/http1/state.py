@@ -10,27 +10,28 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
+from typing import Final
 
 from sidecar.exchange import Exchange
 from sidecar.http1.chunked import ChunkedBody
 from sidecar.http1.heads import MEMO_HEAD_BYTES
 
-# Request side states.
-R_HEAD = 0  # between requests or inside a head (held in _rq_buf)
-R_LENGTH = 1  # a Content-Length body; _rq_left bytes to go
-R_CHUNKED = 2
-R_WAIT = 3  # Upgrade/CONNECT asked: bytes are held until the response decides what they are
-R_TUNNEL = 4
-R_DISCARD = 5  # after a request that closes the connection: nothing more goes on
-R_REFUSED = 6
+# Request side states (Final: compiled, each is a constant, not a lookup in the module's namespace).
+R_HEAD: Final = 0  # between requests or inside a head (held in _rq_buf)
+R_LENGTH: Final = 1  # a Content-Length body; _rq_left bytes to go
+R_CHUNKED: Final = 2
+R_WAIT: Final = 3  # Upgrade/CONNECT asked: bytes are held until the response decides what they are
+R_TUNNEL: Final = 4
+R_DISCARD: Final = 5  # after a request that closes the connection: nothing more goes on
+R_REFUSED: Final = 6
 
 # Response side states.
-S_HEAD = 0
-S_LENGTH = 1
-S_CHUNKED = 2
-S_UNTIL_CLOSE = 3
-S_TUNNEL = 4
-S_DONE = 5  # the connection closes after this response
+S_HEAD: Final = 0
+S_LENGTH: Final = 1
+S_CHUNKED: Final = 2
+S_UNTIL_CLOSE: Final = 3
+S_TUNNEL: Final = 4
+S_DONE: Final = 5  # the connection closes after this response
 
 
 class TrackerState(ABC):

@@ -17,25 +17,28 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+from app.core.sample import Record
 from app.core.summary import SummaryBuilder
 from app.core.wire import MAX_SAMPLES, Sample
 
 # Cheap size estimates (bytes of JSON) for the open batch, so that adding a
 # sample never encodes it: the fixed keys and numbers of a sample come to
 # about 215 bytes; a summary cell is 150-700 bytes depending on its histogram.
-SAMPLE_BASE_BYTES = 220
-CELL_BYTES = 400
+SAMPLE_BASE_BYTES: Final = 220
+CELL_BYTES: Final = 400
 # About 2 MB of JSON at most: well under the dashboard's 4 MiB body limit and
 # the wire format's 50,000 cells.
-MAX_CELLS_PER_BATCH = 5000
+MAX_CELLS_PER_BATCH = 5000  # (not Final: a test lowers it; read once a seal)
 
 
 def estimate_bytes(sample: Sample) -> int:
-    response = sample.get("response")
-    message = response.get("message", "") if response else ""
-    return SAMPLE_BASE_BYTES + len(sample.get("endpoint", "")) + len(sample.get("route", "")) + len(message)
+    return estimate_record_bytes(Record.from_sample(sample))
+
+
+def estimate_record_bytes(record: Record) -> int:
+    return SAMPLE_BASE_BYTES + len(record.endpoint) + len(record.route) + len(record.message)
 
 
 # The standard library's C encoder, compact; ujson would map libstdc++ (1.3 MB) into every sidecar for
@@ -96,7 +99,8 @@ class SampleBuffer:
         self.stats = BufferStats()
         # The open batch.
         self._summary = SummaryBuilder()
-        self._raw: deque[tuple[Sample, int]] = deque()
+        # The newest exchanges' samples, kept as records until sealed (most never are: they are left out).
+        self._raw: deque[tuple[Record, int]] = deque()
         self._raw_bytes = 0
         self._open_exchanges = 0
         # Exchanges lost and not yet reported in a sealed batch's `dropped`.
@@ -109,18 +113,21 @@ class SampleBuffer:
     # --- the hot path: called once per exchange ---------------------------
 
     def add(self, sample: Sample) -> None:
+        self.add_record(Record.from_sample(sample))
+
+    def add_record(self, record: Record) -> None:
         self.stats.recorded += 1
         self._open_exchanges += 1
         summary = self._summary
-        summary.add(sample)
-        size = estimate_bytes(sample)
+        summary.add_record(record)
+        size = estimate_record_bytes(record)
         raw = self._raw
         if len(raw) >= self.max_samples_per_batch:
             # Beyond the cap a sample would be left out when sealing anyway;
             # keeping the newest makes the batch's samples the most recent.
             self._raw_bytes -= raw.popleft()[1]
             self.stats.left_out += 1
-        raw.append((sample, size))
+        raw.append((record, size))
         self._raw_bytes += size
         # `self.bytes`, spelled out: this line runs once per exchange.
         if self._sealed_bytes + self._raw_bytes + len(summary.cells) * CELL_BYTES > self.max_bytes:
@@ -161,7 +168,7 @@ class SampleBuffer:
         if not self.has_open_data:
             return None
         cells = self._summary.drain()
-        samples = [sample for sample, _ in self._raw]
+        samples = [record.to_sample() for record, _ in self._raw]
         chunks = [cells[i:i + MAX_CELLS_PER_BATCH] for i in range(0, len(cells), MAX_CELLS_PER_BATCH)] or [[]]
         batch: Batch | None = None
         for n, chunk in enumerate(chunks):

@@ -1,13 +1,17 @@
-"""Admin port: /healthz, /readyz against a real target socket, and /metrics parsed by prometheus_client."""
+"""Admin port: /healthz, /readyz against a real target socket, /metrics parsed by prometheus_client, and the
+HTTP around them (404, 405, HEAD, keep-alive, caching, what is logged) read as raw bytes off one connection."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
@@ -18,6 +22,8 @@ from sidecar.metrics import MAX_ROUTES, SidecarMetrics
 from sidecar.report.buffer import SampleBuffer
 from tests.conftest import free_port
 from tests.test_buffer import make_sample
+
+TEXT = "text/plain; charset=utf-8"
 
 
 @dataclass
@@ -67,6 +73,23 @@ class Admin:
         assert response.code == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         return {f.name: f for f in text_string_to_metric_families(response.body.decode())}
+
+    async def raw(self, *requests: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+        """Sends `requests` one after another on one connection; each answer's status, headers and body (read
+        by its Content-Length: none after a HEAD, so a body sent after one would garble the next answer)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        answers = []
+        try:
+            for request in requests:
+                writer.write(request)
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                status_line, *lines = head.rstrip("\r\n").split("\r\n")
+                headers = dict(line.split(": ", 1) for line in lines)
+                length = 0 if request.startswith(b"HEAD ") else int(headers["Content-Length"])
+                answers.append((int(status_line.split()[1]), headers, await reader.readexactly(length)))
+        finally:
+            writer.close()
+        return answers
 
 
 @pytest.fixture
@@ -191,3 +214,87 @@ def test_each_sidecar_has_its_own_registry() -> None:
                                        {"route": "/users/{id}", "method": "GET", "status_class": "2xx"}) is None
     assert a.registry.get_sample_value("http_server_requests_total",
                                        {"route": "/users/{id}", "method": "GET", "status_class": "2xx"}) == 1
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_other_paths_are_404_and_other_methods_405_naming_those_allowed(admin: Admin) -> None:
+    answers = await admin.raw(
+        b"GET /healthz/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST /nope HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        b"POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",  # its body read and dropped
+        b"DELETE /metrics HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"OPTIONS /readyz HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"BREW /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /healthz?from=kubelet HTTP/1.1\r\nHost: a\r\n\r\n",  # the query is not part of the path
+    )
+    assert [(status, headers.get("Allow")) for status, headers, _ in answers] == [
+        (404, None), (404, None), (405, "GET, HEAD"), (405, "GET"), (405, "GET, HEAD"), (405, "GET, HEAD"),
+        (200, None)]
+    assert b"/healthz, /readyz and /metrics" in answers[0][2] and answers[2][2] == b"/healthz takes GET and HEAD\n"
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_head_answers_the_probes_length_without_a_body(admin: Admin) -> None:
+    answers = await admin.raw(b"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+                              b"HEAD /readyz HTTP/1.1\r\nHost: a\r\n\r\n",
+                              b"HEAD /metrics HTTP/1.1\r\nHost: a\r\n\r\n",
+                              b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+    (healthz, healthz_headers, _), (readyz, readyz_headers, _), (metrics, _, _), last = answers
+    assert (healthz, healthz_headers["Content-Length"]) == (200, "3")
+    assert readyz == 200 and int(readyz_headers["Content-Length"]) > 0
+    assert metrics == 405  # as before: scrapers GET
+    assert last[0] == 200 and last[2] == b"ok\n"  # nothing left over from the HEADs on the connection
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_every_answer_is_dated_and_never_cached(admin: Admin) -> None:
+    admin.state.draining = True
+    answers = await admin.raw(*(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+                                for path in ("/healthz", "/readyz", "/metrics", "/x")),
+                              b"PUT /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+    assert [status for status, _, _ in answers] == [200, 503, 200, 404, 405]
+    for status, headers, _ in answers:
+        assert headers["Cache-Control"] == "no-store", status  # a probe's answer is only true now
+        assert headers["Date"].endswith(" GMT"), status
+        assert "Etag" not in headers, status  # nothing to revalidate what is never stored
+    types = [headers["Content-Type"] for _, headers, _ in answers]
+    assert types[2].startswith("text/plain; version=0.0.4") and types[:2] + types[3:] == [TEXT] * 4
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_http10_keep_alive_is_kept_and_plain_http10_closed(admin: Admin) -> None:
+    [(status, headers, body)] = await admin.raw(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert (status, headers["Connection"], body) == (200, "Keep-Alive", b"ok\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", admin.port)
+    writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert (await asyncio.wait_for(reader.read(), 5)).endswith(b"\r\n\r\nok\n")  # read to the close
+    writer.close()
+
+
+class Failing:
+    """A collector that raises, as one reading a file that went away would."""
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        raise RuntimeError("the cgroup file went away")
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_only_our_own_failures_are_logged(admin: Admin, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="mothership.sidecar.admin")
+    admin.state.target_port = free_port()  # nothing listens there: readyz says 503, an answer, not a failure
+    quiet = await admin.raw(*(f"{method} {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode() for method, path in (
+        ("GET", "/healthz"), ("HEAD", "/readyz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/x"),
+        ("DELETE", "/metrics"))))
+    assert [status for status, _, _ in quiet] == [200, 503, 503, 200, 404, 405]
+    assert caplog.records == []
+
+    admin.metrics.registry.register(Failing())
+    (status, _, body), (after, _, _) = await admin.raw(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n",
+                                                       b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert (status, after) == (500, 200) and b"log" in body
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.getMessage() == "500 GET /metrics"
+    assert record.exc_info is not None and "cgroup file went away" in str(record.exc_info[1])

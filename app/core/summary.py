@@ -45,24 +45,27 @@ class Cell:
         return self.hist.count
 
     def add(self, sample: Sample) -> None:
-        self.add_record(Record.from_sample(sample))
+        self.count_one(sample["response"]["status"], sample.get("error"), sample["time"],
+                       sample.get("bytes_in") or 0, sample.get("bytes_out") or 0, sample.get("grpc_status"))
 
     def add_record(self, record: Record) -> None:
-        """One more exchange (this runs once per exchange in a sidecar)."""
-        code = record.status
+        self.count_one(record.status, record.error, record.time, record.bytes_in, record.bytes_out,
+                       record.grpc_status)
+
+    def count_one(self, code: int, error: str | None, ms: float, bytes_in: int, bytes_out: int,
+                  grpc_code: int | None) -> None:
+        """One more exchange (once per exchange in a sidecar, and per raw sample in the dashboard)."""
         klass = status_class(code)
         status = self.status
         status[klass] = status.get(klass, 0) + 1
-        if code >= 500 or record.error in FAILURE_ERRORS:  # `is_failure`, spelled out
+        if code >= 500 or error in FAILURE_ERRORS:  # `is_failure`, spelled out
             self.failures += 1
-        self.hist.add(record.time)
-        self.bytes_in += record.bytes_in
-        self.bytes_out += record.bytes_out
+        self.hist.add(ms)
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
         grpc = self.grpc
-        if grpc is not None:  # a gRPC cell (other protocols pay for this test only)
-            grpc_code = record.grpc_status
-            if grpc_code is not None:
-                grpc[grpc_code] = grpc.get(grpc_code, 0) + 1
+        if grpc is not None and grpc_code is not None:  # a gRPC cell (other protocols pay for one test)
+            grpc[grpc_code] = grpc.get(grpc_code, 0) + 1
 
     def merge(self, other: Cell) -> None:
         for klass, n in other.status.items():
@@ -114,15 +117,18 @@ class SummaryBuilder:
         self.cells: dict[CellKey, Cell] = {}
 
     def add(self, sample: Sample) -> None:
-        self.add_record(Record.from_sample(sample))
+        self.cell(int(sample["started"] // 1000), sample["route"], sample["method"],
+                  sample.get("protocol", "")).add(sample)
 
     def add_record(self, record: Record) -> None:
-        protocol = record.protocol
-        key = (int(record.started // 1000), record.route, record.method, protocol)
+        self.cell(int(record.started // 1000), record.route, record.method, record.protocol).add_record(record)
+
+    def cell(self, second: int, route: str, method: str, protocol: str) -> Cell:
+        key = (second, route, method, protocol)
         cell = self.cells.get(key)
         if cell is None:
             cell = self.cells[key] = Cell(protocol == "grpc")
-        cell.add_record(record)
+        return cell
 
     def __len__(self) -> int:
         return len(self.cells)

@@ -264,7 +264,7 @@ def test_h2_tracker_bench_quick_run_times_every_shape() -> None:
 def test_sample_bench_quick_run_times_every_protocol_against_http1() -> None:
     done = run_script("bench.sample_bench", "--quick", timeout=120)
     assert done.returncode == 0, done.stderr
-    rows = dict(re.findall(r"^(\S+)\s+(?:[\d.]+\s+){5}([\d.]+)x$", done.stdout, re.M))
+    rows = dict(re.findall(r"^(\S+)\s+(?:[\d.]+\s+){6}([\d.]+)x$", done.stdout, re.M))
     assert set(rows) == {"http/1.1", "h2", "grpc", "tls", "tcp"} and rows["http/1.1"] == "1.00", done.stdout
 
 

@@ -10,6 +10,9 @@ tests against the compiled modules (`make test-compiled`, in CI).
 
     python -m bench.compiled            # build (or reuse) build/compiled, print where
     python -m bench.compiled --test     # then run the sidecar's tests in it
+
+`build_at(ref)` builds an earlier commit the same way, in build/at-<commit>/,
+for a benchmark that compares before and after in one run.
 """
 
 from __future__ import annotations
@@ -84,16 +87,53 @@ def build(python: str = sys.executable, quiet: bool = True) -> Path:
         copy = TREE / source.relative_to(ROOT)
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, copy)
-    env = {**os.environ, "MOTHERSHIP_COMPILE": "1"}
-    done = subprocess.run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=TREE, env=env,
-                          capture_output=quiet, text=True, check=False)
-    missing = [m for m in compiled_modules() if not is_compiled(TREE, m)]
-    if done.returncode != 0 or missing:
-        tail = "\n".join((done.stderr or done.stdout or "").strip().splitlines()[-15:])
-        raise CompileError(f"mypyc build in {TREE} failed (exit {done.returncode}; not compiled: "
-                           f"{', '.join(missing) or 'none'}):\n{tail}")
+    _compile(TREE, compiled_modules(), python, quiet)
     stamp.write_text(wanted)
     return TREE
+
+
+def build_at(ref: str, python: str = sys.executable, quiet: bool = True) -> Path:
+    """The project as it was at git `ref`, compiled as `build` compiles it (built once per commit)."""
+    tree = export_at(ref)
+    stamp = tree / ".built"
+    if not stamp.exists():
+        modules: list[str] = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["mothership"]["compiled"]
+        _compile(tree, modules, python, quiet)
+        stamp.write_text("compiled\n")
+    return tree
+
+
+def export_at(ref: str) -> Path:
+    """build/at-<commit>/: the files of git `ref` (as `git archive` gives them), kept once exported."""
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=ROOT,
+                           capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        raise CompileError(f"{ref!r} is not a commit in {ROOT}")
+    commit = found.stdout.strip()
+    tree = ROOT / "build" / f"at-{commit[:12]}"
+    done = tree / ".exported"
+    if done.exists():
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise CompileError(f"git archive {commit[:12]} failed: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    done.write_text(commit + "\n")
+    return tree
+
+
+def _compile(tree: Path, modules: Sequence[str], python: str, quiet: bool) -> None:
+    """setup.py's mypyc build, in place in `tree`; CompileError unless every module in `modules` is built."""
+    env = {**os.environ, "MOTHERSHIP_COMPILE": "1"}
+    done = subprocess.run([python, "setup.py", "--quiet", "build_ext", "--inplace"], cwd=tree, env=env,
+                          capture_output=quiet, text=True, check=False)
+    missing = [m for m in modules if not is_compiled(tree, m)]
+    if done.returncode != 0 or missing:
+        tail = "\n".join((done.stderr or done.stdout or "").strip().splitlines()[-15:])
+        raise CompileError(f"mypyc build in {tree} failed (exit {done.returncode}; not compiled: "
+                           f"{', '.join(missing) or 'none'}):\n{tail}")
 
 
 def sidecar_tree(python: bool = False) -> tuple[Path, str]:

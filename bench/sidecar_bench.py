@@ -6,8 +6,10 @@ round after round (A B C D A B C D ...) so that noise spreads over all, at 1,
 16 and 64 connections and with a 1 MiB file. Prints medians across rounds,
 the sidecar's ratios to the others and the targets of issues 2 (against the
 IOStream relay) and 17 (against nginx). `sidecar` is compiled as the image's
-is (bench/compiled.py builds it once); `pysidecar` is the same code as Python.
-Run: `python -m bench.sidecar_bench [--duration 5 --rounds 3 | --quick]`.
+is (bench/compiled.py builds it once); `pysidecar` is the same code as Python;
+`--baseline REF` adds `baseline`, the sidecar as it was at commit REF, compiled
+the same way: before and after in one run.
+Run: `python -m bench.sidecar_bench [--duration 5 --rounds 3 | --quick] [--baseline REF]`.
 """
 
 from __future__ import annotations
@@ -144,8 +146,9 @@ class Lineup:
 
 
 def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: bool,
-                  stats_interval: float) -> Lineup:
-    """Start the backend and each target asked for; a sidecar that cannot start is left out, with a note."""
+                  stats_interval: float, baseline: str | None = None) -> Lineup:
+    """Start the backend and each target asked for; a sidecar that cannot start is left out, with a note.
+    `baseline` (a git ref) is what the target `baseline` runs: the sidecar at that commit, compiled."""
     backend = start_backend(fleet, cores)
     services: dict[str, Service] = {}
     receiver: Service | None = None
@@ -159,10 +162,17 @@ def start_targets(fleet: Fleet, names: Sequence[str], cores: Cores, telemetry: b
             services[name] = start_bare_relay(fleet, cores, backend)
         elif name in ("arelay", "uvrelay"):
             services[name] = start_asyncio_relay(fleet, cores, backend, uvloop=name == "uvrelay")
-        elif name in ("sidecar", "pysidecar"):
+        elif name in ("sidecar", "pysidecar", "baseline"):
             if receiver is None and telemetry:
                 receiver = start_receiver(fleet, cores)
-            tree, note = compiled.sidecar_tree(python=name == "pysidecar")
+            if name == "baseline":
+                try:
+                    tree, note = compiled.build_at(baseline or "HEAD"), f"the sidecar at {baseline}, compiled"
+                except compiled.CompileError as exc:
+                    notes.append(f"baseline left out: {exc}")
+                    continue
+            else:
+                tree, note = compiled.sidecar_tree(python=name == "pysidecar")
             notes.append(f"{name}: {note}")
             try:
                 services[name] = start_sidecar(fleet, cores, backend, receiver, stats_interval, name=name, tree=tree)
@@ -194,6 +204,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--stats-interval", type=float, default=1.0,
                         help="the sidecar's --stats-interval: how often it reports (1 s; its default is 5)")
     parser.add_argument("--no-telemetry", action="store_true", help="run the sidecar with reporting off")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also run the sidecar as it was at this git commit (compiled), as target `baseline`")
     parser.add_argument("--no-pin", action="store_true", help="let the scheduler place every process")
     parser.add_argument("--quick", action="store_true", help="1-second runs, 1 round, no warm-up: a smoke test")
     parser.add_argument("--json", type=Path, help="also write every run and the medians to this file")
@@ -204,7 +216,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.quick:
         args.duration, args.rounds, args.warmup = 1, 1, 0
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(args.targets) - set(TARGETS)
+    if args.baseline and "baseline" not in args.targets:
+        args.targets.append("baseline")
+    if "baseline" in args.targets and not args.baseline:
+        parser.error("--targets baseline: say which commit with --baseline REF")
+    unknown = set(args.targets) - {*TARGETS, "baseline"}
     if unknown or not args.targets:
         parser.error(f"--targets: choose from {','.join(TARGETS)}")
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -224,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = [sc for sc in scenarios(args.file_connections)
             if (sc.name if not sc.big else "file") in args.scenarios]
     with Fleet() as fleet:
-        lineup = start_targets(fleet, args.targets, cores, not args.no_telemetry, args.stats_interval)
+        lineup = start_targets(fleet, args.targets, cores, not args.no_telemetry, args.stats_interval, args.baseline)
         services, receiver, placements = lineup.services, lineup.receiver, lineup.placements
         order = [t for t in args.targets if t in services]
         budget = len(order) * (args.warmup + len(plan) * args.rounds * args.duration)

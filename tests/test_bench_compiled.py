@@ -65,3 +65,19 @@ def test_the_compiled_sidecar_relays_and_counts() -> None:
     counted = [line for line in metrics.splitlines()
                if line.startswith('http_server_requests_total{method="GET",route="/",status_class="2xx"}')]
     assert counted and float(counted[0].rsplit(" ", 1)[1]) == 3.0, metrics
+
+
+def test_an_earlier_commit_is_exported_as_it_was() -> None:
+    tree = compiled.export_at("HEAD~1")
+    commit = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=compiled.ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert tree.name == f"at-{commit[:12]}" and (tree / ".exported").read_text().strip() == commit
+    then = subprocess.run(["git", "show", f"{commit}:sidecar/proxy.py"], cwd=compiled.ROOT, capture_output=True,
+                          check=True).stdout
+    assert (tree / "sidecar" / "proxy.py").read_bytes() == then
+    assert compiled.export_at(commit) == tree  # kept, not exported again
+
+
+def test_what_is_not_a_commit_is_refused_by_name() -> None:
+    with pytest.raises(compiled.CompileError, match="'no-such-ref' is not a commit"):
+        compiled.build_at("no-such-ref")

@@ -184,6 +184,11 @@ def test_sidecar_bench_quick_run_measures_every_target(tmp_path: Path) -> None:
     assert "cpu s/1k req" in done.stdout
 
 
+def test_sidecar_bench_baseline_target_needs_its_commit() -> None:
+    done = run_script("bench.sidecar_bench", "--targets", "nginx,baseline", "--quick", timeout=60)
+    assert done.returncode == 2 and "--baseline REF" in done.stderr, done.stderr
+
+
 @pytest.mark.slow
 def test_rss_bench_quick_run_reads_both_memories_in_every_phase() -> None:
     require("wrk", "nginx")

@@ -18,6 +18,8 @@ for a benchmark that compares before and after in one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -29,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT / "build" / "compiled"
+LOCK = ROOT / "build" / ".compiled.lock"  # one build at a time: two in one tree break each other's
 COPIED = ("app", "sidecar", "static", "templates", "tests", "bench", "setup.py", "pyproject.toml", "README.md",
           "MANIFEST.in")
 # The tests that exercise the compiled modules: the relay, every protocol's framing and tracker, the
@@ -76,8 +79,26 @@ def is_compiled(tree: Path, module: str) -> bool:
     return any(source.parent.glob(f"{source.stem}.*.so"))
 
 
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """Held while a tree is checked or built: a second bench (or test) started meanwhile waits for the
+    first one's build and then finds it done, instead of building into the same files at once."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
 def build(python: str = sys.executable, quiet: bool = True) -> Path:
     """The compiled tree, built unless it is up to date; CompileError says why it could not be."""
+    with exclusive():
+        return _build(python, quiet)
+
+
+def _build(python: str, quiet: bool) -> Path:
     stamp = TREE / ".digest"
     wanted = digest()
     if stamp.exists() and stamp.read_text() == wanted:
@@ -94,6 +115,11 @@ def build(python: str = sys.executable, quiet: bool = True) -> Path:
 
 def build_at(ref: str, python: str = sys.executable, quiet: bool = True) -> Path:
     """The project as it was at git `ref`, compiled as `build` compiles it (built once per commit)."""
+    with exclusive():
+        return _build_at(ref, python, quiet)
+
+
+def _build_at(ref: str, python: str, quiet: bool) -> Path:
     tree = export_at(ref)
     stamp = tree / ".built"
     if not stamp.exists():

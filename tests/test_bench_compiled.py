@@ -81,3 +81,14 @@ def test_an_earlier_commit_is_exported_as_it_was() -> None:
 def test_what_is_not_a_commit_is_refused_by_name() -> None:
     with pytest.raises(compiled.CompileError, match="'no-such-ref' is not a commit"):
         compiled.build_at("no-such-ref")
+
+
+def test_one_build_at_a_time() -> None:
+    # While one process checks or builds a tree, another cannot take the lock (it would wait for it).
+    probe = ("import fcntl, sys; f = open(sys.argv[1], 'a')\n"
+             "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(3)\n")
+    with compiled.exclusive():
+        held = subprocess.run([sys.executable, "-c", probe, str(compiled.LOCK)], check=False)
+    assert held.returncode == 3
+    free = subprocess.run([sys.executable, "-c", probe, str(compiled.LOCK)], check=False)
+    assert free.returncode == 0

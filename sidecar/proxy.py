@@ -105,9 +105,10 @@ class SidecarServer:
     def __init__(self, config: SidecarConfig, on_sample: Callable[[Sample], None] | None = None, *,
                  on_record: Callable[[Record], None] | None = None) -> None:
         self.config = config
+        if (on_sample is None) == (on_record is None):
+            raise ValueError("SidecarServer takes one of on_sample and on_record")
         if on_record is None:
-            if on_sample is None:
-                raise ValueError("SidecarServer needs on_sample or on_record")
+            assert on_sample is not None
             on_record = _as_samples(on_sample)
         self.on_record = on_record
         self.counters = ProxyCounters()

@@ -24,6 +24,7 @@ from tornado.testing import bind_unused_port
 from tornado.web import Application
 from tornado.websocket import WebSocketHandler, websocket_connect
 
+from app.core.sample import Record
 from app.core.wire import Sample
 from app.options import SidecarConfig
 from sidecar import proxy as proxy_module
@@ -801,6 +802,34 @@ async def test_a_failing_callback_does_not_break_the_proxy(
     await eventually(lambda: server.counters.sample_errors == 2)
     assert server.counters.exchanges_total == 2
     assert any("on_sample failed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_server_takes_one_consumer_of_samples() -> None:
+    config = SidecarConfig(target_port=1)
+    with pytest.raises(ValueError, match="one of on_sample and on_record"):
+        SidecarServer(config)
+    with pytest.raises(ValueError, match="one of on_sample and on_record"):
+        SidecarServer(config, print, on_record=print)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_records_reach_on_record_as_the_samples_on_sample_gets(io_loop: Any, backend: Any,
+                                                                    closing: list[Any]) -> None:
+    app = backend(answer(len(GET), OK))
+    records: list[Record] = []
+    samples: list[Sample] = []
+    for consumer in ({"on_record": records.append}, {"on_sample": samples.append}):
+        server = SidecarServer(SidecarConfig(target_port=app.port), **consumer)  # type: ignore[arg-type]
+        sock, port = bind_unused_port()
+        server.add_sockets([sock])
+        closing.append(Closer(server.stop, server.close_all))
+        assert await in_thread(talk, port, GET) == OK
+        await eventually(lambda server=server: server.counters.exchanges_total == 1 and not server.counters.unreported)
+    assert len(records) == len(samples) == 1
+    mine, theirs = records[0].to_sample(), samples[0]
+    assert {k: v for k, v in mine.items() if k not in ("time", "ttfb", "started")} == \
+        {k: v for k, v in theirs.items() if k not in ("time", "ttfb", "started")}
+    assert mine["route"] == "/users/{id}" and mine["response"]["status"] == 200
 
 
 @pytest.mark.gen_test(timeout=10)

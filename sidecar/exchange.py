@@ -141,13 +141,17 @@ class SampleMaker:
         """The exchange's sample, as a record (the sidecar's hot path: once per exchange)."""
         if ex.protocol:  # HTTP/2, gRPC or opaque; HTTP/1 pays for this test only
             return self._other(ex)
-        raw_path, mark, raw_query = ex.target.partition(b"?")
-        endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)
-        route = self.route_cap(route)
-        if mark and self.record_query:
-            endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
+        endpoint, route, static = self._target(ex.target)
         return self._record(ex, endpoint, route, METHODS.get(ex.method, OTHER_METHOD), static,
                             ex.user_agent.startswith(PROBE_AGENT), "http/1.1" if ex.version else "http/1.0")
+
+    def _target(self, target: bytes) -> tuple[str, str, bool]:
+        """(endpoint, route, file) of an HTTP request's target, its route counted by the cap (HTTP/1, h2)."""
+        raw_path, mark, raw_query = target.partition(b"?")
+        endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)
+        if mark and self.record_query:
+            endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
+        return endpoint, self.route_cap(route), static
 
     def _name(self, protocol: str, target: bytes) -> tuple[str, str]:
         """(endpoint, route) of a gRPC call's method path or an opaque connection's server name, remembered."""
@@ -189,11 +193,7 @@ class SampleMaker:
             else:
                 method = OPAQUE_METHODS[protocol]
         else:  # h2: as HTTP/1
-            raw_path, mark, raw_query = ex.target.partition(b"?")
-            endpoint, route, static = self._paths.get(raw_path) or self.describe(raw_path)
-            route = self.route_cap(route)
-            if mark and self.record_query:
-                endpoint = f"{endpoint}?{raw_query.decode('utf-8', 'replace')}"
+            endpoint, route, static = self._target(ex.target)
             probe = ex.user_agent.startswith(PROBE_AGENT)
         record = self._record(ex, endpoint, route, method, static, probe, protocol if protocol in PROTOCOLS else "tcp")
         if protocol == "grpc":

@@ -22,8 +22,7 @@ FAILURE_ERRORS: Final = frozenset(("upstream_unavailable", "upstream_timeout", "
 # whole connections (see the README's wire format for how their endpoint, route and method read).
 PROTOCOLS = ("http/1.1", "http/1.0", "h2", "grpc", "tls", "tcp")
 OPAQUE_PROTOCOLS = frozenset(("tls", "tcp"))
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
-_CLASS_OF_HUNDREDS: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")  # status // 100 - 1 -> its class (100-599)
+STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")  # status // 100 - 1 -> its class (100-599)
 
 
 class Response(TypedDict):
@@ -53,7 +52,7 @@ class Sample(TypedDict, total=False):
 
 
 def status_class(status: int) -> str:
-    return _CLASS_OF_HUNDREDS[status // 100 - 1] if 100 <= status <= 599 else "none"
+    return STATUS_CLASSES[status // 100 - 1] if 100 <= status <= 599 else "none"
 
 
 class Record:
